@@ -1,0 +1,3 @@
+module memstore
+
+go 1.26

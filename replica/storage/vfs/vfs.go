@@ -1,0 +1,52 @@
+// Package vfs is the filesystem seam of memstore's storage: the WAL, the state
+// file and the folder tree reach the disk only through FS, so tests can swap in
+// an in-memory twin that simulates crashes (unsynced data lost, torn writes).
+//
+// The contract follows POSIX: data written to a File is durable only after
+// File.Sync; a created, renamed or removed name is durable only after SyncDir
+// on its parent folder.
+package vfs
+
+import (
+	"io"
+	"os"
+)
+
+// File is an open file. Reads and writes follow os.File.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.Closer
+	// Sync makes the file's written data durable (fdatasync or fsync).
+	Sync() error
+	// Truncate changes the file's size; like a write, it is durable after Sync.
+	Truncate(size int64) error
+	Stat() (os.FileInfo, error)
+}
+
+// FS is the set of filesystem operations storage needs. Names are slash or
+// OS separated paths as accepted by package os.
+type FS interface {
+	// OpenFile opens name with the flags and permissions of os.OpenFile.
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	// Remove removes a file or an empty folder.
+	Remove(name string) error
+	// RemoveAll removes a folder and everything under it.
+	RemoveAll(name string) error
+	// Rename atomically replaces newname by oldname.
+	Rename(oldname, newname string) error
+	// MkdirAll creates a folder and its missing parents.
+	MkdirAll(name string, perm os.FileMode) error
+	// ReadDir lists a folder, sorted by name.
+	ReadDir(name string) ([]os.DirEntry, error)
+	// Lstat describes name without following a symlink.
+	Lstat(name string) (os.FileInfo, error)
+	// SyncDir makes the entries of a folder (creates, renames, removes) durable.
+	SyncDir(name string) error
+}
+
+// Open opens name read-only.
+func Open(fs FS, name string) (File, error) {
+	return fs.OpenFile(name, os.O_RDONLY, 0)
+}
