@@ -1,0 +1,307 @@
+package election
+
+import (
+	"math/rand"
+	"slices"
+
+	"memstore/replica/protocol"
+)
+
+// Coordinator is the group service's state machine. It is not safe for
+// concurrent use: one goroutine owns it.
+type Coordinator struct {
+	cfg Config
+	rng *rand.Rand
+
+	view   protocol.View // the view the store holds, as last learned
+	rev    uint64        // its revision
+	viewAt uint64        // tick the view was learned
+
+	ticks       uint64
+	publishedAt uint64
+	nodes       map[protocol.NodeID]*nodeInfo
+	maxEpoch    uint64 // highest epoch seen: views, promises, rejects, attempts
+
+	attempt *attempt
+	startAt uint64 // tick the next election may start (jitter)
+
+	out Ready
+}
+
+// nodeInfo is what the coordinator knows of one node.
+type nodeInfo struct {
+	heardAt uint64
+	status  protocol.Message
+}
+
+// attempt is one election in progress: prepare(epoch) sent to the members
+// of the next view.
+type attempt struct {
+	epoch     uint64
+	old, next []protocol.NodeID // members of the current and of the next view
+	promises  map[protocol.NodeID]protocol.Point
+	startedAt uint64
+	sentAt    uint64
+	rev       uint64 // revision of the view it replaces
+	cas       bool   // compare-and-set issued, waiting for Stored
+}
+
+// Ready is what the coordinator asks its driver to do.
+type Ready struct {
+	// Messages to send now.
+	Messages []protocol.Message
+	// CAS, if set: write View if the stored revision is still Rev, then
+	// report what the store holds with Stored, whether the write won or not.
+	CAS *CAS
+}
+
+// CAS is a compare-and-set of the view.
+type CAS struct {
+	View protocol.View
+	Rev  uint64
+}
+
+// New starts a coordinator from the view the store holds (zero View and rev
+// 0 if none yet).
+func New(cfg Config, view protocol.View, rev uint64) (*Coordinator, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Coordinator{cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
+		view: view, rev: rev, maxEpoch: view.Epoch, nodes: map[protocol.NodeID]*nodeInfo{}}, nil
+}
+
+// View returns the stored view and its revision as last learned.
+func (c *Coordinator) View() (protocol.View, uint64) { return c.view, c.rev }
+
+// Ready returns what the driver must do now and clears it.
+func (c *Coordinator) Ready() Ready {
+	rd := c.out
+	c.out = Ready{}
+	return rd
+}
+
+// Stored reports what the store holds: after a CAS (won or lost), a read or
+// a watch update. A newer view is adopted and published; a pending CAS ends.
+func (c *Coordinator) Stored(v protocol.View, rev uint64) {
+	if a := c.attempt; a != nil && a.cas {
+		c.attempt = nil // won (v is ours), lost (someone else's), or not done (rev unchanged)
+	}
+	if rev <= c.rev {
+		return
+	}
+	c.attempt = nil // an attempt started from an older view is void
+	c.view, c.rev, c.viewAt = v, rev, c.ticks
+	c.maxEpoch = max(c.maxEpoch, v.Epoch)
+	c.publish()
+}
+
+// Step handles one message from a node.
+func (c *Coordinator) Step(m protocol.Message) {
+	switch m.Type {
+	case protocol.MsgStatus:
+		c.listenToNode(m)
+	case protocol.MsgPromise:
+		c.handlePromise(m)
+	case protocol.MsgReject:
+		c.maxEpoch = max(c.maxEpoch, m.Epoch)
+		if a := c.attempt; a != nil && !a.cas && m.Epoch >= a.epoch {
+			c.attempt = nil
+		}
+	}
+}
+
+// listenToNode records a node's heartbeat (listen_to_new_node for a node
+// that is not a member yet).
+func (c *Coordinator) listenToNode(m protocol.Message) {
+	info := c.nodes[m.From]
+	if info == nil {
+		info = &nodeInfo{}
+		c.nodes[m.From] = info
+	}
+	info.heardAt, info.status = c.ticks, m
+	c.maxEpoch = max(c.maxEpoch, m.Epoch)
+}
+
+// Tick advances the clock: node_status_check, then group_update.
+func (c *Coordinator) Tick() {
+	c.ticks++
+	if c.view.Epoch > 0 && c.ticks-c.publishedAt >= uint64(c.cfg.PublishTicks) {
+		c.publish()
+	}
+	if a := c.attempt; a != nil {
+		switch {
+		case c.ticks-a.startedAt >= 2*uint64(c.cfg.ElectionTicks):
+			c.attempt = nil // even a CAS whose outcome never came back: its rev guards a retry
+		case a.cas:
+		case c.ticks-a.startedAt >= uint64(c.cfg.ElectionTicks):
+			c.attempt = nil
+		case c.ticks-a.sentAt >= uint64(c.cfg.RetryTicks):
+			c.sendPrepare()
+		}
+		return
+	}
+	c.groupUpdate()
+}
+
+// alive reports whether a node was heard from within FailureTicks (every
+// node counts as alive during the first FailureTicks after a start).
+func (c *Coordinator) alive(id protocol.NodeID) bool {
+	info := c.nodes[id]
+	if info == nil {
+		return c.ticks < uint64(c.cfg.FailureTicks)
+	}
+	return c.ticks-info.heardAt < uint64(c.cfg.FailureTicks)
+}
+
+// leading reports whether the view's leader is alive and leads it, giving a
+// new leader ElectionTicks to say so.
+func (c *Coordinator) leading() bool {
+	l := c.view.Leader
+	if l == 0 || !c.alive(l) {
+		return false
+	}
+	if c.ticks-c.viewAt < uint64(c.cfg.ElectionTicks) {
+		return true
+	}
+	st := c.nodes[l].status
+	return st.Leading && st.Epoch == c.view.Epoch
+}
+
+// groupUpdate is node_status_check's decision: elect when there is no
+// leader or it is down, else change the members for a node leaving or a
+// caught-up node joining, one at a time.
+func (c *Coordinator) groupUpdate() {
+	if c.view.Epoch == 0 {
+		var ids []protocol.NodeID
+		for id := range c.nodes {
+			if c.alive(id) && !c.nodes[id].status.Leaving {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) >= c.cfg.Bootstrap {
+			c.elect(ids, ids)
+		}
+		return
+	}
+	members := c.view.Members
+	if !c.leading() {
+		c.elect(members, members)
+		return
+	}
+	for _, id := range members {
+		if info := c.nodes[id]; info != nil && info.status.Leaving && len(members) > 1 {
+			c.elect(members, slices.DeleteFunc(slices.Clone(members), func(m protocol.NodeID) bool { return m == id }))
+			return
+		}
+	}
+	leader := c.nodes[c.view.Leader]
+	if leader == nil {
+		return
+	}
+	commit := leader.status.Commit
+	for id, info := range c.nodes {
+		if !c.view.IsMember(id) && c.alive(id) && !info.status.Leaving && info.status.Last.Seq+c.cfg.JoinLag >= commit {
+			c.elect(members, append(slices.Clone(members), id))
+			return
+		}
+	}
+}
+
+// elect starts the two-phase election of a view with members next, after
+// a jitter; old are the current members.
+func (c *Coordinator) elect(old, next []protocol.NodeID) {
+	up := 0
+	for _, id := range next {
+		if c.alive(id) {
+			up++
+		}
+	}
+	if up <= len(next)/2 {
+		return // no majority to elect with: wait rather than burn epochs
+	}
+	if c.startAt == 0 {
+		c.startAt = c.ticks + uint64(c.rng.Intn(c.cfg.JitterTicks+1))
+	}
+	if c.ticks < c.startAt {
+		return
+	}
+	c.startAt = 0
+	c.maxEpoch++
+	next = slices.Clone(next)
+	slices.Sort(next)
+	c.attempt = &attempt{epoch: c.maxEpoch, old: slices.Clone(old), next: next,
+		promises: map[protocol.NodeID]protocol.Point{}, startedAt: c.ticks, rev: c.rev}
+	if c.cfg.TestingKnobs.SkipPrepare {
+		for _, id := range next {
+			if c.alive(id) && c.nodes[id] != nil {
+				c.attempt.promises[id] = c.nodes[id].status.Last
+			}
+		}
+		if len(c.attempt.promises) > 0 {
+			c.choose()
+		}
+		return
+	}
+	c.sendPrepare()
+}
+
+// sendPrepare sends prepare(epoch) to the members of the next view that
+// have not promised yet.
+func (c *Coordinator) sendPrepare() {
+	a := c.attempt
+	a.sentAt = c.ticks
+	for _, id := range a.next {
+		if _, ok := a.promises[id]; !ok {
+			c.out.Messages = append(c.out.Messages, protocol.Message{Type: protocol.MsgPrepare,
+				From: c.cfg.ID, To: id, Epoch: a.epoch})
+		}
+	}
+}
+
+func (c *Coordinator) handlePromise(m protocol.Message) {
+	a := c.attempt
+	if a == nil || a.cas || m.Epoch != a.epoch || !slices.Contains(a.next, m.From) {
+		return // late, duplicated or foreign
+	}
+	a.promises[m.From] = m.Last
+	if c.cfg.TestingKnobs.FirstPromise || (c.majority(a.old) && c.majority(a.next)) {
+		c.choose()
+	}
+}
+
+// majority reports whether a majority of members promised.
+func (c *Coordinator) majority(members []protocol.NodeID) bool {
+	n := 0
+	for _, id := range members {
+		if _, ok := c.attempt.promises[id]; ok {
+			n++
+		}
+	}
+	return n > len(members)/2
+}
+
+// choose names the promiser with the most up-to-date log (highest last
+// epoch, then last seq; ties to the lowest id) and asks to write the view.
+func (c *Coordinator) choose() {
+	a := c.attempt
+	var best protocol.NodeID
+	var bestLast protocol.Point
+	for _, id := range a.next {
+		last, ok := a.promises[id]
+		if ok && (best == 0 || bestLast.Less(last)) {
+			best, bestLast = id, last
+		}
+	}
+	a.cas = true
+	c.out.CAS = &CAS{View: protocol.View{Epoch: a.epoch, Leader: best, Members: a.next}, Rev: a.rev}
+}
+
+// publish multicasts the stored view to every node.
+func (c *Coordinator) publish() {
+	c.publishedAt = c.ticks
+	v := c.view
+	v.Members = slices.Clone(v.Members)
+	c.out.Messages = append(c.out.Messages, protocol.Message{Type: protocol.MsgView,
+		From: c.cfg.ID, To: protocol.Multicast, Epoch: v.Epoch, View: &v})
+}

@@ -1,0 +1,147 @@
+package protocol
+
+import (
+	"fmt"
+	"slices"
+)
+
+// fromCurrentLeader checks a message sent by a leader: an older epoch than
+// the promise is refused (the sender learns it is stale); a newer one is
+// adopted, since only the leader of that epoch's view sends such messages.
+func (n *Node) fromCurrentLeader(m Message) bool {
+	if m.Epoch < n.hs.Epoch {
+		n.send(Message{Type: MsgReject, To: m.From, Epoch: n.hs.Epoch})
+		return false
+	}
+	if m.Epoch > n.epoch {
+		n.adopt(m.Epoch, m.From)
+	}
+	if n.lead != nil || (n.leader != 0 && n.leader != m.From) {
+		panic(fmt.Sprintf("protocol: node %d sees two leaders in epoch %d: %d and %d (leading=%v)",
+			n.id, m.Epoch, n.leader, m.From, n.lead != nil))
+	}
+	n.leader = m.From
+	return true
+}
+
+// handleAppend is listen_to_leader: accept a batch only for the current
+// epoch and only if the log holds (prev_epoch, prev_seq); drop a conflicting
+// uncommitted suffix; learn the commit seq.
+func (n *Node) handleAppend(m Message) {
+	if !n.fromCurrentLeader(m) {
+		return
+	}
+	ok := m.Prev.Seq <= n.commit || n.log.has(m.Prev)
+	if n.cfg.TestingKnobs.SkipPrevCheck {
+		ok = m.Prev.Seq <= n.log.lastSeq()
+	}
+	if !ok {
+		n.requestCatchUp()
+		return
+	}
+	var fresh []Entry
+	for i, e := range m.Entries {
+		if e.Seq <= n.commit {
+			continue
+		}
+		if e.Seq <= n.log.lastSeq() {
+			if t, _ := n.log.term(e.Seq); t == e.Epoch {
+				continue
+			}
+			n.truncateAfter(e.Seq - 1)
+		}
+		fresh = m.Entries[i:]
+		break
+	}
+	n.log.append(fresh...)
+	n.persistEntries(fresh)
+	n.match = max(n.match, m.Prev.Seq+uint64(len(m.Entries)))
+	n.commit = max(n.commit, min(m.Commit, n.match))
+	switch {
+	case n.match >= m.Last.Seq:
+		n.catchingUp = false
+	case m.To != Multicast:
+		n.sendCatchUp() // pull the next chunk
+	}
+	if len(fresh) == 0 || n.cfg.TestingKnobs.AckBeforeDurable {
+		n.sendAck()
+	}
+}
+
+// sendAck tells the leader how far this node durably holds its log.
+func (n *Node) sendAck() {
+	if n.lead != nil || n.leader == 0 || n.epoch != n.hs.Epoch {
+		return
+	}
+	seq := min(n.durable, n.match)
+	if n.cfg.TestingKnobs.AckBeforeDurable {
+		seq = n.match
+	} else if n.durableEpoch < n.epoch {
+		return
+	}
+	if seq > 0 {
+		n.send(Message{Type: MsgAck, To: n.leader, Epoch: n.epoch, Seq: seq})
+	}
+}
+
+func (n *Node) requestCatchUp() {
+	if n.catchingUp && n.ticks-n.catchUpAt < uint64(n.cfg.RetryTicks) {
+		return
+	}
+	n.sendCatchUp()
+}
+
+// sendCatchUp is get_master_copy_from_leader: ask the leader for entries
+// after this log's end.
+func (n *Node) sendCatchUp() {
+	if n.leader == 0 || n.lead != nil || n.snapshot {
+		return
+	}
+	n.catchingUp, n.catchUpAt = true, n.ticks
+	n.send(Message{Type: MsgCatchUp, To: n.leader, Epoch: n.epoch, Last: n.log.last(), Commit: n.commit})
+}
+
+func (n *Node) handleSnapshotNeeded(m Message) {
+	if !n.fromCurrentLeader(m) || n.snapshot {
+		return
+	}
+	n.snapshot = true
+	n.out.Snapshot = &SnapshotRequest{Leader: m.From, Epoch: m.Epoch, Seq: m.Seq}
+}
+
+// SnapshotDone reports the end of a snapshot fetch: the state machine now
+// holds every entry up to p, durably; or err says the fetch failed and
+// catch-up starts over.
+func (n *Node) SnapshotDone(p Point, err error) {
+	n.snapshot = false
+	if err != nil {
+		n.catchingUp = false
+		return
+	}
+	if p.Seq <= n.applied {
+		n.sendCatchUp()
+		return
+	}
+	var kept []Entry
+	if n.log.has(p) {
+		kept = slices.Clone(n.log.slice(p.Seq, n.log.lastSeq()))
+	}
+	for s, w := range n.waiting {
+		if s <= p.Seq || kept == nil {
+			delete(n.waiting, s)
+			n.out.Replies = append(n.out.Replies, Reply{ID: w.id, Err: ErrIndeterminate})
+		}
+	}
+	n.log.reset(p)
+	n.log.append(kept...)
+	n.commit = max(n.commit, p.Seq)
+	n.applied, n.durable = p.Seq, p.Seq
+	n.match = max(n.match, p.Seq)
+	for i := range n.writes {
+		n.writes[i].last = p.Seq // the snapshot covers whatever they held
+	}
+	w := n.writeOut()
+	w.Reset = &p
+	w.Entries = kept
+	n.sendCatchUp()
+}

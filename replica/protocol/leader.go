@@ -1,0 +1,152 @@
+package protocol
+
+import "slices"
+
+// leaderState is what a node keeps while it leads an epoch.
+type leaderState struct {
+	progress map[NodeID]uint64 // member → highest seq acked durable (own epoch)
+	start    uint64            // seq of the epoch's no-op
+	batches  []uint64          // last seq of each batch not yet committed
+
+	reads       []pendingRead
+	round       uint64            // last read-index round started
+	roundSentAt uint64            // tick it was (re)sent
+	roundAcks   map[NodeID]uint64 // member → highest round acked
+	confirmed   uint64            // highest round a majority acked
+}
+
+// becomeLeader starts leading n.epoch: a no-op of the new epoch is the first
+// entry, so that older entries commit with it.
+func (n *Node) becomeLeader() {
+	n.lead = &leaderState{progress: map[NodeID]uint64{}, roundAcks: map[NodeID]uint64{}}
+	n.match = n.log.lastSeq()
+	n.appendBatch([]proposal{{}})
+	n.lead.start = n.log.lastSeq()
+}
+
+// stepDown stops leading. Proposals not yet in the log fail with
+// ErrNotLeader; those in the log wait for their fate (applied or dropped).
+func (n *Node) stepDown() {
+	for _, p := range n.proposals {
+		n.out.Replies = append(n.out.Replies, Reply{ID: p.id, Err: ErrNotLeader})
+	}
+	for _, r := range n.lead.reads {
+		n.out.Reads = append(n.out.Reads, ReadState{ID: r.id, Err: ErrNotLeader})
+	}
+	n.proposals = nil
+	n.lead = nil
+}
+
+// Propose asks the leader to write data; the answer comes as a Reply with id.
+// This is where write_request lands on the leader.
+func (n *Node) Propose(id uint64, data []byte) {
+	if n.lead == nil {
+		n.out.Replies = append(n.out.Replies, Reply{ID: id, Err: ErrNotLeader})
+		return
+	}
+	n.proposals = append(n.proposals, proposal{id: id, data: data})
+}
+
+// flushProposals cuts the waiting proposals into batches while fewer than
+// MaxInflight batches are uncommitted.
+func (n *Node) flushProposals() {
+	if n.lead == nil {
+		return
+	}
+	for len(n.proposals) > 0 && len(n.lead.batches) < n.cfg.MaxInflight {
+		k := min(len(n.proposals), n.cfg.MaxBatch)
+		n.appendBatch(n.proposals[:k])
+		n.proposals = n.proposals[k:]
+	}
+}
+
+// appendBatch appends one batch to the leader's log, asks for one write and
+// sends one multicast (initiate_multicast).
+func (n *Node) appendBatch(ps []proposal) {
+	prev := n.log.lastSeq()
+	es := make([]Entry, len(ps))
+	for i, p := range ps {
+		es[i] = Entry{Epoch: n.epoch, Seq: prev + 1 + uint64(i), Data: p.data}
+		if p.data != nil {
+			n.waiting[es[i].Seq] = waiter{id: p.id, epoch: n.epoch}
+		}
+	}
+	n.log.append(es...)
+	n.persistEntries(es)
+	n.lead.batches = append(n.lead.batches, n.log.lastSeq())
+	n.broadcastAppend(prev, es)
+}
+
+// broadcastAppend multicasts entries after prev; with none, it is the
+// leader's heartbeat.
+func (n *Node) broadcastAppend(prev uint64, es []Entry) {
+	p, _ := n.log.point(prev)
+	n.send(Message{Type: MsgAppend, To: Multicast, Epoch: n.epoch, Prev: p, Entries: es,
+		Commit: n.commit, Last: n.log.last()})
+}
+
+func (n *Node) handleAck(m Message) {
+	if n.lead == nil || m.Epoch != n.epoch || !slices.Contains(n.members, m.From) {
+		return
+	}
+	seq := min(m.Seq, n.log.lastSeq())
+	if seq > n.lead.progress[m.From] {
+		n.lead.progress[m.From] = seq
+		n.maybeCommit()
+	}
+}
+
+// maybeCommit advances commit to the highest seq a majority of members hold
+// durably, if that entry is of this epoch (older entries commit with it).
+func (n *Node) maybeCommit() {
+	acked := make([]uint64, 0, len(n.members))
+	for _, id := range n.members {
+		if id == n.id {
+			acked = append(acked, n.durable)
+		} else {
+			acked = append(acked, n.lead.progress[id])
+		}
+	}
+	slices.Sort(acked)
+	slices.Reverse(acked)
+	q := len(n.members)/2 + 1
+	if len(acked) < q {
+		return
+	}
+	c := acked[q-1]
+	if c <= n.commit {
+		return
+	}
+	if e, ok := n.log.term(c); !ok || (e != n.epoch && !n.cfg.TestingKnobs.CountOldEpochAcks) {
+		return
+	}
+	n.commit = c
+	i := 0
+	for i < len(n.lead.batches) && n.lead.batches[i] <= c {
+		i++
+	}
+	n.lead.batches = n.lead.batches[i:]
+}
+
+// handleCatchUp answers a node that is behind from the log
+// (connect_with_followers, initiate_leader_to_new_node), one chunk per
+// request: the node pulls the next chunk when this one is in, which is the
+// flow control. When the entries are compacted away it answers "snapshot
+// needed".
+func (n *Node) handleCatchUp(m Message) {
+	if n.lead == nil {
+		return
+	}
+	after := min(m.Commit, n.log.lastSeq())
+	if m.Last.Seq <= n.log.lastSeq() && n.log.has(m.Last) {
+		after = m.Last.Seq
+	}
+	if after < n.log.start.Seq {
+		n.send(Message{Type: MsgSnapshotNeeded, To: m.From, Epoch: n.epoch, Seq: n.log.start.Seq})
+		return
+	}
+	upto := min(after+uint64(n.cfg.MaxBatch), n.log.lastSeq())
+	prev, _ := n.log.point(after)
+	n.send(Message{Type: MsgAppend, To: m.From, Epoch: n.epoch, Prev: prev,
+		Entries: n.log.slice(after, upto), Commit: n.commit, Last: n.log.last()})
+}

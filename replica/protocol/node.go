@@ -1,0 +1,366 @@
+package protocol
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Node is one replica's protocol state machine. It is not safe for
+// concurrent use: one goroutine owns it (see the package doc).
+type Node struct {
+	cfg Config
+	id  NodeID
+
+	log raftLog
+	hs  HardState // in memory; durable once durableEpoch >= hs.Epoch
+	// noLeadUpTo is the promise found at restart: this node never leads an
+	// epoch up to it, because it may have lost unsynced entries it sent.
+	noLeadUpTo uint64
+
+	durableEpoch uint64         // highest promise known durable
+	durable      uint64         // the log is durable up to this seq
+	writes       []pendingWrite // issued, not yet reported by DiskDone
+	nextWrite    uint64
+
+	epoch   uint64   // epoch of the leader this node follows (or is)
+	leader  NodeID   // that leader, 0 if unknown
+	members []NodeID // members of epoch's view, nil if not yet known
+
+	commit  uint64 // highest seq known committed
+	applied uint64 // highest seq handed to the driver to apply
+	ticks   uint64
+
+	promises []promiseWait // coordinators waiting for a durable promise
+
+	// follower side
+	match      uint64 // the log matches the leader's up to here
+	catchingUp bool   // a catch-up request is outstanding
+	catchUpAt  uint64 // tick it was sent
+	snapshot   bool   // a snapshot fetch is outstanding
+	leaving    bool   // asked to leave the group
+
+	lead *leaderState // non-nil while leading epoch
+
+	waiting   map[uint64]waiter // seq → proposal waiting for commit
+	proposals []proposal        // accepted by the leader, not yet appended
+
+	out Ready
+}
+
+type pendingWrite struct {
+	id    uint64
+	last  uint64 // the log's end once the write is done (capped by truncation)
+	epoch uint64 // the promise the write makes durable, 0 if none
+}
+
+type promiseWait struct {
+	coord NodeID
+	epoch uint64
+}
+
+type waiter struct {
+	id    uint64
+	epoch uint64
+}
+
+type proposal struct {
+	id   uint64
+	data []byte
+}
+
+// NewNode starts a node from its recovered durable state.
+func NewNode(cfg Config, r Restart) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if r.Applied < r.Start.Seq {
+		return nil, fmt.Errorf("%w: applied %d before log start %d", errConfig, r.Applied, r.Start.Seq)
+	}
+	n := &Node{cfg: cfg, id: cfg.ID, hs: r.State, waiting: map[uint64]waiter{}}
+	n.log.start = r.Start
+	for _, e := range r.Entries {
+		if e.Seq != n.log.lastSeq()+1 {
+			return nil, fmt.Errorf("%w: restart entry seq %d after %d", errConfig, e.Seq, n.log.lastSeq())
+		}
+		n.log.append(e)
+	}
+	if r.Applied > n.log.lastSeq() {
+		return nil, fmt.Errorf("%w: applied %d past log end %d", errConfig, r.Applied, n.log.lastSeq())
+	}
+	n.noLeadUpTo = r.State.Epoch
+	n.durableEpoch = r.State.Epoch
+	n.durable = n.log.lastSeq()
+	n.commit, n.applied, n.match = r.Applied, r.Applied, r.Applied
+	return n, nil
+}
+
+// Status is a node's state at a glance, for status replies and tests.
+type Status struct {
+	ID       NodeID
+	Epoch    uint64 // epoch of the leader followed (or led)
+	Promised uint64
+	Leader   NodeID
+	Leading  bool
+	Start    Point // the log begins after Start (compacted before)
+	Last     Point // the log's end, durable or not
+	Durable  uint64
+	Commit   uint64
+	Applied  uint64
+	Members  []NodeID
+}
+
+// Status returns the node's current state.
+func (n *Node) Status() Status {
+	return Status{
+		ID: n.id, Epoch: n.epoch, Promised: n.hs.Epoch, Leader: n.leader,
+		Leading: n.lead != nil, Start: n.log.start, Last: n.log.last(),
+		Durable: n.durable, Commit: n.commit, Applied: n.applied,
+		Members: slices.Clone(n.members),
+	}
+}
+
+// Step handles one message from the network.
+func (n *Node) Step(m Message) {
+	if m.From == n.id {
+		return
+	}
+	switch m.Type {
+	case MsgPrepare:
+		n.handlePrepare(m)
+	case MsgView:
+		if m.View != nil {
+			n.handleView(*m.View)
+		}
+	case MsgAppend:
+		n.handleAppend(m)
+	case MsgAck:
+		n.handleAck(m)
+	case MsgCatchUp:
+		n.handleCatchUp(m)
+	case MsgSnapshotNeeded:
+		n.handleSnapshotNeeded(m)
+	case MsgReadPing:
+		n.handleReadPing(m)
+	case MsgReadAck:
+		n.handleReadAck(m)
+	case MsgReject:
+		if n.lead != nil && m.Epoch > n.epoch {
+			n.stepDown()
+		}
+	}
+}
+
+// Tick advances the node's clock by one tick.
+func (n *Node) Tick() {
+	n.ticks++
+	if n.ticks%uint64(n.cfg.HeartbeatTicks) == 0 {
+		n.send(Message{Type: MsgStatus, To: Group, Epoch: n.hs.Epoch, Last: n.durablePoint(),
+			Commit: n.commit, Applied: n.applied, Leading: n.lead != nil, Leaving: n.leaving})
+		if n.lead != nil {
+			n.broadcastAppend(n.log.lastSeq(), nil)
+		}
+	}
+	if n.catchingUp && n.ticks-n.catchUpAt >= uint64(n.cfg.RetryTicks) {
+		n.sendCatchUp()
+	}
+	if n.lead != nil {
+		n.retryReadRound()
+	}
+}
+
+// DiskDone reports that every write up to id is durable.
+func (n *Node) DiskDone(id uint64) {
+	for len(n.writes) > 0 && n.writes[0].id <= id {
+		w := n.writes[0]
+		n.writes = n.writes[1:]
+		n.durable = w.last
+		n.durableEpoch = max(n.durableEpoch, w.epoch)
+	}
+	n.answerPromises()
+	if n.lead != nil {
+		n.maybeCommit()
+	} else {
+		n.sendAck()
+	}
+}
+
+// Compact forgets the log up to seq (at most the applied seq): a snapshot
+// (the tree) covers it. Followers behind it will need a snapshot.
+func (n *Node) Compact(seq uint64) {
+	n.log.compact(min(seq, n.applied))
+}
+
+// Ready returns what the driver must do now and clears it. Proposals waiting
+// at a leader are cut into batches here: each batch is one append (one
+// write, one fsync) and one multicast.
+func (n *Node) Ready() Ready {
+	n.flushProposals()
+	n.applyCommitted()
+	n.serveReads()
+	rd := n.out
+	n.out = Ready{}
+	if rd.Write != nil {
+		n.nextWrite++
+		rd.Write.ID = n.nextWrite
+		epoch := uint64(0)
+		if rd.Write.State != nil {
+			epoch = rd.Write.State.Epoch
+		}
+		n.writes = append(n.writes, pendingWrite{id: n.nextWrite, last: n.log.lastSeq(), epoch: epoch})
+	}
+	return rd
+}
+
+func (n *Node) send(m Message) {
+	m.From = n.id
+	n.out.Messages = append(n.out.Messages, m)
+}
+
+func (n *Node) durablePoint() Point {
+	p, ok := n.log.point(n.durable)
+	if !ok {
+		panic(fmt.Sprintf("protocol: node %d durable seq %d outside log from %v", n.id, n.durable, n.log.start))
+	}
+	return p
+}
+
+// persistState asks for the promise in n.hs to be written.
+func (n *Node) persistState() {
+	n.writeOut().State = &HardState{Epoch: n.hs.Epoch}
+}
+
+// persistEntries asks for entries to be written after truncating the stored
+// log before the first of them.
+func (n *Node) persistEntries(es []Entry) {
+	if len(es) == 0 {
+		return
+	}
+	w := n.writeOut()
+	first := es[0].Seq
+	i := len(w.Entries)
+	for i > 0 && w.Entries[i-1].Seq >= first {
+		i--
+	}
+	w.Entries = append(w.Entries[:i], es...)
+}
+
+func (n *Node) writeOut() *Write {
+	if n.out.Write == nil {
+		n.out.Write = &Write{}
+	}
+	return n.out.Write
+}
+
+// truncateAfter drops the log above seq, which must not be committed.
+func (n *Node) truncateAfter(seq uint64) {
+	if seq < n.commit {
+		panic(fmt.Sprintf("protocol: node %d truncating after %d below commit %d", n.id, seq, n.commit))
+	}
+	n.log.truncateAfter(seq)
+	n.durable = min(n.durable, seq)
+	for i := range n.writes {
+		n.writes[i].last = min(n.writes[i].last, seq)
+	}
+	for s, w := range n.waiting {
+		if s > seq {
+			delete(n.waiting, s)
+			n.out.Replies = append(n.out.Replies, Reply{ID: w.id, Err: ErrDropped})
+		}
+	}
+}
+
+// applyCommitted hands the committed, durable entries to the driver.
+func (n *Node) applyCommitted() {
+	upto := min(n.commit, n.durable)
+	if upto <= n.applied {
+		return
+	}
+	es := n.log.slice(n.applied, upto)
+	n.out.Apply = append(n.out.Apply, es...)
+	for _, e := range es {
+		if w, ok := n.waiting[e.Seq]; ok {
+			delete(n.waiting, e.Seq)
+			r := Reply{ID: w.id, Seq: e.Seq}
+			if w.epoch != e.Epoch {
+				r = Reply{ID: w.id, Err: ErrDropped}
+			}
+			n.out.Replies = append(n.out.Replies, r)
+		}
+	}
+	n.applied = upto
+}
+
+// handlePrepare is the node's half of an election: promise to refuse every
+// epoch below m.Epoch, durably, then answer with the durable log end.
+func (n *Node) handlePrepare(m Message) {
+	if m.Epoch < n.hs.Epoch {
+		n.send(Message{Type: MsgReject, To: m.From, Epoch: n.hs.Epoch})
+		return
+	}
+	if m.Epoch > n.hs.Epoch {
+		n.hs.Epoch = m.Epoch
+		if n.lead != nil {
+			n.stepDown()
+		}
+		n.persistState()
+	}
+	n.promises = append(n.promises, promiseWait{coord: m.From, epoch: m.Epoch})
+	n.answerPromises()
+}
+
+func (n *Node) answerPromises() {
+	kept := n.promises[:0]
+	for _, p := range n.promises {
+		switch {
+		case p.epoch < n.hs.Epoch:
+			n.send(Message{Type: MsgReject, To: p.coord, Epoch: n.hs.Epoch})
+		case n.durableEpoch >= p.epoch:
+			n.send(Message{Type: MsgPromise, To: p.coord, Epoch: p.epoch, Last: n.durablePoint()})
+		default:
+			kept = append(kept, p)
+		}
+	}
+	n.promises = kept
+}
+
+// handleView adopts a newer view: follow its leader, or lead.
+func (n *Node) handleView(v View) {
+	if v.Epoch < n.hs.Epoch || v.Epoch < n.epoch {
+		return
+	}
+	if v.Epoch == n.epoch {
+		if n.members == nil {
+			n.members = slices.Clone(v.Members)
+		}
+		return
+	}
+	n.adopt(v.Epoch, v.Leader)
+	n.members = slices.Clone(v.Members)
+	if v.Leader == n.id {
+		if v.Epoch > n.noLeadUpTo {
+			n.becomeLeader()
+		} else {
+			n.leader = 0 // restarted since it was chosen: the group elects again
+		}
+	}
+}
+
+// Leave asks the group to take this node out of the members (a graceful
+// leave); the driver stops the node once a view without it is adopted.
+func (n *Node) Leave() {
+	n.leaving = true
+}
+
+// adopt makes epoch (at least the promise) the current one, led by leader.
+func (n *Node) adopt(epoch uint64, leader NodeID) {
+	if n.lead != nil {
+		n.stepDown()
+	}
+	n.epoch, n.leader, n.members = epoch, leader, nil
+	n.match = n.commit
+	n.catchingUp, n.snapshot = false, false
+	if n.hs.Epoch < epoch {
+		n.hs.Epoch = epoch
+		n.persistState()
+	}
+}

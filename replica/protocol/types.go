@@ -1,0 +1,61 @@
+package protocol
+
+import "math"
+
+// NodeID names a replica or a coordinator. Zero means "none".
+type NodeID uint64
+
+// Reserved addresses for Message.To.
+const (
+	// Multicast addresses every replica at once: the one subject all nodes
+	// read (initiate_multicast).
+	Multicast NodeID = math.MaxUint64
+	// Group addresses the group service: every coordinator reads it.
+	Group NodeID = math.MaxUint64 - 1
+)
+
+// Point names one position of the log: the entry (Epoch, Seq).
+// The zero Point is the empty log's start.
+type Point struct {
+	Epoch uint64
+	Seq   uint64
+}
+
+// Less orders points by epoch, then seq: the "more up to date log" order
+// used by elections.
+func (p Point) Less(q Point) bool {
+	if p.Epoch != q.Epoch {
+		return p.Epoch < q.Epoch
+	}
+	return p.Seq < q.Seq
+}
+
+// Entry is one position of the replicated log. Data is opaque to the
+// protocol; nil Data is the no-op a leader appends at the start of its epoch.
+type Entry struct {
+	Epoch uint64
+	Seq   uint64
+	Data  []byte
+}
+
+// View is the group's current configuration: a leader's term (Epoch), the
+// leader and the voting members. Views are written by compare-and-set, so
+// there is at most one view per epoch.
+type View struct {
+	Epoch   uint64
+	Leader  NodeID
+	Members []NodeID
+}
+
+// IsMember reports whether id votes in the view.
+func (v View) IsMember(id NodeID) bool {
+	for _, m := range v.Members {
+		if m == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Quorum is the number of members that make a majority of v.
+func (v View) Quorum() int { return len(v.Members)/2 + 1 }
