@@ -55,13 +55,14 @@ func (n *Node) handleAppend(m Message) {
 	}
 	n.log.append(fresh...)
 	n.persistEntries(fresh)
+	matched := n.match
 	n.match = max(n.match, m.Prev.Seq+uint64(len(m.Entries)))
 	n.commit = max(n.commit, min(m.Commit, n.match))
 	switch {
 	case n.match >= m.Last.Seq:
 		n.catchingUp = false
-	case m.To != Multicast:
-		n.sendCatchUp() // pull the next chunk
+	case m.To != Multicast && n.match > matched:
+		n.sendCatchUp() // pull the next chunk; without progress, wait for the retry
 	}
 	if len(fresh) == 0 || n.cfg.TestingKnobs.AckBeforeDurable {
 		n.sendAck()
@@ -92,13 +93,16 @@ func (n *Node) requestCatchUp() {
 }
 
 // sendCatchUp is get_master_copy_from_leader: ask the leader for entries
-// after this log's end.
+// after this log's end, or, if the leader does not hold that end, after the
+// highest seq known to match its log (Commit: the commit seq or the match
+// in this epoch, whichever is higher).
 func (n *Node) sendCatchUp() {
 	if n.leader == 0 || n.lead != nil || n.snapshot {
 		return
 	}
 	n.catchingUp, n.catchUpAt = true, n.ticks
-	n.send(Message{Type: MsgCatchUp, To: n.leader, Epoch: n.epoch, Last: n.log.last(), Commit: n.commit})
+	n.send(Message{Type: MsgCatchUp, To: n.leader, Epoch: n.epoch, Last: n.log.last(),
+		Commit: max(n.commit, n.match)})
 }
 
 func (n *Node) handleSnapshotNeeded(m Message) {

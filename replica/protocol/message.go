@@ -29,7 +29,9 @@ const (
 	// up to Seq. Fields: Epoch, Seq.
 	MsgAck
 	// MsgCatchUp (node → leader): send me entries after my log end
-	// (get_master_copy_from_leader). Fields: Epoch, Last, Commit.
+	// (get_master_copy_from_leader), or, if you do not hold my log end, after
+	// Commit (the highest seq I know matches yours). Fields: Epoch, Last,
+	// Commit.
 	MsgCatchUp
 	// MsgSnapshotNeeded (leader → node): the entries asked for are compacted
 	// away; fetch a snapshot. Fields: Epoch, Seq (the leader's compaction point).

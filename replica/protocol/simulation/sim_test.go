@@ -27,6 +27,7 @@ type simConfig struct {
 	coord         election.TestingKnobs
 	chaosSteps    int // steps with faults
 	healSteps     int // most steps allowed to converge after healing
+	maxBatch      int // entries per append; 0 picks at random
 }
 
 type envelope struct {
@@ -82,20 +83,22 @@ type op struct {
 }
 
 type sim struct {
-	cfg   simConfig
-	seed  int64
-	rng   *rand.Rand
-	step  int
-	nodes []*simNode
-	coord []*simCoord
-	kv    storedView // the view store (JetStream KV in production)
-	net   []envelope
-	side  map[protocol.NodeID]int // partition side; nodes on different sides cannot talk
-	ops   map[uint64]*op
-	opID  uint64
-	chk   *checker
-	trace []string
-	err   error
+	cfg       simConfig
+	seed      int64
+	rng       *rand.Rand
+	step      int
+	nodes     []*simNode
+	coord     []*simCoord
+	kv        storedView // the view store (JetStream KV in production)
+	net       []envelope
+	side      map[protocol.NodeID]int // partition side; nodes on different sides cannot talk
+	ops       map[uint64]*op
+	opID      uint64
+	chk       *checker
+	drop      func(envelope) bool // scenario filter: messages it matches are lost
+	snapshots int                 // snapshots installed
+	trace     []string
+	err       error
 }
 
 func newSim(seed int64, cfg simConfig) *sim {
@@ -154,6 +157,9 @@ func (s *sim) startNode(sn *simNode) {
 	}
 	cfg := protocol.DefaultConfig(sn.id)
 	cfg.MaxBatch = 4 + s.rng.Intn(8)
+	if s.cfg.maxBatch > 0 {
+		cfg.MaxBatch = s.cfg.maxBatch
+	}
 	cfg.MaxInflight = 1 + s.rng.Intn(4)
 	cfg.TestingKnobs = s.cfg.node
 	n, err := protocol.NewNode(cfg, r)
@@ -249,7 +255,7 @@ func (s *sim) deliver(e envelope) {
 		}
 		return
 	}
-	if s.side[e.msg.From] != s.side[e.to] {
+	if s.side[e.msg.From] != s.side[e.to] || (s.drop != nil && s.drop(e)) {
 		return
 	}
 	if sn := s.node(e.to); sn != nil {
@@ -396,6 +402,7 @@ func (s *sim) fetchSnapshot(sn *simNode) {
 		sn.disk.tree, sn.disk.treeKV = p, maps.Clone(kv)
 	}
 	s.logf("node %d installs snapshot %v from %d", sn.id, p, src.id)
+	s.snapshots++
 	sn.n.SnapshotDone(p, nil)
 	s.flushNode(sn)
 }
