@@ -44,15 +44,13 @@ const (
 	// MsgStatus (node → Group): the node's heartbeat. Fields: Epoch (the
 	// node's promise), Last (durable log end), Commit, Applied, Leading.
 	MsgStatus
-	// MsgLeave (node → Group): take me out of the members (graceful leave).
-	MsgLeave
 )
 
 var msgNames = [...]string{
 	MsgPrepare: "prepare", MsgPromise: "promise", MsgReject: "reject",
 	MsgView: "view", MsgAppend: "append", MsgAck: "ack", MsgCatchUp: "catchup",
 	MsgSnapshotNeeded: "snapshot_needed", MsgReadPing: "read_ping",
-	MsgReadAck: "read_ack", MsgStatus: "status", MsgLeave: "leave",
+	MsgReadAck: "read_ack", MsgStatus: "status",
 }
 
 func (t MsgType) String() string {
