@@ -1,0 +1,98 @@
+package election
+
+import (
+	"testing"
+
+	"memstore/replica/protocol"
+)
+
+func newTestCoordinator(t *testing.T, view protocol.View, rev uint64) *Coordinator {
+	t.Helper()
+	cfg := DefaultConfig(100)
+	cfg.JitterTicks = 0
+	c, err := New(cfg, view, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func status(id protocol.NodeID, last protocol.Point) protocol.Message {
+	return protocol.Message{Type: protocol.MsgStatus, From: id, To: protocol.Group, Last: last}
+}
+
+func prepares(rd Ready) map[protocol.NodeID]uint64 {
+	out := map[protocol.NodeID]uint64{}
+	for _, m := range rd.Messages {
+		if m.Type == protocol.MsgPrepare {
+			out[m.To] = m.Epoch
+		}
+	}
+	return out
+}
+
+// TestElectionChoosesMostUpToDate: the leader is the promiser with the
+// highest (last epoch, last seq), ties to the lowest id; duplicated and late
+// promises change nothing; the view is written by CAS at the stored revision.
+func TestElectionChoosesMostUpToDate(t *testing.T) {
+	members := []protocol.NodeID{1, 2, 3, 4, 5}
+	c := newTestCoordinator(t, protocol.View{Epoch: 3, Leader: 1, Members: members}, 7)
+	for _, id := range members[1:] {
+		c.Step(status(id, protocol.Point{Epoch: 3, Seq: 10}))
+	}
+	for c.attempt == nil {
+		c.Tick()
+		for _, id := range members[1:] {
+			c.Step(status(id, protocol.Point{Epoch: 3, Seq: 10}))
+		}
+	}
+	ps := prepares(c.Ready())
+	if len(ps) != 5 || ps[2] != 4 {
+		t.Fatalf("prepares %v, want epoch 4 to all 5 members", ps)
+	}
+	promise := func(id protocol.NodeID, last protocol.Point) {
+		c.Step(protocol.Message{Type: protocol.MsgPromise, From: id, Epoch: 4, Last: last})
+	}
+	promise(4, protocol.Point{Epoch: 3, Seq: 12})
+	promise(4, protocol.Point{Epoch: 3, Seq: 12}) // duplicate
+	promise(2, protocol.Point{Epoch: 3, Seq: 12})
+	if rd := c.Ready(); rd.CAS != nil {
+		t.Fatalf("CAS after 2 of 5 promises: %+v", rd.CAS)
+	}
+	promise(3, protocol.Point{Epoch: 2, Seq: 40}) // longer, but older epoch
+	rd := c.Ready()
+	if rd.CAS == nil {
+		t.Fatal("no CAS after a majority of promises")
+	}
+	want := protocol.View{Epoch: 4, Leader: 2, Members: members}
+	if rd.CAS.Rev != 7 || rd.CAS.View.Epoch != want.Epoch || rd.CAS.View.Leader != want.Leader {
+		t.Fatalf("CAS %+v, want %+v at rev 7", rd.CAS, want)
+	}
+	promise(5, protocol.Point{Epoch: 9, Seq: 99}) // late: the choice is made
+	if rd := c.Ready(); rd.CAS != nil {
+		t.Fatalf("late promise changed the outcome: %+v", rd.CAS)
+	}
+	// Another coordinator won the race: adopt its view, never go back.
+	other := protocol.View{Epoch: 4, Leader: 5, Members: members}
+	c.Stored(other, 8)
+	if v, rev := c.View(); v.Leader != 5 || rev != 8 || c.attempt != nil {
+		t.Fatalf("after a lost CAS: view %+v rev %d attempt %v", v, rev, c.attempt)
+	}
+	c.Stored(protocol.View{Epoch: 3, Leader: 1, Members: members}, 7)
+	if v, _ := c.View(); v.Epoch != 4 {
+		t.Fatalf("view went back to epoch %d", v.Epoch)
+	}
+}
+
+// TestNoElectionWithoutMajority: with most members silent, no prepare is
+// sent and no epoch is burnt.
+func TestNoElectionWithoutMajority(t *testing.T) {
+	c := newTestCoordinator(t, protocol.View{Epoch: 2, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, 1)
+	for i := 0; i < 100; i++ {
+		c.Step(status(3, protocol.Point{}))
+		c.Tick()
+		if ps := prepares(c.Ready()); len(ps) > 0 {
+			t.Fatalf("tick %d: prepare %v with 1 of 3 members alive", i, ps)
+		}
+	}
+}
