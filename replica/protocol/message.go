@@ -63,19 +63,19 @@ func (t MsgType) String() string {
 // Message is everything the protocol sends. One flat struct, as in
 // etcd-io/raft: each type uses the fields its comment names.
 type Message struct {
-	Type    MsgType
-	From    NodeID
-	To      NodeID
-	Epoch   uint64
-	Prev    Point
-	Last    Point
-	Entries []Entry
-	Commit  uint64
-	Seq     uint64
-	Applied uint64
-	Leading bool
-	Leaving bool
-	View    *View
+	Type    MsgType `json:"type"`
+	From    NodeID  `json:"from"`
+	To      NodeID  `json:"to"`
+	Epoch   uint64  `json:"epoch,omitempty"`
+	Prev    Point   `json:"prev"`
+	Last    Point   `json:"last"`
+	Entries []Entry `json:"entries,omitempty"`
+	Commit  uint64  `json:"commit,omitempty"`
+	Seq     uint64  `json:"seq,omitempty"`
+	Applied uint64  `json:"applied,omitempty"`
+	Leading bool    `json:"leading,omitempty"`
+	Leaving bool    `json:"leaving,omitempty"`
+	View    *View   `json:"view,omitempty"`
 }
 
 func (m Message) String() string {

@@ -17,8 +17,8 @@ const (
 // Point names one position of the log: the entry (Epoch, Seq).
 // The zero Point is the empty log's start.
 type Point struct {
-	Epoch uint64
-	Seq   uint64
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
 }
 
 // Less orders points by epoch, then seq: the "more up to date log" order
@@ -33,18 +33,18 @@ func (p Point) Less(q Point) bool {
 // Entry is one position of the replicated log. Data is opaque to the
 // protocol; nil Data is the no-op a leader appends at the start of its epoch.
 type Entry struct {
-	Epoch uint64
-	Seq   uint64
-	Data  []byte
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+	Data  []byte `json:"data,omitempty"`
 }
 
 // View is the group's current configuration: a leader's term (Epoch), the
 // leader and the voting members. Views are written by compare-and-set, so
 // there is at most one view per epoch.
 type View struct {
-	Epoch   uint64
-	Leader  NodeID
-	Members []NodeID
+	Epoch   uint64   `json:"epoch"`
+	Leader  NodeID   `json:"leader"`
+	Members []NodeID `json:"members"`
 }
 
 // IsMember reports whether id votes in the view.

@@ -1,0 +1,100 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+)
+
+// startTestServer runs the embedded server on a random loopback port.
+func startTestServer(t *testing.T) *Server {
+	t.Helper()
+	cfg := DefaultServerConfig(t.TempDir())
+	cfg.Port = -1
+	s, err := StartServer(cfg, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func TestEmbeddedServerServesRequestsAndKV(t *testing.T) {
+	s := startTestServer(t)
+	nc, err := Connect(s.ClientURL(), "test", logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub := NewSubjects("")
+	if _, err := nc.Subscribe(sub.API(OpLs), func(m *nats.Msg) {
+		var req LsRequest
+		if e := Decode(m.Data, &req); e != nil {
+			m.Respond(ErrorReply(e))
+			return
+		}
+		m.Respond(Encode(LsReply{Result: Result{OK: true}, Children: []string{req.Path + "-child"}}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := nc.Request(sub.API(OpLs), []byte(`{"path":"p"}`), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep LsReply
+	if e := Decode(msg.Data, &rep); e != nil || rep.Err() != nil || len(rep.Children) != 1 || rep.Children[0] != "p-child" {
+		t.Fatalf("reply %s: %v", msg.Data, e)
+	}
+	// JetStream is on: a KV bucket with compare-and-set works.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "t", Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Create(ctx, "view", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Update(ctx, "view", []byte("2"), rev+5); err == nil {
+		t.Fatal("update at a wrong revision succeeded")
+	}
+	if _, err := kv.Update(ctx, "view", []byte("2"), rev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWireShapes(t *testing.T) {
+	got := string(Encode(GetReply{Result: Result{OK: true}, Path: "a/b", Version: Version{Seq: 3, TS: "t", User: "u", Value: json.RawMessage(`1`)}}))
+	want := `{"ok":true,"path":"a/b","seq":3,"ts":"t","user":"u","value":1}`
+	if got != want {
+		t.Fatalf("get reply\n got %s\nwant %s", got, want)
+	}
+	got = string(ErrorReply(Errorf(CodeBadPath, "x")))
+	if want := `{"ok":false,"error":{"code":"bad_path","message":"x"}}`; got != want {
+		t.Fatalf("error reply\n got %s\nwant %s", got, want)
+	}
+	var r PutReply
+	if e := Decode([]byte(`{"ok":false,"error":{"code":"unavailable","message":"m"}}`), &r); e != nil || r.Err() == nil {
+		t.Fatalf("decode error reply: %v %+v", e, r)
+	}
+	if e := Decode([]byte(`{"ok":`), &r); e == nil || e.Code != CodeBadRequest {
+		t.Fatalf("malformed payload: %v", e)
+	}
+	sub := NewSubjects("")
+	if got := sub.In("plant1/line3/temp"); got != "ms.in.plant1.line3.temp" {
+		t.Fatal(got)
+	}
+	if p, ok := sub.PathFromIn("ms.in.plant1.line3.temp"); !ok || p != "plant1/line3/temp" {
+		t.Fatal(p, ok)
+	}
+}

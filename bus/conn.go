@@ -1,0 +1,32 @@
+package bus
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+)
+
+// Connect opens a NATS connection for a memstore process. It reconnects
+// forever, and it does not buffer publishes while disconnected: a message
+// is sent now or fails now, so no replication message is replayed late as
+// if fresh (epochs would refuse it anyway).
+func Connect(url, name string, log logrus.FieldLogger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.WithError(err).Warn("disconnected from nats")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.WithField("url", nc.ConnectedUrl()).Info("reconnected to nats")
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect %s: %w", url, err)
+	}
+	return nc, nil
+}

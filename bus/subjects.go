@@ -1,0 +1,102 @@
+package bus
+
+import (
+	"fmt"
+	"strings"
+
+	"memstore/replica/protocol"
+)
+
+// DefaultPrefix is the first token of every memstore subject.
+const DefaultPrefix = "ms"
+
+// API operations: the last token of ms.api.<op>.
+const (
+	OpPut     = "put"
+	OpGet     = "get"
+	OpHistory = "history"
+	OpLs      = "ls"
+	OpTree    = "tree"
+	OpStatus  = "status"
+)
+
+// Queue groups.
+const (
+	// RouterQueue is the queue group the routers serve ms.api.> in.
+	RouterQueue = "ms-router"
+)
+
+// Subjects builds subject names under a prefix.
+type Subjects struct {
+	Prefix string
+}
+
+// NewSubjects returns the subjects under prefix (DefaultPrefix if empty).
+func NewSubjects(prefix string) Subjects {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return Subjects{Prefix: prefix}
+}
+
+// API is the subject of a public request: ms.api.<op>.
+func (s Subjects) API(op string) string { return s.Prefix + ".api." + op }
+
+// APIAll matches every public request: ms.api.>.
+func (s Subjects) APIAll() string { return s.Prefix + ".api.>" }
+
+// In is the ingest subject of a path: ms.in.<tokens>.
+func (s Subjects) In(path string) string { return s.Prefix + ".in." + PathToTokens(path) }
+
+// InAll matches every ingest subject: ms.in.>.
+func (s Subjects) InAll() string { return s.Prefix + ".in.>" }
+
+// Ev is the subject a path's committed versions are published on.
+func (s Subjects) Ev(path string) string { return s.Prefix + ".ev." + PathToTokens(path) }
+
+// PathFromIn returns the path of an ingest subject.
+func (s Subjects) PathFromIn(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, s.Prefix+".in.")
+	return TokensToPath(rest), ok && rest != ""
+}
+
+// Internal subjects (ms.sys.>): never open to users once auth is on.
+//
+//	ms.sys.group      node → every coordinator: status, promise, reject
+//	ms.sys.all        leader or coordinator → every node: append, read_ping, view
+//	ms.sys.to.<id>    → one node or coordinator: prepare, ack, catchup, …
+//	ms.sys.snap.<id>  request → node <id>: a snapshot, chunk by chunk
+//	ms.sys.fwd.<id>   router → node <id>: a user request forwarded
+func (s Subjects) Group() string { return s.Prefix + ".sys.group" }
+
+// All is the multicast subject every node reads (initiate_multicast).
+func (s Subjects) All() string { return s.Prefix + ".sys.all" }
+
+// To is the subject of one node or coordinator.
+func (s Subjects) To(id protocol.NodeID) string { return fmt.Sprintf("%s.sys.to.%d", s.Prefix, id) }
+
+// Snap is the subject a node serves snapshots on.
+func (s Subjects) Snap(id protocol.NodeID) string { return fmt.Sprintf("%s.sys.snap.%d", s.Prefix, id) }
+
+// Fwd is the subject a node serves forwarded user requests on; the last
+// token is the API op.
+func (s Subjects) Fwd(id protocol.NodeID, op string) string {
+	return fmt.Sprintf("%s.sys.fwd.%d.%s", s.Prefix, id, op)
+}
+
+// Address returns the subject a protocol message is sent on.
+func (s Subjects) Address(m protocol.Message) string {
+	switch m.To {
+	case protocol.Multicast:
+		return s.All()
+	case protocol.Group:
+		return s.Group()
+	}
+	return s.To(m.To)
+}
+
+// PathToTokens maps a valid path to subject tokens: a/b/c → a.b.c.
+func PathToTokens(path string) string { return strings.ReplaceAll(path, "/", ".") }
+
+// TokensToPath maps subject tokens back to a path: a.b.c → a/b/c.
+func TokensToPath(tokens string) string { return strings.ReplaceAll(tokens, ".", "/") }
