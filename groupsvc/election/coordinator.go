@@ -305,3 +305,36 @@ func (c *Coordinator) publish() {
 	c.out.Messages = append(c.out.Messages, protocol.Message{Type: protocol.MsgView,
 		From: c.cfg.ID, To: protocol.Multicast, Epoch: v.Epoch, View: &v})
 }
+
+// NodeInfo is what the coordinator knows of one node, for status replies.
+type NodeInfo struct {
+	ID      protocol.NodeID
+	Alive   bool
+	Member  bool
+	Leading bool
+	Leaving bool
+	Last    protocol.Point
+	Commit  uint64
+	Applied uint64
+}
+
+// Nodes lists every node heard from and every member, by id.
+func (c *Coordinator) Nodes() []NodeInfo {
+	ids := slices.Clone(c.view.Members)
+	for id := range c.nodes {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	out := make([]NodeInfo, 0, len(ids))
+	for _, id := range ids {
+		ni := NodeInfo{ID: id, Alive: c.alive(id) && c.nodes[id] != nil, Member: c.view.IsMember(id)}
+		if info := c.nodes[id]; info != nil {
+			st := info.status
+			ni.Leading, ni.Leaving, ni.Last, ni.Commit, ni.Applied = st.Leading, st.Leaving, st.Last, st.Commit, st.Applied
+		}
+		out = append(out, ni)
+	}
+	return out
+}

@@ -1,0 +1,201 @@
+package groupsvc
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+
+	"memstore/bus"
+	"memstore/groupsvc/election"
+	"memstore/replica/protocol"
+)
+
+// HeaderUser carries the writer's name from the router to the node.
+const HeaderUser = "Ms-User"
+
+// Router serves the public API as a queue group and forwards each request
+// to a node: writes and linearizable reads to the leader, stale reads to
+// any live member. A failover shows as a slower reply, not an error: on
+// not_leader, unavailable or no answer it waits for the next view and
+// retries until the request's deadline.
+type Router struct {
+	svc  *Service
+	nc   *nats.Conn
+	sub  bus.Subjects
+	log  logrus.FieldLogger
+	subs []*nats.Subscription
+}
+
+// StartRouter subscribes to ms.api.> and ms.in.> in the router queue group.
+func StartRouter(svc *Service) (*Router, error) {
+	r := &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router")}
+	for _, subj := range []string{r.sub.APIAll(), r.sub.InAll()} {
+		s, err := r.nc.QueueSubscribe(subj, bus.RouterQueue, r.serve)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		s.SetPendingLimits(-1, -1)
+		r.subs = append(r.subs, s)
+	}
+	return r, nil
+}
+
+// Close stops serving.
+func (r *Router) Close() {
+	for _, s := range r.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// serve is listen_to_user: one request, answered on its reply subject.
+func (r *Router) serve(m *nats.Msg) {
+	go r.answer(m) // each request waits on its own; NATS bounds the rate
+}
+
+func (r *Router) answer(m *nats.Msg) {
+	op, data, err := r.route(m)
+	var reply []byte
+	if err != nil {
+		reply = bus.ErrorReply(err)
+	} else if op == bus.OpStatus {
+		reply = r.status()
+	} else {
+		reply = r.forward(op, data, m.Header.Get(HeaderUser))
+	}
+	if m.Reply != "" {
+		_ = m.Respond(reply)
+	}
+}
+
+// route maps a message to an API op and its request payload.
+func (r *Router) route(m *nats.Msg) (string, []byte, *bus.Error) {
+	if path, ok := r.sub.PathFromIn(m.Subject); ok {
+		value := json.RawMessage(m.Data)
+		if !json.Valid(value) { // a bare word from `nats pub` is stored as a string
+			value = bus.Encode(string(m.Data))
+		}
+		return bus.OpPut, bus.Encode(bus.PutRequest{Path: path, Value: value}), nil
+	}
+	op, ok := strings.CutPrefix(m.Subject, r.sub.Prefix+".api.")
+	switch {
+	case !ok:
+		return "", nil, bus.Errorf(bus.CodeBadRequest, "unknown subject %s", m.Subject)
+	case op == bus.OpPut, op == bus.OpGet, op == bus.OpHistory, op == bus.OpLs, op == bus.OpTree, op == bus.OpStatus:
+		return op, m.Data, nil
+	}
+	return "", nil, bus.Errorf(bus.CodeBadRequest, "unknown request %q", op)
+}
+
+// forward sends a request to the right node, retrying across leader
+// changes until the deadline (write_request, read_request).
+func (r *Router) forward(op string, data []byte, user string) []byte {
+	deadline := time.Now().Add(r.svc.cfg.RequestTimeout)
+	stale := op == bus.OpGet && isStale(data)
+	last := bus.Errorf(bus.CodeUnavailable, "no leader")
+	for time.Now().Before(deadline) {
+		view, nodes := r.svc.View()
+		target := view.Leader
+		if stale {
+			target = pickLive(view, nodes)
+		}
+		if target == 0 {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		msg := nats.NewMsg(r.sub.Fwd(target, op))
+		msg.Data = data
+		if user != "" {
+			msg.Header.Set(HeaderUser, user)
+		}
+		rep, err := r.nc.RequestMsg(msg, min(time.Until(deadline), 2*time.Second))
+		if err != nil {
+			last = bus.Errorf(bus.CodeUnavailable, "node %d did not answer: %v", target, err)
+			r.waitForChange(view, deadline)
+			continue
+		}
+		var res bus.Result
+		if e := bus.Decode(rep.Data, &res); e == nil && res.Error != nil &&
+			(res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
+			last = res.Error
+			r.waitForChange(view, deadline)
+			continue
+		}
+		return rep.Data
+	}
+	if last.Code == bus.CodeUnavailable || last.Code == bus.CodeNotLeader {
+		return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", r.svc.cfg.RequestTimeout, last.Message))
+	}
+	return bus.ErrorReply(last)
+}
+
+// waitForChange waits for a new view (a new leader) for up to 200 ms, then
+// lets the caller retry anyway: the failure may have been a blip.
+func (r *Router) waitForChange(old protocol.View, deadline time.Time) {
+	until := time.Now().Add(200 * time.Millisecond)
+	if deadline.Before(until) {
+		until = deadline
+	}
+	for time.Now().Before(until) {
+		time.Sleep(10 * time.Millisecond)
+		if v, _ := r.svc.View(); v.Epoch != old.Epoch {
+			return
+		}
+	}
+}
+
+func isStale(data []byte) bool {
+	var req bus.GetRequest
+	return bus.Decode(data, &req) == nil && req.Consistency == bus.Stale
+}
+
+// pickLive picks a live member at random, the leader if none.
+func pickLive(view protocol.View, nodes []election.NodeInfo) protocol.NodeID {
+	var live []protocol.NodeID
+	for _, n := range nodes {
+		if n.Alive && n.Member {
+			live = append(live, n.ID)
+		}
+	}
+	if len(live) == 0 {
+		return view.Leader
+	}
+	return live[rand.IntN(len(live))]
+}
+
+// status answers ms.api.status from the coordinator's state.
+func (r *Router) status() []byte {
+	view, nodes := r.svc.View()
+	rep := bus.StatusReply{Result: bus.Result{OK: true}, Epoch: view.Epoch, Leader: uint64(view.Leader)}
+	for _, m := range view.Members {
+		rep.Members = append(rep.Members, uint64(m))
+	}
+	var leaderCommit uint64
+	for _, n := range nodes {
+		if n.ID == view.Leader {
+			leaderCommit = n.Commit
+		}
+	}
+	for _, n := range nodes {
+		ns := bus.NodeStatus{ID: uint64(n.ID), Member: n.Member, LastSeq: n.Last.Seq, Commit: n.Commit, Applied: n.Applied}
+		switch {
+		case !n.Alive:
+			ns.State = "down"
+		case n.Leading && n.ID == view.Leader:
+			ns.State = "leader"
+		case !n.Member:
+			ns.State = "joining"
+		default:
+			ns.State = "follower"
+		}
+		if leaderCommit > n.Applied {
+			ns.Lag = leaderCommit - n.Applied
+		}
+		rep.Nodes = append(rep.Nodes, ns)
+	}
+	return bus.Encode(rep)
+}

@@ -1,0 +1,186 @@
+package groupsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"memstore/bus"
+	"memstore/groupsvc/election"
+	"memstore/replica/protocol"
+)
+
+// Config configures the group service and router.
+type Config struct {
+	// Prefix of every subject. Default "ms".
+	Prefix string
+	// Tick is the clock of the election machine. Default 100 ms.
+	Tick time.Duration
+	// Election tunes the coordinator; its ID must differ from every node's.
+	Election election.Config
+	// Bucket is the JetStream KV bucket of the view. Default "memstore_view".
+	Bucket string
+	// Replicas of the bucket: 1 on one server, 3 on a NATS cluster. Default 1.
+	Replicas int
+	// RequestTimeout bounds a routed request, retries included. Default 4 s.
+	RequestTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults for a coordinator with id.
+func DefaultConfig(id protocol.NodeID) Config {
+	return Config{Prefix: bus.DefaultPrefix, Tick: 100 * time.Millisecond,
+		Election: election.DefaultConfig(id), Bucket: "memstore_view", Replicas: 1,
+		RequestTimeout: 4 * time.Second}
+}
+
+// Service is the group service: one goroutine owns the coordinator.
+type Service struct {
+	cfg   Config
+	log   logrus.FieldLogger
+	nc    *nats.Conn
+	sub   bus.Subjects
+	store *viewStore
+	in    chan protocol.Message
+	subs  []*nats.Subscription
+
+	mu    sync.Mutex // guards state
+	state snapshot   // what Status and the router read
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// snapshot is the coordinator's state as the router sees it.
+type snapshot struct {
+	view  protocol.View
+	nodes []election.NodeInfo
+}
+
+// Start opens the view bucket, subscribes, and runs the coordinator until
+// Close.
+func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Service, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("groupsvc: jetstream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store, err := openViewStore(ctx, js, cfg.Bucket, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	view, rev, err := store.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	coord, err := election.New(cfg.Election, view, rev)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), store: store,
+		in: make(chan protocol.Message, 4096), done: make(chan struct{})}
+	s.state.view = view
+	for _, subj := range []string{s.sub.Group(), s.sub.To(cfg.Election.ID)} {
+		sub, err := nc.Subscribe(subj, s.receive)
+		if err != nil {
+			s.unsubscribe()
+			return nil, fmt.Errorf("groupsvc: subscribe %s: %w", subj, err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	loopCtx, loopCancel := context.WithCancel(context.Background())
+	s.cancel = loopCancel
+	log.WithFields(logrus.Fields{"epoch": view.Epoch, "leader": view.Leader, "revision": rev}).Info("group service started")
+	go s.run(loopCtx, coord)
+	return s, nil
+}
+
+func (s *Service) receive(m *nats.Msg) {
+	var msg protocol.Message
+	if e := bus.Decode(m.Data, &msg); e != nil {
+		s.log.WithError(e).Debug("dropping malformed group message")
+		return
+	}
+	select {
+	case s.in <- msg:
+	default:
+		s.log.Warn("group service overloaded: dropping a message")
+	}
+}
+
+// run is the coordinator's owner loop.
+func (s *Service) run(ctx context.Context, c *election.Coordinator) {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-s.in:
+			c.Step(m)
+		case <-t.C:
+			c.Tick()
+		}
+		s.handle(ctx, c)
+	}
+}
+
+// handle carries out the coordinator's Ready: messages, then the CAS.
+func (s *Service) handle(ctx context.Context, c *election.Coordinator) {
+	for {
+		rd := c.Ready()
+		for _, m := range rd.Messages {
+			if err := s.nc.Publish(s.sub.Address(m), bus.Encode(m)); err != nil {
+				s.log.WithError(err).Debug("publish failed")
+			}
+		}
+		if rd.CAS == nil {
+			break
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, rev, err := s.store.cas(cctx, rd.CAS.View, rd.CAS.Rev)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			s.log.WithError(err).Warn("view store unreachable")
+			v, rev = c.View() // nothing learned: the attempt is given up
+		}
+		if v.Epoch == rd.CAS.View.Epoch && v.Leader == rd.CAS.View.Leader {
+			s.log.WithFields(logrus.Fields{"epoch": v.Epoch, "leader": v.Leader, "members": v.Members}).Info("new view")
+		}
+		c.Stored(v, rev)
+	}
+	view, _ := c.View()
+	s.mu.Lock()
+	s.state = snapshot{view: view, nodes: c.Nodes()}
+	s.mu.Unlock()
+}
+
+// View returns the current view and node states.
+func (s *Service) View() (protocol.View, []election.NodeInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.view, s.state.nodes
+}
+
+func (s *Service) unsubscribe() {
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+}
+
+// Close stops the service and waits for its loop.
+func (s *Service) Close() {
+	s.unsubscribe()
+	s.cancel()
+	<-s.done
+}
