@@ -20,6 +20,10 @@ const (
 	OpStatus  = "status"
 )
 
+// HeaderUser carries the writer's name (without auth: the --user flag) from
+// the client through the router to the node.
+const HeaderUser = "Ms-User"
+
 // Queue groups.
 const (
 	// RouterQueue is the queue group the routers serve ms.api.> in.

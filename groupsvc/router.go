@@ -14,9 +14,6 @@ import (
 	"memstore/replica/protocol"
 )
 
-// HeaderUser carries the writer's name from the router to the node.
-const HeaderUser = "Ms-User"
-
 // Router serves the public API as a queue group and forwards each request
 // to a node: writes and linearizable reads to the leader, stale reads to
 // any live member. A failover shows as a slower reply, not an error: on
@@ -65,7 +62,7 @@ func (r *Router) answer(m *nats.Msg) {
 	} else if op == bus.OpStatus {
 		reply = r.status()
 	} else {
-		reply = r.forward(op, data, m.Header.Get(HeaderUser))
+		reply = r.forward(op, data, m.Header.Get(bus.HeaderUser))
 	}
 	if m.Reply != "" {
 		_ = m.Respond(reply)
@@ -110,7 +107,7 @@ func (r *Router) forward(op string, data []byte, user string) []byte {
 		msg := nats.NewMsg(r.sub.Fwd(target, op))
 		msg.Data = data
 		if user != "" {
-			msg.Header.Set(HeaderUser, user)
+			msg.Header.Set(bus.HeaderUser, user)
 		}
 		rep, err := r.nc.RequestMsg(msg, min(time.Until(deadline), 2*time.Second))
 		if err != nil {
