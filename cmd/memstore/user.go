@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"memstore/bus"
+	"memstore/client"
+)
+
+// userCommands are the user CLI: user_write_request and user_read_request.
+func userCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{putCommand(g), getCommand(g), historyCommand(g), lsCommand(g),
+		treeCommand(g), watchCommand(g), statusCommand(g)}
+}
+
+// jsonValue takes a value as JSON; anything that is not JSON is stored as a
+// string.
+func jsonValue(s string) json.RawMessage {
+	if json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	return bus.Encode(s)
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	return enc.Encode(v)
+}
+
+func withClient(g *globals, fn func(*client.Client) error) error {
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
+}
+
+func putCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "put PATH VALUE",
+		Short: "Write a value (JSON; anything else is stored as a string); returns once committed",
+		Example: `  memstore put plant1/line3/temp 21.5
+  memstore put plant1/line3/state '{"run":true}'`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(g, func(c *client.Client) error {
+				rep, err := c.Put(cmd.Context(), args[0], jsonValue(args[1]))
+				if err != nil {
+					return err
+				}
+				fmt.Printf("seq=%d ts=%s\n", rep.Seq, rep.TS)
+				return nil
+			})
+		},
+	}
+}
+
+func getCommand(g *globals) *cobra.Command {
+	var stale bool
+	var minSeq uint64
+	cmd := &cobra.Command{
+		Use:   "get PATH",
+		Short: "Read the latest version of a path (linearizable unless --stale)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := bus.GetRequest{Path: args[0], Consistency: bus.Linearizable, MinSeq: minSeq}
+			if stale {
+				req.Consistency = bus.Stale
+			}
+			return withClient(g, func(c *client.Client) error {
+				rep, err := c.Get(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				return printJSON(rep)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&stale, "stale", false, "read from any node's applied state (faster, may lag)")
+	cmd.Flags().Uint64Var(&minSeq, "min-seq", 0, "wait until the answering node has applied this seq (read your writes)")
+	return cmd
+}
+
+func historyCommand(g *globals) *cobra.Command {
+	var req bus.HistoryRequest
+	cmd := &cobra.Command{
+		Use:   "history PATH",
+		Short: "List a path's versions, oldest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Path = args[0]
+			return withClient(g, func(c *client.Client) error {
+				rep, err := c.History(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "SEQ\tTS\tUSER\tVALUE")
+				for _, v := range rep.Values {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", v.Seq, v.TS, v.User, v.Value)
+				}
+				if rep.More && len(rep.Values) > 0 {
+					fmt.Fprintf(w, "… more: --after-seq %d\n", rep.Values[len(rep.Values)-1].Seq)
+				}
+				return w.Flush()
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Since, "since", "", "oldest commit time, RFC 3339")
+	f.StringVar(&req.Until, "until", "", "newest commit time, RFC 3339")
+	f.Uint64Var(&req.AfterSeq, "after-seq", 0, "start after this seq (paging)")
+	f.IntVar(&req.Limit, "limit", 0, "most versions in the page (0: the store's page size)")
+	return cmd
+}
+
+func lsCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls [PATH]",
+		Short: "List the children of a folder (the root without PATH)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := ""
+			if len(args) == 1 {
+				path = args[0]
+			}
+			return withClient(g, func(c *client.Client) error {
+				children, err := c.Ls(cmd.Context(), path)
+				for _, ch := range children {
+					fmt.Println(ch)
+				}
+				return err
+			})
+		},
+	}
+}
+
+func treeCommand(g *globals) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "tree [PATH]",
+		Short: "Show the latest value of every path under PATH",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := ""
+			if len(args) == 1 {
+				path = args[0]
+			}
+			return withClient(g, func(c *client.Client) error {
+				rep, err := c.Tree(cmd.Context(), path, limit)
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "PATH\tSEQ\tTS\tVALUE")
+				for _, v := range rep.Values {
+					fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", v.Path, v.Seq, v.TS, v.Value)
+				}
+				return w.Flush()
+			})
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 0, "most paths (0: the store's page size)")
+	return cmd
+}
+
+func watchCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch PATTERN",
+		Short: "Print every committed version under PATTERN (e.g. 'plant1/>') until interrupted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(g, func(c *client.Client) error {
+				return c.Watch(cmd.Context(), args[0], func(pv bus.PathVersion) {
+					_ = printJSON(pv)
+				})
+			})
+		},
+	}
+}
+
+func statusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the view (epoch, leader, members) and every node's state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(g, func(c *client.Client) error {
+				rep, err := c.Status(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Printf("epoch %d, leader %d, members %v\n", rep.Epoch, rep.Leader, rep.Members)
+				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "NODE\tSTATE\tMEMBER\tLAST\tCOMMIT\tAPPLIED\tLAG")
+				for _, n := range rep.Nodes {
+					fmt.Fprintf(w, "%d\t%s\t%v\t%d\t%d\t%d\t%d\n", n.ID, n.State, n.Member, n.LastSeq, n.Commit, n.Applied, n.Lag)
+				}
+				return w.Flush()
+			})
+		},
+	}
+}
