@@ -1,0 +1,125 @@
+package vfs
+
+import (
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestConformance runs the same behaviours against the real filesystem and
+// the in-memory twin.
+func TestConformance(t *testing.T) {
+	for name, mk := range map[string]func(t *testing.T) (FS, string){
+		"os":  func(t *testing.T) (FS, string) { return OS, t.TempDir() },
+		"mem": func(t *testing.T) (FS, string) { m := NewMem(); return m, "/data" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs, dir := mk(t)
+			sub := filepath.Join(dir, "a", "b")
+			if err := fs.MkdirAll(sub, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(sub, "f")
+			f, err := fs.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []string{"hello ", "world"} {
+				if _, err := f.Write([]byte(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Truncate(5); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if _, err := fs.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+				t.Fatal("O_EXCL on an existing file succeeded")
+			}
+			r, err := Open(fs, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(r)
+			r.Close()
+			if string(b) != "hello" {
+				t.Fatalf("read %q", b)
+			}
+			buf := make([]byte, 3)
+			r, _ = Open(fs, p)
+			if n, err := r.ReadAt(buf, 1); n != 3 || string(buf) != "ell" {
+				t.Fatalf("ReadAt: %d %q %v", n, buf, err)
+			}
+			r.Close()
+			q := filepath.Join(sub, "g")
+			if err := fs.Rename(p, q); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fs.Lstat(p); !os.IsNotExist(err) {
+				t.Fatalf("old name after rename: %v", err)
+			}
+			if err := fs.SyncDir(sub); err != nil {
+				t.Fatal(err)
+			}
+			ents, err := fs.ReadDir(sub)
+			if err != nil || len(ents) != 1 || ents[0].Name() != "g" {
+				t.Fatalf("ReadDir: %v %v", ents, err)
+			}
+			if err := fs.Remove(sub); err == nil {
+				t.Fatal("removed a non-empty folder")
+			}
+			if err := fs.RemoveAll(filepath.Join(dir, "a")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fs.Lstat(sub); !os.IsNotExist(err) {
+				t.Fatalf("after RemoveAll: %v", err)
+			}
+		})
+	}
+}
+
+// TestCrashClone: unsynced data and unsynced folder entries are lost.
+func TestCrashClone(t *testing.T) {
+	m := NewMem()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(m.MkdirAll("/d", 0o700))
+	f, err := m.OpenFile("/d/kept", os.O_CREATE|os.O_WRONLY, 0o600)
+	must(err)
+	f.Write([]byte("synced"))
+	must(f.Sync())
+	f.Write([]byte("-unsynced"))
+	must(m.SyncDir("/d"))
+	g, err := m.OpenFile("/d/lost", os.O_CREATE|os.O_WRONLY, 0o600)
+	must(err)
+	g.Write([]byte("x"))
+	must(g.Sync()) // data synced, but the folder entry is not
+	c := m.CrashClone(rand.New(rand.NewSource(1)), false)
+	r, err := Open(c, "/d/kept")
+	must(err)
+	b, _ := io.ReadAll(r)
+	if string(b) != "synced" {
+		t.Fatalf("after crash: %q", b)
+	}
+	if _, err := c.Lstat("/d/lost"); !os.IsNotExist(err) {
+		t.Fatalf("unsynced entry survived: %v", err)
+	}
+	// Torn: a prefix of the unsynced tail may survive.
+	for seed := int64(0); seed < 20; seed++ {
+		c := m.CrashClone(rand.New(rand.NewSource(seed)), true)
+		r, _ := Open(c, "/d/kept")
+		b, _ := io.ReadAll(r)
+		if len(b) < 6 || string(b[:6]) != "synced" || len(b) > len("synced-unsynced") {
+			t.Fatalf("seed %d: torn content %q", seed, b)
+		}
+	}
+}
