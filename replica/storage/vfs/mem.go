@@ -22,6 +22,20 @@ import (
 type MemFS struct {
 	mu   sync.Mutex // guards every inode
 	root *inode
+	// beforeMutate, if set, runs before every change (write, sync,
+	// truncate, create, rename, remove, folder sync), without the lock
+	// held: tests take a CrashClone there to crash at every step.
+	beforeMutate func()
+}
+
+// BeforeMutate installs a hook run before every change to the filesystem,
+// so a test can crash it at every step of an operation.
+func (m *MemFS) BeforeMutate(fn func()) { m.beforeMutate = fn }
+
+func (m *MemFS) mutate() {
+	if m.beforeMutate != nil {
+		m.beforeMutate()
+	}
 }
 
 // inode is a file or a folder. Guarded by MemFS.mu.
@@ -85,6 +99,9 @@ func pathErr(op, name string, err error) error { return &fs.PathError{Op: op, Pa
 
 // OpenFile implements FS.
 func (m *MemFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	if flag&(os.O_CREATE|os.O_TRUNC) != 0 {
+		m.mutate()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dir, base, err := m.parent(name)
@@ -112,6 +129,7 @@ func (m *MemFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) 
 
 // Remove implements FS.
 func (m *MemFS) Remove(name string) error {
+	m.mutate()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dir, base, err := m.parent(name)
@@ -131,6 +149,7 @@ func (m *MemFS) Remove(name string) error {
 
 // RemoveAll implements FS.
 func (m *MemFS) RemoveAll(name string) error {
+	m.mutate()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dir, base, err := m.parent(name)
@@ -146,6 +165,7 @@ func (m *MemFS) RemoveAll(name string) error {
 
 // Rename implements FS.
 func (m *MemFS) Rename(oldname, newname string) error {
+	m.mutate()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	od, ob, err := m.parent(oldname)
@@ -170,6 +190,7 @@ func (m *MemFS) Rename(oldname, newname string) error {
 
 // MkdirAll implements FS.
 func (m *MemFS) MkdirAll(name string, perm os.FileMode) error {
+	m.mutate()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := m.root
@@ -224,6 +245,7 @@ func (m *MemFS) Lstat(name string) (os.FileInfo, error) {
 
 // SyncDir implements FS.
 func (m *MemFS) SyncDir(name string) error {
+	m.mutate()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, err := m.lookup(name)
@@ -331,6 +353,7 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *memFile) Write(p []byte) (int, error) {
+	f.fs.mutate()
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if f.flag&(os.O_WRONLY|os.O_RDWR) == 0 {
@@ -350,6 +373,7 @@ func (f *memFile) Write(p []byte) (int, error) {
 func (f *memFile) Close() error { return nil }
 
 func (f *memFile) Sync() error {
+	f.fs.mutate()
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	f.n.synced = bytes.Clone(f.n.data)
@@ -357,6 +381,7 @@ func (f *memFile) Sync() error {
 }
 
 func (f *memFile) Truncate(size int64) error {
+	f.fs.mutate()
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if size < int64(len(f.n.data)) {
