@@ -202,7 +202,9 @@ func TestWALCorruptionInTheMiddleIsAnError(t *testing.T) {
 // change it makes, and returns the images plus the final one.
 func crashAtEveryStep(m *vfs.MemFS, op func()) []*vfs.MemFS {
 	var images []*vfs.MemFS
-	m.BeforeMutate(func() { images = append(images, m.CrashClone(rand.New(rand.NewSource(int64(len(images)))), len(images)%2 == 0)) })
+	m.BeforeMutate(func() {
+		images = append(images, m.CrashClone(rand.New(rand.NewSource(int64(len(images)))), len(images)%2 == 0))
+	})
 	op()
 	m.BeforeMutate(nil)
 	return append(images, m.CrashClone(rand.New(rand.NewSource(0)), false))
