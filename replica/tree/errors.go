@@ -1,0 +1,20 @@
+package tree
+
+import "errors"
+
+// Errors of the tree.
+var (
+	// ErrBadPath means a path broke the rules of ValidatePath; nothing was
+	// written.
+	ErrBadPath = errors.New("tree: bad path")
+	// ErrNotFound means the path holds no value.
+	ErrNotFound = errors.New("tree: not found")
+	// ErrCorrupt means a versions file or marker is damaged other than by a
+	// torn last line; the message names the file.
+	ErrCorrupt = errors.New("tree: corrupt data")
+	// ErrUnsafe means a folder on the way to a path is a symlink or not a
+	// folder: someone planted it; nothing is written through it.
+	ErrUnsafe = errors.New("tree: unsafe folder")
+	// errConfig means a Config failed validation.
+	errConfig = errors.New("tree: invalid config")
+)

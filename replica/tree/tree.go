@@ -1,0 +1,570 @@
+package tree
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"memstore/replica/storage/vfs"
+)
+
+// Names under the data dir and in the tree. Every name the tree keeps holds
+// a dot, so it can never be a path segment.
+const (
+	treeDir      = "tree"
+	newTreeDir   = "tree.new"
+	oldTreeDir   = "tree.old"
+	versionsFile = "versions.jsonl"
+	markerFile   = "applied.json"
+	tmpSuffix    = ".tmp"
+)
+
+// Version is one stored version of a path: one line of its versions file.
+type Version struct {
+	Seq   uint64          `json:"seq"`
+	TS    string          `json:"ts"`
+	User  string          `json:"user"`
+	Value json.RawMessage `json:"value"`
+}
+
+// Put is one write of a log entry.
+type Put struct {
+	Path  string
+	Value json.RawMessage
+}
+
+// PathVersion is the latest version of one path.
+type PathVersion struct {
+	Path string
+	Version
+}
+
+// Point is a log position: the applied entry's epoch and seq.
+type Point struct {
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// ref locates one version in its path's file: a fixed 32 bytes of RAM per
+// version, whatever its size.
+type ref struct {
+	seq uint64
+	ts  int64 // unix nanoseconds
+	off int64
+	n   int64
+}
+
+// pathState is one path's index.
+type pathState struct {
+	refs   []ref    // every version, oldest first
+	recent [][]byte // the encoded lines of the last len(recent) versions
+	size   int64    // size of the versions file
+}
+
+// Tree is a node's state machine: every path's versions on disk under
+// tree/, indexed in memory.
+type Tree struct {
+	fs      vfs.FS
+	dataDir string
+	dir     string
+	cfg     Config
+
+	mu         sync.RWMutex // guards everything below; reads share it, Apply and the rest hold it alone
+	paths      map[string]*pathState
+	children   map[string]map[string]struct{} // folder ("" is the root) → child segment names
+	applied    Point
+	lastTS     int64               // ts of the latest applied entry
+	dirtyFiles map[string]struct{} // paths written since the last checkpoint
+	dirtyDirs  map[string]struct{} // folders (on disk) with new entries since then
+	snapshots  int                 // snapshot readers running: compaction waits for them
+}
+
+// Open opens the tree under dataDir (read_from_file): it finishes or undoes
+// an interrupted snapshot install, then reads every versions file back,
+// cutting a torn last line.
+func Open(fsys vfs.FS, dataDir string, cfg Config) (*Tree, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	t := &Tree{fs: fsys, dataDir: dataDir, dir: filepath.Join(dataDir, treeDir), cfg: cfg}
+	if err := fsys.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("tree: create %s: %w", dataDir, err)
+	}
+	if err := t.resolveInstall(); err != nil {
+		return nil, err
+	}
+	if err := fsys.MkdirAll(t.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("tree: create %s: %w", t.dir, err)
+	}
+	if err := fsys.SyncDir(dataDir); err != nil {
+		return nil, fmt.Errorf("tree: sync %s: %w", dataDir, err)
+	}
+	if err := t.load(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Tree) exists(name string) bool {
+	_, err := t.fs.Lstat(name)
+	return err == nil
+}
+
+// resolveInstall makes a crash during Install leave the old tree or the
+// complete new one, never a mix: the new tree counts once its marker is
+// written, which Install does last.
+func (t *Tree) resolveInstall() error {
+	cur, nw, old := t.dir, filepath.Join(t.dataDir, newTreeDir), filepath.Join(t.dataDir, oldTreeDir)
+	complete := t.exists(filepath.Join(nw, markerFile))
+	var err error
+	switch {
+	case t.exists(old) && !t.exists(cur) && complete:
+		err = t.fs.Rename(nw, cur)
+	case t.exists(old) && !t.exists(cur):
+		err = t.fs.Rename(old, cur)
+	}
+	if err != nil {
+		return fmt.Errorf("tree: finish an interrupted install: %w", err)
+	}
+	for _, leftover := range []string{old, nw} {
+		if t.exists(leftover) {
+			if err := t.fs.RemoveAll(leftover); err != nil {
+				return fmt.Errorf("tree: remove %s: %w", leftover, err)
+			}
+		}
+	}
+	return t.fs.SyncDir(t.dataDir)
+}
+
+// load rebuilds the index from the files.
+func (t *Tree) load() error {
+	t.paths = map[string]*pathState{}
+	t.children = map[string]map[string]struct{}{"": {}}
+	t.dirtyFiles, t.dirtyDirs = map[string]struct{}{}, map[string]struct{}{}
+	t.applied, t.lastTS = Point{}, 0
+	if err := t.readMarker(); err != nil {
+		return err
+	}
+	return t.walk("")
+}
+
+func (t *Tree) readMarker() error {
+	f, err := vfs.Open(t.fs, filepath.Join(t.dir, markerFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("tree: open marker: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("tree: read marker: %w", err)
+	}
+	var m struct {
+		Point
+		TS int64 `json:"ts"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, filepath.Join(t.dir, markerFile), err)
+	}
+	t.applied, t.lastTS = m.Point, m.TS
+	return nil
+}
+
+// walk loads every path under folder.
+func (t *Tree) walk(folder string) error {
+	ents, err := t.fs.ReadDir(t.diskPath(folder))
+	if err != nil {
+		return fmt.Errorf("tree: list %s: %w", t.diskPath(folder), err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case name == versionsFile && folder != "":
+			if err := t.loadPath(folder); err != nil {
+				return err
+			}
+		case strings.HasSuffix(name, tmpSuffix): // an interrupted compaction: the old file stands
+			if err := t.fs.Remove(filepath.Join(t.diskPath(folder), name)); err != nil {
+				return fmt.Errorf("tree: remove %s: %w", name, err)
+			}
+		case e.Type()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%w: %s is a symlink", ErrUnsafe, filepath.Join(t.diskPath(folder), name))
+		case e.IsDir() && ValidatePath(join(folder, name)) == nil:
+			t.addChild(folder, name)
+			if err := t.walk(join(folder, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func join(folder, name string) string {
+	if folder == "" {
+		return name
+	}
+	return folder + "/" + name
+}
+
+func (t *Tree) diskPath(p string) string {
+	if p == "" {
+		return t.dir
+	}
+	return filepath.Join(t.dir, filepath.FromSlash(p))
+}
+
+func (t *Tree) addChild(folder, name string) {
+	set := t.children[folder]
+	if set == nil {
+		set = map[string]struct{}{}
+		t.children[folder] = set
+	}
+	set[name] = struct{}{}
+}
+
+// loadPath reads one versions file; a torn or garbage last line is cut, a
+// bad line before the last is ErrCorrupt.
+func (t *Tree) loadPath(p string) error {
+	name := filepath.Join(t.diskPath(p), versionsFile)
+	f, err := vfs.Open(t.fs, name)
+	if err != nil {
+		return fmt.Errorf("tree: open %s: %w", name, err)
+	}
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("tree: read %s: %w", name, err)
+	}
+	ps := &pathState{}
+	off := int64(0)
+	for line := 1; off < int64(len(data)); line++ {
+		end := bytes.IndexByte(data[off:], '\n')
+		var r ref
+		var err error
+		if end < 0 {
+			err = errors.New("no newline")
+		} else {
+			r, err = parseLine(data[off : off+int64(end)])
+		}
+		if err == nil && len(ps.refs) > 0 && r.seq <= ps.refs[len(ps.refs)-1].seq {
+			err = fmt.Errorf("seq %d after %d", r.seq, ps.refs[len(ps.refs)-1].seq)
+		}
+		if err != nil {
+			if end >= 0 && off+int64(end)+1 < int64(len(data)) {
+				return fmt.Errorf("%w: %s line %d: %v", ErrCorrupt, name, line, err)
+			}
+			if err := t.cut(name, off); err != nil {
+				return err
+			}
+			break
+		}
+		r.off, r.n = off, int64(end)
+		t.push(ps, r, data[off:off+int64(end)])
+		off += int64(end) + 1
+	}
+	ps.size = off
+	if len(ps.refs) > 0 {
+		t.paths[p] = ps
+	}
+	return nil
+}
+
+// cut truncates a versions file to its last whole line.
+func (t *Tree) cut(name string, size int64) error {
+	f, err := t.fs.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("tree: open %s: %w", name, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("tree: cut torn line of %s: %w", name, err)
+	}
+	return f.Sync()
+}
+
+func parseLine(line []byte) (ref, error) {
+	var v Version
+	if err := json.Unmarshal(line, &v); err != nil {
+		return ref{}, err
+	}
+	ts, err := time.Parse(time.RFC3339Nano, v.TS)
+	if err != nil {
+		return ref{}, fmt.Errorf("bad ts: %w", err)
+	}
+	if v.Seq == 0 || len(v.Value) == 0 {
+		return ref{}, errors.New("missing seq or value")
+	}
+	return ref{seq: v.Seq, ts: ts.UnixNano()}, nil
+}
+
+// push records a version in a path's index, keeping RecentVersions lines
+// in memory.
+func (t *Tree) push(ps *pathState, r ref, line []byte) {
+	ps.refs = append(ps.refs, r)
+	ps.recent = append(ps.recent, bytes.Clone(line))
+	if k := len(ps.recent) - t.cfg.RecentVersions; k > 0 {
+		ps.recent[0] = nil
+		ps.recent = ps.recent[k:]
+	}
+}
+
+// AppliedPoint is the last entry applied.
+func (t *Tree) AppliedPoint() Point {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.applied
+}
+
+// Apply applies one committed log entry (write_to_file): each put becomes a
+// line in its path's versions file. It is idempotent by seq: a path that
+// already holds seq (or later) is left alone, which makes replay after a
+// crash safe. Every path is checked before anything is written.
+func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) error {
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return fmt.Errorf("tree: entry %d: bad ts %q: %w", seq, ts, err)
+	}
+	lines := make([][]byte, len(puts))
+	for i, p := range puts {
+		if err := ValidatePath(p.Path); err != nil {
+			return err
+		}
+		if !json.Valid(p.Value) {
+			return fmt.Errorf("tree: entry %d: value of %s is not JSON", seq, p.Path)
+		}
+		lines[i], _ = json.Marshal(Version{Seq: seq, TS: ts, User: user, Value: p.Value})
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, p := range puts {
+		ps := t.paths[p.Path]
+		if ps != nil && ps.refs[len(ps.refs)-1].seq >= seq {
+			continue
+		}
+		if err := t.writeLine(p.Path, ps, ref{seq: seq, ts: at.UnixNano()}, lines[i]); err != nil {
+			return err
+		}
+	}
+	if seq > t.applied.Seq {
+		t.applied, t.lastTS = Point{epoch, seq}, at.UnixNano()
+	}
+	return nil
+}
+
+// writeLine appends one version to a path's file. Lock should be held.
+func (t *Tree) writeLine(p string, ps *pathState, r ref, line []byte) error {
+	if ps == nil {
+		if err := t.makeFolders(p); err != nil {
+			return err
+		}
+		ps = &pathState{}
+		t.paths[p] = ps
+	}
+	name := filepath.Join(t.diskPath(p), versionsFile)
+	f, err := t.fs.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("tree: open %s: %w", name, err)
+	}
+	_, err = f.Write(append(line, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("tree: write %s: %w", name, err)
+	}
+	if ps.size == 0 {
+		t.dirtyDirs[t.diskPath(p)] = struct{}{}
+	}
+	r.off, r.n = ps.size, int64(len(line))
+	ps.size += int64(len(line)) + 1
+	t.push(ps, r, line)
+	t.dirtyFiles[p] = struct{}{}
+	return nil
+}
+
+// makeFolders creates the folders of a path one by one, refusing any
+// component that exists but is a symlink or not a folder. Lock should be
+// held.
+func (t *Tree) makeFolders(p string) error {
+	folder := ""
+	for _, seg := range strings.Split(p, "/") {
+		parent := folder
+		folder = join(folder, seg)
+		disk := t.diskPath(folder)
+		st, err := t.fs.Lstat(disk)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := t.fs.MkdirAll(disk, 0o700); err != nil {
+				return fmt.Errorf("tree: create %s: %w", disk, err)
+			}
+			t.dirtyDirs[t.diskPath(parent)] = struct{}{}
+		case err != nil:
+			return fmt.Errorf("tree: stat %s: %w", disk, err)
+		case !st.IsDir() || st.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%w: %s is not a plain folder", ErrUnsafe, disk)
+		}
+		t.addChild(parent, seg)
+	}
+	return nil
+}
+
+// Checkpoint makes everything applied so far durable: it fsyncs every
+// written file and new folder, then records the applied point atomically.
+// After a crash, Open reports this point and the log is replayed after it.
+func (t *Tree) Checkpoint() (Point, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for p := range t.dirtyFiles {
+		name := filepath.Join(t.diskPath(p), versionsFile)
+		f, err := t.fs.OpenFile(name, os.O_WRONLY, 0)
+		if err != nil {
+			return Point{}, fmt.Errorf("tree: open %s: %w", name, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return Point{}, fmt.Errorf("tree: fsync %s: %w", name, err)
+		}
+	}
+	for d := range t.dirtyDirs {
+		if err := t.fs.SyncDir(d); err != nil {
+			return Point{}, fmt.Errorf("tree: fsync %s: %w", d, err)
+		}
+	}
+	clear(t.dirtyFiles)
+	clear(t.dirtyDirs)
+	if err := writeMarker(t.fs, t.dir, t.applied, t.lastTS); err != nil {
+		return Point{}, err
+	}
+	return t.applied, nil
+}
+
+// writeMarker replaces dir's applied marker atomically.
+func writeMarker(fsys vfs.FS, dir string, p Point, ts int64) error {
+	data, _ := json.Marshal(struct {
+		Point
+		TS int64 `json:"ts"`
+	}{p, ts})
+	tmp := filepath.Join(dir, markerFile+tmpSuffix)
+	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("tree: write marker: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, filepath.Join(dir, markerFile))
+	}
+	if err == nil {
+		err = fsys.SyncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("tree: write marker: %w", err)
+	}
+	return nil
+}
+
+// Get returns a path's latest version.
+func (t *Tree) Get(p string) (Version, error) {
+	if err := ValidatePath(p); err != nil {
+		return Version{}, err
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	ps := t.paths[p]
+	if ps == nil {
+		return Version{}, fmt.Errorf("%w: %s", ErrNotFound, p)
+	}
+	return decodeVersion(ps.recent[len(ps.recent)-1])
+}
+
+func decodeVersion(line []byte) (Version, error) {
+	var v Version
+	if err := json.Unmarshal(line, &v); err != nil {
+		return Version{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return v, nil
+}
+
+// Ls lists the children of a folder ("" is the root), sorted.
+func (t *Tree) Ls(folder string) ([]string, error) {
+	if err := ValidateFolder(folder); err != nil {
+		return nil, err
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	set, ok := t.children[folder]
+	if !ok {
+		if _, isPath := t.paths[folder]; !isPath {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, folder)
+		}
+	}
+	out := make([]string, 0, len(set))
+	for name := range set {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Subtree returns the latest version of every path under folder (folder
+// itself included), in path order, at most limit (capped by MaxPage).
+func (t *Tree) Subtree(folder string, limit int) ([]PathVersion, bool, error) {
+	if err := ValidateFolder(folder); err != nil {
+		return nil, false, err
+	}
+	if limit <= 0 || limit > t.cfg.MaxPage {
+		limit = t.cfg.MaxPage
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []PathVersion
+	more := false
+	var visit func(p string) error
+	visit = func(p string) error {
+		if ps := t.paths[p]; ps != nil && p != "" {
+			if len(out) == limit {
+				more = true
+				return errStop
+			}
+			v, err := decodeVersion(ps.recent[len(ps.recent)-1])
+			if err != nil {
+				return err
+			}
+			out = append(out, PathVersion{Path: p, Version: v})
+		}
+		names := make([]string, 0, len(t.children[p]))
+		for name := range t.children[p] {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			if err := visit(join(p, name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := visit(folder); err != nil && !errors.Is(err, errStop) {
+		return nil, false, err
+	}
+	return out, more, nil
+}
+
+var errStop = errors.New("stop")

@@ -1,0 +1,469 @@
+package tree
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"memstore/replica/storage/vfs"
+)
+
+var epoch0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func tsOf(seq uint64) string { return epoch0.Add(time.Duration(seq) * time.Second).Format(time.RFC3339Nano) }
+
+func openTree(t testing.TB, fsys vfs.FS, dir string, cfg Config) *Tree {
+	t.Helper()
+	tr, err := Open(fsys, dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func apply(t testing.TB, tr *Tree, seq uint64, puts ...Put) {
+	t.Helper()
+	if err := tr.Apply(1, seq, tsOf(seq), "u", puts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func put(p string, v any) Put {
+	b, _ := json.Marshal(v)
+	return Put{Path: p, Value: b}
+}
+
+// listing returns every name under dir, for "nothing created" checks.
+func listing(t *testing.T, dir string) []string {
+	var out []string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		out = append(out, p)
+		return nil
+	})
+	return out
+}
+
+func TestBadPathsAreRefusedAndCreateNothing(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	tr := openTree(t, vfs.OS, dir, DefaultConfig())
+	if err := os.Symlink(outside, filepath.Join(dir, "tree", "evil")); err != nil {
+		t.Fatal(err)
+	}
+	before := listing(t, dir)
+	bad := []string{"../x", "a//b", "/a", "a/", ".", "..", "a/./b", "a/../b", "a\x00b", "", "a b", "a.b", "ü",
+		strings.Repeat("a", 300), strings.Repeat("a/", 16) + "a", strings.Repeat("x", 65)}
+	for _, p := range bad {
+		if err := ValidatePath(p); !errors.Is(err, ErrBadPath) {
+			t.Errorf("ValidatePath(%q) = %v", p, err)
+		}
+		if err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("ok/path", 1), put(p, 2)}); !errors.Is(err, ErrBadPath) {
+			t.Errorf("Apply(%q) = %v", p, err)
+		}
+	}
+	if err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("evil/x", 1)}); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("apply through a planted symlink: %v", err)
+	}
+	if after := listing(t, dir); !reflect.DeepEqual(before, after) {
+		t.Errorf("bad input created files:\nbefore %v\nafter  %v", before, after)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("wrote outside the tree: %v", ents)
+	}
+	for _, p := range []string{"a", "A-b_9/c", strings.Repeat("a/", 15) + "a", strings.Repeat("x", 64)} {
+		if err := ValidatePath(p); err != nil {
+			t.Errorf("ValidatePath(%q) = %v", p, err)
+		}
+	}
+}
+
+func TestApplyReadBack(t *testing.T) {
+	m := vfs.NewMem()
+	cfg := DefaultConfig()
+	cfg.RecentVersions = 3
+	cfg.MaxPage = 4
+	tr := openTree(t, m, "/d", cfg)
+	for seq := uint64(1); seq <= 10; seq++ {
+		apply(t, tr, seq, put("plant1/line3/temp", seq), put(fmt.Sprintf("plant1/line%d/hum", seq%2), seq*10))
+	}
+	apply(t, tr, 5, put("plant1/line3/temp", 999)) // replay of an old seq: ignored
+	v, err := tr.Get("plant1/line3/temp")
+	if err != nil || string(v.Value) != "10" || v.Seq != 10 || v.User != "u" {
+		t.Fatalf("get: %+v %v", v, err)
+	}
+	if _, err := tr.Get("plant1/none"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get missing: %v", err)
+	}
+	// Pages: 4 at a time, the old ones read from the file.
+	var seqs []uint64
+	after := uint64(0)
+	for {
+		vs, more, err := tr.History("plant1/line3/temp", HistoryQuery{AfterSeq: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			seqs = append(seqs, v.Seq)
+			if string(v.Value) != fmt.Sprint(v.Seq) {
+				t.Fatalf("version %d holds %s", v.Seq, v.Value)
+			}
+		}
+		if !more {
+			break
+		}
+		after = vs[len(vs)-1].Seq
+	}
+	if len(seqs) != 10 || seqs[0] != 1 || seqs[9] != 10 {
+		t.Fatalf("paged history: %v", seqs)
+	}
+	vs, _, _ := tr.History("plant1/line3/temp", HistoryQuery{Since: epoch0.Add(3 * time.Second), Until: epoch0.Add(5 * time.Second)})
+	if len(vs) != 3 || vs[0].Seq != 3 || vs[2].Seq != 5 {
+		t.Fatalf("time range: %+v", vs)
+	}
+	kids, err := tr.Ls("plant1")
+	if err != nil || !reflect.DeepEqual(kids, []string{"line0", "line1", "line3"}) {
+		t.Fatalf("ls: %v %v", kids, err)
+	}
+	if root, _ := tr.Ls(""); !reflect.DeepEqual(root, []string{"plant1"}) {
+		t.Fatalf("ls root: %v", root)
+	}
+	sub, more, err := tr.Subtree("plant1", 0)
+	if err != nil || more || len(sub) != 3 || sub[0].Path != "plant1/line0/hum" || sub[2].Path != "plant1/line3/temp" {
+		t.Fatalf("subtree: %+v %v %v", sub, more, err)
+	}
+	if sub, more, _ := tr.Subtree("", 2); len(sub) != 2 || !more {
+		t.Fatalf("limited subtree: %d %v", len(sub), more)
+	}
+	// The file is human readable: one JSON line per version.
+	f, _ := vfs.Open(m, "/d/tree/plant1/line3/temp/versions.jsonl")
+	data, _ := io.ReadAll(f)
+	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 10 ||
+		lines[0] != `{"seq":1,"ts":"2026-01-01T00:00:01Z","user":"u","value":1}` {
+		t.Fatalf("file:\n%s", data)
+	}
+}
+
+// model is what the tree should hold: path → versions.
+type model map[string][]Version
+
+func (m model) apply(seq uint64, puts []Put) {
+	for _, p := range puts {
+		vs := m[p.Path]
+		if len(vs) > 0 && vs[len(vs)-1].Seq >= seq {
+			continue
+		}
+		m[p.Path] = append(vs, Version{Seq: seq, TS: tsOf(seq), User: "u", Value: p.Value})
+	}
+}
+
+// sameAs checks every path's full history, latest version and listing.
+func sameAs(t *testing.T, tr *Tree, m model) {
+	t.Helper()
+	for p, want := range m {
+		var got []Version
+		after := uint64(0)
+		for {
+			vs, more, err := tr.History(p, HistoryQuery{AfterSeq: after})
+			if err != nil {
+				t.Fatalf("history %s: %v", p, err)
+			}
+			got = append(got, vs...)
+			if !more {
+				break
+			}
+			after = vs[len(vs)-1].Seq
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("history of %s:\n got %v\nwant %v", p, got, want)
+		}
+		if v, err := tr.Get(p); err != nil || !reflect.DeepEqual(v, want[len(want)-1]) {
+			t.Fatalf("get %s: %+v %v", p, v, err)
+		}
+	}
+	all, _, err := tr.Subtree("", 1<<30)
+	if err != nil || len(all) != min(len(m), tr.cfg.MaxPage) {
+		t.Fatalf("subtree: %d paths, want %d (%v)", len(all), len(m), err)
+	}
+}
+
+func randomEntry(rng *rand.Rand, seq uint64, npaths int) []Put {
+	puts := make([]Put, 1+rng.Intn(3))
+	for i := range puts {
+		p := fmt.Sprintf("s%d/p%d", rng.Intn(4), rng.Intn(npaths))
+		puts[i] = put(p, map[string]any{"v": rng.Intn(1000), "seq": seq})
+	}
+	return puts
+}
+
+// TestCrashReplay is the storage contract with the WAL: apply entries,
+// checkpoint now and then, crash (unsynced data lost, last lines torn),
+// reopen, replay the entries after the checkpoint: the tree equals the one
+// before the crash, for every crash point.
+func TestCrashReplay(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	cfg := DefaultConfig()
+	cfg.RecentVersions = 2
+	for round := 0; round < 40; round++ {
+		m := vfs.NewMem()
+		tr := openTree(t, m, "/d", cfg)
+		want := model{}
+		var entries [][]Put
+		n := 20 + rng.Intn(60)
+		for seq := uint64(1); seq <= uint64(n); seq++ {
+			puts := randomEntry(rng, seq, 6)
+			entries = append(entries, puts)
+			apply(t, tr, seq, puts...)
+			want.apply(seq, puts)
+			if rng.Intn(10) == 0 {
+				if _, err := tr.Checkpoint(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		crashed := m.CrashClone(rng, rng.Intn(2) == 0)
+		tr2 := openTree(t, crashed, "/d", cfg)
+		from := tr2.AppliedPoint().Seq
+		for seq := from + 1; seq <= uint64(n); seq++ {
+			apply(t, tr2, seq, entries[seq-1]...)
+		}
+		sameAs(t, tr2, want)
+	}
+}
+
+func TestRestartRecoversIdenticalIndex(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100,000 versions")
+	}
+	dir := t.TempDir()
+	tr := openTree(t, vfs.OS, dir, DefaultConfig())
+	want := model{}
+	rng := rand.New(rand.NewSource(5))
+	for seq := uint64(1); seq <= 100_000; seq++ {
+		puts := []Put{put(fmt.Sprintf("site%d/dev%d/temp", seq%100, (seq/100)%100), rng.Intn(100000))}
+		apply(t, tr, seq, puts...)
+		want.apply(seq, puts)
+	}
+	if len(want) != 10_000 {
+		t.Fatalf("%d paths", len(want))
+	}
+	if _, err := tr.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	tr2 := openTree(t, vfs.OS, dir, DefaultConfig())
+	if tr2.AppliedPoint().Seq != 100_000 {
+		t.Fatalf("applied %+v", tr2.AppliedPoint())
+	}
+	sameAs(t, tr2, want)
+	for i := 0; i < 100; i++ {
+		folder := fmt.Sprintf("site%d", i)
+		a, _ := tr.Ls(folder)
+		b, _ := tr2.Ls(folder)
+		if !reflect.DeepEqual(a, b) || len(a) != 100 {
+			t.Fatalf("ls %s: %d vs %d children", folder, len(a), len(b))
+		}
+	}
+}
+
+// TestSnapshotWhileApplying streams a snapshot while applies go on, and
+// installs it into another tree: it equals the state at the snapshot's
+// point, before and after a reopen.
+func TestSnapshotWhileApplying(t *testing.T) {
+	rng := rand.New(rand.NewSource(6))
+	m := vfs.NewMem()
+	tr := openTree(t, m, "/src", DefaultConfig())
+	want := model{}
+	seq := uint64(0)
+	for ; seq < 300; seq++ {
+		puts := randomEntry(rng, seq+1, 50)
+		apply(t, tr, seq+1, puts...)
+		want.apply(seq+1, puts)
+	}
+	atS := model{}
+	for p, vs := range want {
+		atS[p] = append([]Version(nil), vs...)
+	}
+	snap := tr.Snapshot()
+	dst := openTree(t, m, "/dst", DefaultConfig())
+	apply(t, dst, 1, put("stale/data", 1))
+	in, err := dst.NewInstaller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for {
+		c, err := snap.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire := MarshalChunk(c)
+		if len(wire) > MaxChunkBytes+1024 {
+			t.Fatalf("chunk of %d bytes", len(wire))
+		}
+		c, err = UnmarshalChunk(wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Add(c); err != nil {
+			t.Fatal(err)
+		}
+		chunks++
+		for k := 0; k < 5; k++ { // applies go on during the stream
+			seq++
+			apply(t, tr, seq, randomEntry(rng, seq, 50)...)
+		}
+	}
+	snap.Close()
+	if err := dst.Install(in); err != nil {
+		t.Fatal(err)
+	}
+	if dst.AppliedPoint().Seq != 300 {
+		t.Fatalf("installed at %+v", dst.AppliedPoint())
+	}
+	sameAs(t, dst, atS)
+	if _, err := dst.Get("stale/data"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("old tree data survived the install: %v", err)
+	}
+	sameAs(t, openTree(t, m, "/dst", DefaultConfig()), atS)
+	t.Logf("%d chunks", chunks)
+}
+
+// TestInstallIsAtomicAtEveryCrashPoint crashes the install at every step:
+// reopening gives the old tree or the new one, whole.
+func TestInstallIsAtomicAtEveryCrashPoint(t *testing.T) {
+	m := vfs.NewMem()
+	src := openTree(t, m, "/src", DefaultConfig())
+	for seq := uint64(1); seq <= 20; seq++ {
+		apply(t, src, seq, put(fmt.Sprintf("n/p%d", seq%7), seq))
+	}
+	dst := openTree(t, m, "/dst", DefaultConfig())
+	apply(t, dst, 1, put("old/x", 1))
+	if _, err := dst.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	snap := src.Snapshot()
+	in, _ := dst.NewInstaller()
+	for {
+		c, err := snap.Next()
+		if err != nil {
+			break
+		}
+		in.Add(c)
+	}
+	snap.Close()
+	var images []*vfs.MemFS
+	m.BeforeMutate(func() { images = append(images, m.CrashClone(rand.New(rand.NewSource(1)), false)) })
+	if err := dst.Install(in); err != nil {
+		t.Fatal(err)
+	}
+	m.BeforeMutate(nil)
+	images = append(images, m.CrashClone(rand.New(rand.NewSource(1)), false))
+	sawNew := false
+	for i, img := range images {
+		tr := openTree(t, img, "/dst", DefaultConfig())
+		_, oldErr := tr.Get("old/x")
+		_, newErr := tr.Get("n/p1")
+		switch {
+		case oldErr == nil && errors.Is(newErr, ErrNotFound) && tr.AppliedPoint().Seq == 1:
+		case newErr == nil && errors.Is(oldErr, ErrNotFound) && tr.AppliedPoint().Seq == 20:
+			sawNew = true
+		default:
+			t.Fatalf("image %d: old %v new %v applied %+v: a mix", i, oldErr, newErr, tr.AppliedPoint())
+		}
+	}
+	if !sawNew {
+		t.Fatal("no crash image holds the new tree")
+	}
+}
+
+func TestRetention(t *testing.T) {
+	m := vfs.NewMem()
+	cfg := DefaultConfig()
+	cfg.RecentVersions = 2
+	cfg.Retention = []Rule{{Prefix: "keep5", MaxVersions: 5}, {Prefix: "young", MaxAge: 10 * time.Second}}
+	tr := openTree(t, m, "/d", cfg)
+	for seq := uint64(1); seq <= 30; seq++ {
+		apply(t, tr, seq, put("keep5/a", seq), put("young/b", seq), put("all/c", seq))
+	}
+	snap := tr.Snapshot()
+	if err := tr.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _, _ := tr.History("keep5/a", HistoryQuery{}); len(vs) != 30 {
+		t.Fatalf("compacted under a running snapshot: %d versions", len(vs))
+	}
+	snap.Close()
+	if err := tr.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(tr *Tree) {
+		t.Helper()
+		if vs, _, _ := tr.History("keep5/a", HistoryQuery{}); len(vs) != 5 || vs[0].Seq != 26 {
+			t.Fatalf("keep5: %+v", vs)
+		}
+		if vs, _, _ := tr.History("young/b", HistoryQuery{}); len(vs) != 11 || vs[0].Seq != 20 {
+			t.Fatalf("young: %d versions from %d", len(vs), vs[0].Seq)
+		}
+		if vs, _, _ := tr.History("all/c", HistoryQuery{}); len(vs) != 30 {
+			t.Fatalf("unlimited path lost versions: %d", len(vs))
+		}
+	}
+	check(tr)
+	apply(t, tr, 31, put("keep5/a", 31))
+	if v, _ := tr.Get("keep5/a"); v.Seq != 31 {
+		t.Fatalf("append after compaction: %+v", v)
+	}
+	tr.Checkpoint()
+	tr2 := openTree(t, m, "/d", cfg)
+	if vs, _, _ := tr2.History("keep5/a", HistoryQuery{}); len(vs) != 6 || vs[5].Seq != 31 {
+		t.Fatalf("after reopen: %+v", vs)
+	}
+}
+
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{"a/b", "../x", "a//b", "/a", "a/", ".", "a\x00b", strings.Repeat("a/", 17)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePath(p) != nil {
+			return
+		}
+		clean := filepath.Clean(filepath.Join("/tree", p))
+		if !strings.HasPrefix(clean, "/tree/") || strings.Contains(p, ".") || strings.Contains(p, "\x00") {
+			t.Fatalf("accepted %q, which escapes or aliases: %s", p, clean)
+		}
+	})
+}
+
+func FuzzUnmarshalChunk(f *testing.F) {
+	f.Add(MarshalChunk(Chunk{Epoch: 1, Seq: 5, Paths: []ChunkPath{{Path: "a/b", Versions: []Version{{Seq: 2, TS: tsOf(2), User: "u", Value: json.RawMessage(`1`)}}}}}))
+	f.Add([]byte(`{"seq":1,"paths":[{"path":"../x","versions":[]}]}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := UnmarshalChunk(b)
+		if err != nil {
+			return
+		}
+		for _, cp := range c.Paths {
+			if ValidatePath(cp.Path) != nil {
+				t.Fatalf("accepted bad path %q", cp.Path)
+			}
+			if !sort.SliceIsSorted(cp.Versions, func(i, j int) bool { return cp.Versions[i].Seq < cp.Versions[j].Seq }) {
+				t.Fatal("unsorted versions accepted")
+			}
+		}
+	})
+}
