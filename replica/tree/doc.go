@@ -29,7 +29,7 @@
 // # Memory
 //
 // Each path keeps its last RecentVersions encoded lines in memory and, for
-// every version, a 32-byte reference (seq, ts, file offset, length); older
+// every version, a 24-byte reference (seq, ts, file offset, length); older
 // versions are read from the file, so RAM stays bounded while the whole
 // history stays readable, by seq or by time.
 //

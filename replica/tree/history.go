@@ -73,8 +73,8 @@ func (t *Tree) History(p string, q HistoryQuery) ([]Version, bool, error) {
 					return nil, false, fmt.Errorf("tree: open history of %s: %w", p, err)
 				}
 			}
-			line = make([]byte, refs[k].n)
-			if _, err := f.ReadAt(line, refs[k].off); err != nil && !errors.Is(err, io.EOF) {
+			line = make([]byte, refs[k].n())
+			if _, err := f.ReadAt(line, refs[k].off()); err != nil && !errors.Is(err, io.EOF) {
 				return nil, false, fmt.Errorf("tree: read history of %s: %w", p, err)
 			}
 		}

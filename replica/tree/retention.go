@@ -55,8 +55,8 @@ func (t *Tree) rewrite(p string, ps *pathState, drop int) error {
 		return fmt.Errorf("tree: compact %s: %w", p, err)
 	}
 	keep := ps.refs[drop]
-	data := make([]byte, ps.size-keep.off)
-	_, err = src.ReadAt(data, keep.off)
+	data := make([]byte, ps.size-keep.off())
+	_, err = src.ReadAt(data, keep.off())
 	src.Close()
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("tree: compact %s: %w", p, err)
@@ -84,10 +84,10 @@ func (t *Tree) rewrite(p string, ps *pathState, drop int) error {
 	}
 	refs := make([]ref, 0, len(ps.refs)-drop)
 	for _, r := range ps.refs[drop:] {
-		r.off -= keep.off
+		r.loc = locate(r.off()-keep.off(), r.n())
 		refs = append(refs, r)
 	}
-	ps.refs, ps.size = refs, ps.size-keep.off
+	ps.refs, ps.size = refs, ps.size-keep.off()
 	if len(ps.recent) > len(refs) {
 		ps.recent = ps.recent[len(ps.recent)-len(refs):]
 	}

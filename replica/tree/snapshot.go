@@ -128,11 +128,11 @@ func (s *Snapshot) Next() (Chunk, error) {
 		}
 		cp := ChunkPath{Path: p}
 		for _, r := range refs {
-			if size+int(r.n)+16 > MaxChunkBytes && (len(c.Paths) > 0 || len(cp.Versions) > 0) {
+			if size+int(r.n())+16 > MaxChunkBytes && (len(c.Paths) > 0 || len(cp.Versions) > 0) {
 				break
 			}
-			line := make([]byte, r.n)
-			if _, err := f.ReadAt(line, r.off); err != nil && !errors.Is(err, io.EOF) {
+			line := make([]byte, r.n())
+			if _, err := f.ReadAt(line, r.off()); err != nil && !errors.Is(err, io.EOF) {
 				f.Close()
 				return Chunk{}, fmt.Errorf("tree: snapshot %s: %w", p, err)
 			}
@@ -142,7 +142,7 @@ func (s *Snapshot) Next() (Chunk, error) {
 				return Chunk{}, err
 			}
 			cp.Versions = append(cp.Versions, v)
-			size += int(r.n) + 16
+			size += int(r.n()) + 16
 		}
 		f.Close()
 		c.Paths = append(c.Paths, cp)

@@ -54,13 +54,20 @@ type Point struct {
 	Seq   uint64 `json:"seq"`
 }
 
-// ref locates one version in its path's file: a fixed 32 bytes of RAM per
+// ref locates one version in its path's file: a fixed 24 bytes of RAM per
 // version, whatever its size.
 type ref struct {
 	seq uint64
-	ts  int64 // unix nanoseconds
-	off int64
-	n   int64
+	ts  int64  // unix nanoseconds
+	loc uint64 // file offset << 24 | line length (lines < 16 MiB, files < 1 TiB)
+}
+
+const lenBits = 24
+
+func (r ref) off() int64 { return int64(r.loc >> lenBits) }
+func (r ref) n() int64   { return int64(r.loc & (1<<lenBits - 1)) }
+func locate(off, n int64) uint64 {
+	return uint64(off)<<lenBits | uint64(n)
 }
 
 // pathState is one path's index.
@@ -269,7 +276,7 @@ func (t *Tree) loadPath(p string) error {
 			}
 			break
 		}
-		r.off, r.n = off, int64(end)
+		r.loc = locate(off, int64(end))
 		t.push(ps, r, data[off:off+int64(end)])
 		off += int64(end) + 1
 	}
@@ -386,7 +393,10 @@ func (t *Tree) writeLine(p string, ps *pathState, r ref, line []byte) error {
 	if ps.size == 0 {
 		t.dirtyDirs[t.diskPath(p)] = struct{}{}
 	}
-	r.off, r.n = ps.size, int64(len(line))
+	if len(line) >= 1<<lenBits {
+		return fmt.Errorf("tree: version %d of %s is %d bytes, over the 16 MiB line limit", r.seq, p, len(line))
+	}
+	r.loc = locate(ps.size, int64(len(line)))
 	ps.size += int64(len(line)) + 1
 	t.push(ps, r, line)
 	t.dirtyFiles[p] = struct{}{}

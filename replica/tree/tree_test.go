@@ -19,7 +19,9 @@ import (
 
 var epoch0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func tsOf(seq uint64) string { return epoch0.Add(time.Duration(seq) * time.Second).Format(time.RFC3339Nano) }
+func tsOf(seq uint64) string {
+	return epoch0.Add(time.Duration(seq) * time.Second).Format(time.RFC3339Nano)
+}
 
 func openTree(t testing.TB, fsys vfs.FS, dir string, cfg Config) *Tree {
 	t.Helper()

@@ -1,0 +1,80 @@
+package tree
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"memstore/replica/storage/vfs"
+)
+
+// BenchmarkApply measures applying single-put entries to existing paths of
+// the on-disk tree (creating a path's folders is measured apart: it costs
+// what mkdir costs on the disk).
+func BenchmarkApply(b *testing.B) {
+	tr := openTree(b, vfs.OS, b.TempDir(), DefaultConfig())
+	value := json.RawMessage(`{"temp":21.5,"unit":"C","ok":true,"pad":"0123456789"}`)
+	for i := 0; i < 1000; i++ {
+		tr.Apply(1, uint64(i+1), tsOf(uint64(i+1)), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", i), Value: value}})
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		seq := uint64(i + 1001)
+		if err := tr.Apply(1, seq, tsOf(seq), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", i%1000), Value: value}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "versions/s")
+}
+
+// BenchmarkOpen measures rebuilding the index of 100,000 versions over
+// 10,000 paths at start.
+func BenchmarkOpen(b *testing.B) {
+	dir := b.TempDir()
+	tr := openTree(b, vfs.OS, dir, DefaultConfig())
+	for seq := uint64(1); seq <= 100_000; seq++ {
+		tr.Apply(1, seq, tsOf(seq), "u", []Put{{Path: fmt.Sprintf("s%d/d%d/t", seq%100, (seq/100)%100), Value: json.RawMessage(`21.5`)}})
+	}
+	tr.Checkpoint()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		openTree(b, vfs.OS, dir, DefaultConfig())
+	}
+	b.ReportMetric(float64(b.N*100_000)/time.Since(start).Seconds(), "versions/s")
+}
+
+// BenchmarkMemoryPerVersion loads versions into a MemFS-backed tree and
+// reports the RAM the index holds per version: recent ones (within the
+// window) against their encoded size, and old ones (beyond it).
+func BenchmarkMemoryPerVersion(b *testing.B) {
+	value := json.RawMessage(`{"temp":21.5,"unit":"C","ok":true,"pad":"0123456789"}`)
+	line, _ := json.Marshal(Version{Seq: 123456, TS: tsOf(123456), User: "sensor", Value: value})
+	measure := func(paths, perPath int) float64 {
+		tr := openTree(b, vfs.NewMem(), "/d", DefaultConfig())
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		seq := uint64(0)
+		for v := 0; v < perPath; v++ {
+			for p := 0; p < paths; p++ {
+				seq++
+				tr.Apply(1, seq, tsOf(seq), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", p), Value: value}})
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(tr)
+		// The MemFS holds the file bytes too; count only the index.
+		return (float64(after.HeapAlloc-before.HeapAlloc) - float64(seq)*float64(len(line)+1)) / float64(seq)
+	}
+	for i := 0; i < b.N; i++ {
+		recent := measure(1000, 64)  // all within the window
+		old := measure(100, 64+1000) // most beyond it
+		b.ReportMetric(recent, "B/recent-version")
+		b.ReportMetric(recent/float64(len(line)), "recent/encoded")
+		b.ReportMetric((old*float64(64+1000)-recent*64)/1000, "B/old-version")
+	}
+}
