@@ -1,0 +1,28 @@
+package replica
+
+import (
+	"encoding/json"
+
+	"memstore/replica/tree"
+)
+
+// command is the data of one log entry: a put or a batch of puts, with the
+// commit time the leader gave it and the writer.
+type command struct {
+	TS   string    `json:"ts"`
+	User string    `json:"user"`
+	Puts []putData `json:"puts"`
+}
+
+type putData struct {
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value"`
+}
+
+func (c command) treePuts() []tree.Put {
+	out := make([]tree.Put, len(c.Puts))
+	for i, p := range c.Puts {
+		out[i] = tree.Put{Path: p.Path, Value: p.Value}
+	}
+	return out
+}

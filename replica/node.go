@@ -1,0 +1,364 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+
+	"memstore/bus"
+	"memstore/replica/protocol"
+	"memstore/replica/storage"
+	"memstore/replica/storage/vfs"
+	"memstore/replica/tree"
+)
+
+// Config configures a node.
+type Config struct {
+	// ID of the node: 1 or more, unique in the cluster.
+	ID protocol.NodeID
+	// DataDir holds wal/, state and tree/.
+	DataDir string
+	// Prefix of every subject. Default "ms".
+	Prefix string
+	// Tick is the protocol's clock. Default 100 ms.
+	Tick time.Duration
+	// Protocol tunes the replication machine (its ID is set from ID).
+	Protocol protocol.Config
+	// Tree tunes the folder tree.
+	Tree tree.Config
+	// Sync is the WAL's fsync policy. Default storage.SyncAlways.
+	Sync storage.SyncPolicy
+	// CheckpointEvery is how often the tree is checkpointed and the log
+	// compacted behind it. Default 1 s.
+	CheckpointEvery time.Duration
+	// KeepLog is how many entries before the checkpoint stay in the log
+	// for followers to catch up from; further behind they get a snapshot.
+	// Default 100,000.
+	KeepLog uint64
+	// MaxValueBytes bounds one value. Default 64 KiB.
+	MaxValueBytes int
+	// MaxBatch bounds the puts of one batch request. Default 1,000.
+	MaxBatch int
+}
+
+// DefaultConfig returns the defaults for node id storing under dataDir.
+func DefaultConfig(id protocol.NodeID, dataDir string) Config {
+	return Config{ID: id, DataDir: dataDir, Prefix: bus.DefaultPrefix, Tick: 100 * time.Millisecond,
+		Protocol: protocol.DefaultConfig(id), Tree: tree.DefaultConfig(), Sync: storage.SyncAlways,
+		CheckpointEvery: time.Second, KeepLog: 100_000, MaxValueBytes: 64 << 10, MaxBatch: 1000}
+}
+
+// Node is a running replica.
+type Node struct {
+	cfg  Config
+	log  logrus.FieldLogger
+	nc   *nats.Conn
+	sub  bus.Subjects
+	fs   vfs.FS
+	wal  *storage.WAL
+	tree *tree.Tree
+	pn   *protocol.Node
+
+	in       chan protocol.Message
+	reqs     chan *nats.Msg
+	snapDone chan snapResult
+	subs     []*nats.Subscription
+	snaps    *snapServer
+
+	// Owned by the loop.
+	nextID     uint64
+	puts       map[uint64]pendingPut
+	reads      map[uint64]pendingRead
+	waits      []pendingRead // min_seq reads waiting for the applied seq
+	fetching   bool
+	checkpoint time.Time
+
+	ctx    context.Context // ends when the node closes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the snapshot fetcher
+	done   chan struct{}
+	errMu  sync.Mutex // guards err
+	err    error
+}
+
+type pendingPut struct {
+	msg *nats.Msg
+	ts  string
+}
+
+type pendingRead struct {
+	msg      *nats.Msg
+	req      bus.GetRequest
+	deadline time.Time
+}
+
+type snapResult struct {
+	at  protocol.Point
+	in  *tree.Installer
+	err error
+}
+
+// Start opens the node's storage, recovers, connects its subjects and runs
+// its loop until Close (node_start_up).
+func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
+	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: vfs.OS,
+		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), snapDone: make(chan snapResult, 1),
+		puts: map[uint64]pendingPut{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
+	if err := n.open(); err != nil {
+		return nil, err
+	}
+	n.snaps = newSnapServer(n.tree, log)
+	if err := n.subscribe(); err != nil {
+		n.closeStorage()
+		return nil, err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	go n.run(n.ctx)
+	return n, nil
+}
+
+// open recovers the WAL, state and tree and builds the protocol node.
+func (n *Node) open() error {
+	wcfg := storage.DefaultWALConfig(n.log)
+	wcfg.Sync = n.cfg.Sync
+	wal, err := storage.OpenWAL(n.fs, filepath.Join(n.cfg.DataDir, "wal"), wcfg)
+	if err != nil {
+		return err
+	}
+	st, err := storage.LoadState(n.fs, n.cfg.DataDir)
+	if err != nil {
+		wal.Close()
+		return err
+	}
+	tr, err := tree.Open(n.fs, n.cfg.DataDir, n.cfg.Tree)
+	if err != nil {
+		wal.Close()
+		return err
+	}
+	n.wal, n.tree = wal, tr
+	applied := tr.AppliedPoint()
+	first, last := wal.First(), wal.Last()
+	switch {
+	case applied.Seq > last.Seq:
+		// A snapshot was installed but the log not yet reset: finish it.
+		if err := wal.Reset(applied.Epoch, applied.Seq); err != nil {
+			n.closeStorage()
+			return err
+		}
+		first = storage.Pos{Epoch: applied.Epoch, Seq: applied.Seq}
+	case applied.Seq < first.Seq:
+		n.closeStorage()
+		return fmt.Errorf("replica: the tree is at seq %d but the log starts after %d: entries are missing", applied.Seq, first.Seq)
+	}
+	r := protocol.Restart{State: protocol.HardState{Epoch: st.Epoch},
+		Start: protocol.Point{Epoch: first.Epoch, Seq: first.Seq}, Applied: applied.Seq}
+	err = wal.Replay(first.Seq, func(rec storage.Record) error {
+		r.Entries = append(r.Entries, protocol.Entry{Epoch: rec.Epoch, Seq: rec.Seq, Data: append([]byte(nil), rec.Data...)})
+		return nil
+	})
+	if err != nil {
+		n.closeStorage()
+		return err
+	}
+	pcfg := n.cfg.Protocol
+	pcfg.ID = n.cfg.ID
+	pn, err := protocol.NewNode(pcfg, r)
+	if err != nil {
+		n.closeStorage()
+		return err
+	}
+	n.pn = pn
+	n.checkpoint = time.Now()
+	n.log.WithFields(logrus.Fields{"node": n.cfg.ID, "promised": st.Epoch, "applied": applied.Seq,
+		"log_start": first.Seq, "log_end": wal.Last().Seq}).Info("node recovered")
+	return nil
+}
+
+func (n *Node) closeStorage() {
+	n.wal.Close()
+}
+
+// subscribe is server_connect: the node's subjects.
+func (n *Node) subscribe() error {
+	decode := func(m *nats.Msg) {
+		var msg protocol.Message
+		if e := bus.Decode(m.Data, &msg); e != nil {
+			return
+		}
+		select {
+		case n.in <- msg:
+		default: // overloaded: the protocol retries what matters
+		}
+	}
+	forward := func(m *nats.Msg) {
+		select {
+		case n.reqs <- m:
+		default:
+			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID)))
+		}
+	}
+	for subj, h := range map[string]nats.MsgHandler{
+		n.sub.All():              decode,
+		n.sub.To(n.cfg.ID):       decode,
+		n.sub.Fwd(n.cfg.ID, "*"): forward,
+		n.sub.Snap(n.cfg.ID):     n.snaps.serve,
+	} {
+		s, err := n.nc.Subscribe(subj, h)
+		if err != nil {
+			n.unsubscribe()
+			return fmt.Errorf("replica: subscribe %s: %w", subj, err)
+		}
+		s.SetPendingLimits(-1, -1)
+		n.subs = append(n.subs, s)
+	}
+	return n.nc.Flush()
+}
+
+func (n *Node) unsubscribe() {
+	for _, s := range n.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// run is the loop that owns the protocol node and storage.
+func (n *Node) run(ctx context.Context) {
+	defer close(n.done)
+	t := time.NewTicker(n.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-n.in:
+			n.pn.Step(m)
+		case r := <-n.reqs:
+			n.handleRequest(r)
+		case <-t.C:
+			n.pn.Tick()
+			n.expireWaits()
+		case s := <-n.snapDone:
+			if err := n.installSnapshot(s); err != nil {
+				n.fail(err)
+				return
+			}
+		}
+		n.drain()
+		if err := n.process(); err != nil {
+			n.fail(err)
+			return
+		}
+	}
+}
+
+// drain takes in whatever else is waiting, so one Ready batches it all.
+func (n *Node) drain() {
+	for i := 0; i < 4096; i++ {
+		select {
+		case m := <-n.in:
+			n.pn.Step(m)
+		case r := <-n.reqs:
+			n.handleRequest(r)
+		default:
+			return
+		}
+	}
+}
+
+func (n *Node) fail(err error) {
+	n.log.WithError(err).Error("node stopped: storage failed")
+	n.errMu.Lock()
+	n.err = err
+	n.errMu.Unlock()
+}
+
+// Err returns the error that stopped the node, if any.
+func (n *Node) Err() error {
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.err
+}
+
+// Done is closed when the node's loop ends.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// process handles the protocol's Ready until there is nothing left.
+func (n *Node) process() error {
+	for {
+		rd := n.pn.Ready()
+		if rd.Empty() {
+			break
+		}
+		for _, m := range rd.Messages {
+			_ = n.nc.Publish(n.sub.Address(m), bus.Encode(m))
+		}
+		if rd.Write != nil {
+			if err := n.persist(rd.Write); err != nil {
+				return err
+			}
+			n.pn.DiskDone(rd.Write.ID)
+		}
+		for _, e := range rd.Apply {
+			if err := n.apply(e); err != nil {
+				return err
+			}
+		}
+		for _, r := range rd.Replies {
+			n.answerPut(r)
+		}
+		for _, r := range rd.Reads {
+			n.answerRead(r)
+		}
+		if rd.Snapshot != nil && !n.fetching {
+			n.fetching = true
+			n.wg.Add(1)
+			go func(req protocol.SnapshotRequest) {
+				defer n.wg.Done()
+				n.fetchSnapshot(n.ctx, req)
+			}(*rd.Snapshot)
+		}
+	}
+	n.serveWaits()
+	return n.maybeCheckpoint()
+}
+
+// persist carries out one Write: state, reset, truncate, append, fsync.
+func (n *Node) persist(w *protocol.Write) error {
+	if w.State != nil {
+		if err := storage.SaveState(n.fs, n.cfg.DataDir, storage.State{Epoch: w.State.Epoch}); err != nil {
+			return err
+		}
+	}
+	if w.Reset != nil {
+		if err := n.wal.Reset(w.Reset.Epoch, w.Reset.Seq); err != nil {
+			return err
+		}
+	}
+	if len(w.Entries) == 0 {
+		return nil
+	}
+	if first := w.Entries[0].Seq; first <= n.wal.Last().Seq {
+		if err := n.wal.TruncateAfter(first - 1); err != nil {
+			return err
+		}
+	}
+	recs := make([]storage.Record, len(w.Entries))
+	for i, e := range w.Entries {
+		recs[i] = storage.Record{Epoch: e.Epoch, Seq: e.Seq, Data: e.Data}
+	}
+	return n.wal.Append(recs)
+}
+
+// Close stops the node and waits for its loop; storage is closed.
+func (n *Node) Close() {
+	n.unsubscribe()
+	n.cancel()
+	<-n.done
+	n.wg.Wait()
+	n.snaps.close()
+	n.closeStorage()
+}

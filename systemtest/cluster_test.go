@@ -1,0 +1,275 @@
+// Package systemtest runs memstore's processes together in one test
+// process: the embedded NATS server on a random loopback port, the group
+// service and router, and nodes on temporary data dirs, driven through the
+// public wire API with the Go client.
+package systemtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+
+	"memstore/bus"
+	"memstore/client"
+	"memstore/groupsvc"
+	"memstore/replica"
+	"memstore/replica/protocol"
+)
+
+type cluster struct {
+	t      *testing.T
+	dir    string
+	srv    *bus.Server
+	mwConn *nats.Conn
+	svc    *groupsvc.Service
+	router *groupsvc.Router
+	nodes  map[protocol.NodeID]*replica.Node
+	conns  map[protocol.NodeID]*nats.Conn
+	cl     *client.Client
+	log    *logrus.Logger
+}
+
+func quietLogger() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func startCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), nodes: map[protocol.NodeID]*replica.Node{},
+		conns: map[protocol.NodeID]*nats.Conn{}, log: quietLogger()}
+	cfg := bus.DefaultServerConfig(filepath.Join(c.dir, "mw"))
+	cfg.Port = -1
+	srv, err := bus.StartServer(cfg, c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.srv = srv
+	c.mwConn, err = bus.Connect(srv.ClientURL(), "mw", c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcfg := groupsvc.DefaultConfig(1000)
+	gcfg.Election.Bootstrap = n
+	c.svc, err = groupsvc.Start(c.mwConn, gcfg, c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.router, err = groupsvc.StartRouter(c.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := 1; id <= n; id++ {
+		c.startNode(protocol.NodeID(id))
+	}
+	c.cl, err = client.Dial(srv.ClientURL(), client.Options{Timeout: 10 * time.Second, User: "tester"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+	c.waitFor("a leader", 15*time.Second, func() error {
+		st, err := c.cl.Status(context.Background())
+		if err != nil || st.Leader == 0 || len(st.Members) != n {
+			return fmt.Errorf("status %+v: %v", st, err)
+		}
+		for _, ns := range st.Nodes {
+			if ns.State == "leader" {
+				return nil
+			}
+		}
+		return errors.New("no node reports leading")
+	})
+	return c
+}
+
+func (c *cluster) startNode(id protocol.NodeID) {
+	c.t.Helper()
+	nc, err := bus.Connect(c.srv.ClientURL(), "node-"+strconv.Itoa(int(id)), c.log)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := replica.DefaultConfig(id, filepath.Join(c.dir, fmt.Sprintf("node%d", id)))
+	cfg.CheckpointEvery = 100 * time.Millisecond
+	node, err := replica.Start(nc, cfg, c.log.WithField("node", id))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[id], c.conns[id] = node, nc
+}
+
+func (c *cluster) stopNode(id protocol.NodeID) {
+	if n := c.nodes[id]; n != nil {
+		n.Close()
+		c.conns[id].Close()
+		delete(c.nodes, id)
+	}
+}
+
+func (c *cluster) stop() {
+	if c.cl != nil {
+		c.cl.Close()
+	}
+	for id := range c.nodes {
+		c.stopNode(id)
+	}
+	c.router.Close()
+	c.svc.Close()
+	c.mwConn.Close()
+	c.srv.Shutdown()
+}
+
+// waitFor polls check until it passes or the time is up.
+func (c *cluster) waitFor(what string, total time.Duration, check func() error) {
+	c.t.Helper()
+	deadline := time.Now().Add(total)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("no %s after %v: %v", what, total, err)
+}
+
+func (c *cluster) leader() protocol.NodeID {
+	st, err := c.cl.Status(context.Background())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return protocol.NodeID(st.Leader)
+}
+
+func ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func code(err error) string {
+	var be *bus.Error
+	if errors.As(err, &be) {
+		return be.Code
+	}
+	return ""
+}
+
+func TestClusterWireAPI(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	var seqs []uint64
+	for i := 0; i < 5; i++ {
+		rep, err := c.cl.Put(cx, "plant1/line3/temp", json.RawMessage(fmt.Sprint(20+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, rep.Seq)
+	}
+	if _, err := c.cl.PutBatch(cx, []bus.PathValue{{Path: "plant1/line1/hum", Value: json.RawMessage(`55`)},
+		{Path: "plant2/state", Value: json.RawMessage(`{"run":true}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.cl.Get(cx, bus.GetRequest{Path: "plant1/line3/temp"})
+	if err != nil || string(g.Value) != "24" || g.Seq != seqs[4] || g.User != "tester" {
+		t.Fatalf("linearizable get: %+v %v", g, err)
+	}
+	g, err = c.cl.Get(cx, bus.GetRequest{Path: "plant2/state", Consistency: bus.Stale, MinSeq: seqs[4] + 1})
+	if err != nil || string(g.Value) != `{"run":true}` {
+		t.Fatalf("min_seq get: %+v %v", g, err)
+	}
+	h, err := c.cl.History(cx, bus.HistoryRequest{Path: "plant1/line3/temp", Limit: 3})
+	if err != nil || len(h.Values) != 3 || !h.More || h.Values[0].Seq != seqs[0] {
+		t.Fatalf("history: %+v %v", h, err)
+	}
+	h, _ = c.cl.History(cx, bus.HistoryRequest{Path: "plant1/line3/temp", AfterSeq: h.Values[2].Seq})
+	if len(h.Values) != 2 || h.More {
+		t.Fatalf("history page 2: %+v", h)
+	}
+	kids, err := c.cl.Ls(cx, "plant1")
+	if err != nil || fmt.Sprint(kids) != "[line1 line3]" {
+		t.Fatalf("ls: %v %v", kids, err)
+	}
+	tr, err := c.cl.Tree(cx, "", 0)
+	if err != nil || len(tr.Values) != 3 {
+		t.Fatalf("tree: %+v %v", tr, err)
+	}
+	for _, bad := range []string{"../x", "a//b", "/a"} {
+		if _, err := c.cl.Put(cx, bad, json.RawMessage(`1`)); code(err) != bus.CodeBadPath {
+			t.Fatalf("put %q: %v", bad, err)
+		}
+	}
+	if _, err := c.cl.Get(cx, bus.GetRequest{Path: "no/such"}); code(err) != bus.CodeNotFound {
+		t.Fatalf("get missing: %v", err)
+	}
+	big := json.RawMessage(`"` + strings.Repeat("x", 70_000) + `"`)
+	if _, err := c.cl.Put(cx, "a/big", big); code(err) != bus.CodeTooLarge {
+		t.Fatalf("put 70 KB: %v", err)
+	}
+	// Every node converges on the same applied state.
+	c.waitFor("all nodes applied", 5*time.Second, func() error {
+		st, _ := c.cl.Status(cx)
+		for _, n := range st.Nodes {
+			if n.Applied < seqs[4]+1 {
+				return fmt.Errorf("node %d applied %d", n.ID, n.Applied)
+			}
+		}
+		return nil
+	})
+}
+
+func TestClusterFailoverAndRestart(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	acked := map[string]uint64{}
+	write := func(i int) {
+		t.Helper()
+		p := fmt.Sprintf("f/k%d", i%7)
+		rep, err := c.cl.Put(cx, p, json.RawMessage(strconv.Itoa(i)))
+		if err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		acked[fmt.Sprintf("%s=%d", p, i)] = rep.Seq
+	}
+	for i := 0; i < 20; i++ {
+		write(i)
+	}
+	old := c.leader()
+	c.stopNode(old)
+	start := time.Now()
+	write(20) // the router retries across the leader change
+	t.Logf("write across failover took %v", time.Since(start).Round(time.Millisecond))
+	for i := 21; i < 40; i++ {
+		write(i)
+	}
+	if c.leader() == old {
+		t.Fatal("the stopped leader still leads")
+	}
+	c.startNode(old) // restarts from its data dir and catches up
+	c.waitFor("the restarted node to catch up", 10*time.Second, func() error {
+		st, _ := c.cl.Status(cx)
+		for _, n := range st.Nodes {
+			if protocol.NodeID(n.ID) == old && n.Applied >= acked["f/k4=39"] {
+				return nil
+			}
+		}
+		return fmt.Errorf("status %+v", st.Nodes)
+	})
+	for kv, seq := range acked {
+		p, v, _ := strings.Cut(kv, "=")
+		h, err := c.cl.History(cx, bus.HistoryRequest{Path: p, AfterSeq: seq - 1, Limit: 1})
+		if err != nil || len(h.Values) != 1 || h.Values[0].Seq != seq || string(h.Values[0].Value) != v {
+			t.Fatalf("acknowledged %s at seq %d: %+v %v", kv, seq, h, err)
+		}
+	}
+}
