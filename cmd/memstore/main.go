@@ -62,7 +62,7 @@ Start a local cluster with 'memstore dev', then use put/get/history/ls/tree/watc
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultPrefix, "first token of every memstore subject")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level of server processes: debug, info, warn, error")
 	root.AddCommand(userCommands(g)...)
-	root.AddCommand(middlewareCommand(g))
+	root.AddCommand(middlewareCommand(g), nodeCommand(g), devCommand(g))
 	return root
 }
 

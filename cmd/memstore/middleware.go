@@ -25,7 +25,7 @@ type middlewareOptions struct {
 func (o *middlewareOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
-	f.StringVar(&o.data, "data", "memstore-data/middleware", "folder of the middleware's data (JetStream: the view)")
+	f.StringVar(&o.data, "data", "memstore-data/middleware", "data folder (the middleware's JetStream store: the view)")
 	f.Uint64Var(&o.id, "id", 1000, "group service id; must differ from every node id")
 	f.IntVar(&o.bootstrap, "bootstrap", 3, "nodes to wait for before the first view")
 }

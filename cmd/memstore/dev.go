@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"memstore/replica/protocol"
+)
+
+func devCommand(g *globals) *cobra.Command {
+	var listen, data string
+	var nodes int
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole local cluster in one process: middleware and N nodes, data under one folder",
+		Long: `dev runs the middleware (embedded NATS on --listen) and --nodes replicas in one
+process, with every data dir under --data, for a first try and for demos.
+Stop it with Ctrl-C; start it again and everything written is still there.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			if nodes < 1 {
+				return fmt.Errorf("--nodes %d: at least 1", nodes)
+			}
+			mw, err := startMiddleware(&middlewareOptions{listen: listen, data: filepath.Join(data, "middleware"),
+				id: 1000, bootstrap: nodes}, g.prefix, log)
+			if err != nil {
+				return err
+			}
+			defer mw.close()
+			failed := make(chan error, nodes)
+			for id := 1; id <= nodes; id++ {
+				n, closeNode, err := startNode(mw.url(), protocol.NodeID(id), filepath.Join(data, fmt.Sprintf("node%d", id)), g.prefix, "always", log)
+				if err != nil {
+					return err
+				}
+				defer closeNode()
+				go func() { <-n.Done(); failed <- n.Err() }() // ends when the node stops
+			}
+			fmt.Printf("memstore dev: middleware on %s, %d nodes, data in %s\n", mw.url(), nodes, data)
+			fmt.Printf("try: memstore put plant1/line3/temp 21.5; memstore get plant1/line3/temp; memstore status\n")
+			select {
+			case <-cmd.Context().Done():
+				fmt.Println("memstore dev: stopping")
+				return nil
+			case err := <-failed:
+				return fmt.Errorf("a node stopped: %w", err)
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	f.StringVar(&data, "data", "memstore-data", "folder holding the middleware's and every node's data")
+	f.IntVar(&nodes, "nodes", 5, "number of nodes")
+	return cmd
+}
