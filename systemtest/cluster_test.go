@@ -338,3 +338,58 @@ func TestNodeJoinsWithSnapshot(t *testing.T) {
 		t.Fatalf("get: %+v %v", g, err)
 	}
 }
+
+// TestPlainNATSClient uses the cluster the way the nats CLI does, with no
+// memstore code: a request on ms.api.get, a publish on ms.in, and a
+// subscription on ms.ev.
+func TestPlainNATSClient(t *testing.T) {
+	c := startCluster(t, 3)
+	nc, err := nats.Connect(c.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	events, err := nc.SubscribeSync("ms.ev.plant1.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	// nats pub ms.in.plant1.line3.temp 21.5  (fire and forget)
+	if err := nc.Publish("ms.in.plant1.line3.temp", []byte("21.5")); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no event on ms.ev: %v", err)
+	}
+	var pv bus.PathVersion
+	if e := bus.Decode(ev.Data, &pv); e != nil || pv.Path != "plant1/line3/temp" || string(pv.Value) != "21.5" || ev.Subject != "ms.ev.plant1.line3.temp" {
+		t.Fatalf("event %s %s", ev.Subject, ev.Data)
+	}
+	// nats req ms.in.plant1.line3.state running  (a bare word is a string)
+	m, err := nc.Request("ms.in.plant1.line3.state", []byte("running"), 5*time.Second)
+	if err != nil || !strings.Contains(string(m.Data), `"ok":true`) {
+		t.Fatalf("ingest with ack: %v %s", err, m.Data)
+	}
+	// nats req ms.api.get '{"path":"plant1/line3/temp"}'
+	m, err = nc.Request("ms.api.get", []byte(`{"path":"plant1/line3/temp"}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g bus.GetReply
+	if e := bus.Decode(m.Data, &g); e != nil || !g.OK || string(g.Value) != "21.5" || g.Seq != pv.Seq {
+		t.Fatalf("get: %s", m.Data)
+	}
+	m, _ = nc.Request("ms.api.get", []byte(`{"path":"plant1/line3/state"}`), 5*time.Second)
+	if !strings.Contains(string(m.Data), `"value":"running"`) {
+		t.Fatalf("string value: %s", m.Data)
+	}
+	m, _ = nc.Request("ms.api.put", []byte(`{"path":"a b","value":1}`), 5*time.Second)
+	if !strings.Contains(string(m.Data), `"code":"bad_path"`) {
+		t.Fatalf("bad path: %s", m.Data)
+	}
+	m, _ = nc.Request("ms.api.put", []byte(`not json`), 5*time.Second)
+	if !strings.Contains(string(m.Data), `"code":"bad_request"`) {
+		t.Fatalf("bad request: %s", m.Data)
+	}
+}
