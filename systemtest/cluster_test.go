@@ -50,35 +50,10 @@ func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), nodes: map[protocol.NodeID]*replica.Node{},
 		conns: map[protocol.NodeID]*nats.Conn{}, log: quietLogger()}
-	cfg := bus.DefaultServerConfig(filepath.Join(c.dir, "mw"))
-	cfg.Port = -1
-	srv, err := bus.StartServer(cfg, c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.srv = srv
-	c.mwConn, err = bus.Connect(srv.ClientURL(), "mw", c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gcfg := groupsvc.DefaultConfig(1000)
-	gcfg.Election.Bootstrap = n
-	c.svc, err = groupsvc.Start(c.mwConn, gcfg, c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.router, err = groupsvc.StartRouter(c.svc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c.restartMiddleware(n)
 	for id := 1; id <= n; id++ {
 		c.startNode(protocol.NodeID(id))
 	}
-	c.cl, err = client.Dial(srv.ClientURL(), client.Options{Timeout: 10 * time.Second, User: "tester"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.stop)
 	c.waitFor("a leader", 15*time.Second, func() error {
 		st, err := c.cl.Status(context.Background())
 		if err != nil || st.Leader == 0 || len(st.Members) != n {
@@ -92,6 +67,38 @@ func startCluster(t *testing.T, n int) *cluster {
 		return errors.New("no node reports leading")
 	})
 	return c
+}
+
+// restartMiddleware starts the NATS server, group service, router and
+// client on the cluster's folder (again, after stop).
+func (c *cluster) restartMiddleware(bootstrap int) {
+	t := c.t
+	t.Helper()
+	cfg := bus.DefaultServerConfig(filepath.Join(c.dir, "mw"))
+	cfg.Port = -1
+	srv, err := bus.StartServer(cfg, c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.srv = srv
+	c.mwConn, err = bus.Connect(srv.ClientURL(), "mw", c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcfg := groupsvc.DefaultConfig(1000)
+	gcfg.Election.Bootstrap = bootstrap
+	c.svc, err = groupsvc.Start(c.mwConn, gcfg, c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.router, err = groupsvc.StartRouter(c.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cl, err = client.Dial(srv.ClientURL(), client.Options{Timeout: 10 * time.Second, User: "tester"})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (c *cluster) startNode(id protocol.NodeID) {
@@ -124,9 +131,10 @@ func (c *cluster) stopNode(id protocol.NodeID) {
 }
 
 func (c *cluster) stop() {
-	if c.cl != nil {
-		c.cl.Close()
+	if c.srv == nil {
+		return // already stopped
 	}
+	c.cl.Close()
 	for id := range c.nodes {
 		c.stopNode(id)
 	}
@@ -134,6 +142,7 @@ func (c *cluster) stop() {
 	c.svc.Close()
 	c.mwConn.Close()
 	c.srv.Shutdown()
+	c.srv = nil
 }
 
 // waitFor polls check until it passes or the time is up.
@@ -391,5 +400,106 @@ func TestPlainNATSClient(t *testing.T) {
 	m, _ = nc.Request("ms.api.put", []byte(`not json`), 5*time.Second)
 	if !strings.Contains(string(m.Data), `"code":"bad_request"`) {
 		t.Fatalf("bad request: %s", m.Data)
+	}
+}
+
+// TestConcurrentUsersReadTheirWrites: 5 nodes, 8 users writing and reading
+// at once; every linearizable read sees the user's acknowledged write.
+func TestConcurrentUsersReadTheirWrites(t *testing.T) {
+	c := startCluster(t, 5)
+	cx := ctx(t)
+	errs := make(chan error, 8)
+	for u := 0; u < 8; u++ {
+		go func(u int) {
+			for i := 0; i < 25; i++ {
+				p := fmt.Sprintf("users/u%d/k%d", u, i%3)
+				rep, err := c.cl.Put(cx, p, json.RawMessage(strconv.Itoa(i)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				g, err := c.cl.Get(cx, bus.GetRequest{Path: p})
+				if err != nil || g.Seq < rep.Seq || string(g.Value) != strconv.Itoa(i) {
+					errs <- fmt.Errorf("user %d read %+v after writing %d at seq %d: %v", u, g, i, rep.Seq, err)
+					return
+				}
+			}
+			errs <- nil
+		}(u)
+	}
+	for u := 0; u < 8; u++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMajorityDownIsUnavailable: with 2 of 3 nodes down a write answers
+// unavailable within the router's deadline, and succeeds once they return.
+func TestMajorityDownIsUnavailable(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	if _, err := c.cl.Put(cx, "m/a", json.RawMessage(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	l := c.leader()
+	for id := protocol.NodeID(1); id <= 3; id++ {
+		if id != l {
+			c.stopNode(id)
+		}
+	}
+	start := time.Now()
+	_, err := c.cl.Put(cx, "m/b", json.RawMessage(`2`))
+	if code(err) != bus.CodeUnavailable {
+		t.Fatalf("write without a majority: %v (after %v)", err, time.Since(start))
+	}
+	for id := protocol.NodeID(1); id <= 3; id++ {
+		if id != l {
+			c.startNode(id)
+		}
+	}
+	c.waitFor("writes again", 15*time.Second, func() error {
+		_, err := c.cl.Put(cx, "m/c", json.RawMessage(`3`))
+		return err
+	})
+	if g, err := c.cl.Get(cx, bus.GetRequest{Path: "m/a"}); err != nil || string(g.Value) != "1" {
+		t.Fatalf("m/a: %+v %v", g, err)
+	}
+}
+
+// TestFullShutdownKeepsEverything stops every node and the middleware and
+// starts them again on the same folders: every acknowledged version is
+// back, history included, and the epoch did not go back.
+func TestFullShutdownKeepsEverything(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	for i := 0; i < 50; i++ {
+		if _, err := c.cl.Put(cx, fmt.Sprintf("s/p%d", i%5), json.RawMessage(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := c.cl.Status(cx)
+	epoch := st.Epoch
+	dir := c.dir
+	c.stop()
+	c2 := &cluster{t: t, dir: dir, nodes: map[protocol.NodeID]*replica.Node{}, conns: map[protocol.NodeID]*nats.Conn{}, log: quietLogger()}
+	c2.restartMiddleware(3)
+	for id := protocol.NodeID(1); id <= 3; id++ {
+		c2.startNode(id)
+	}
+	t.Cleanup(c2.stop)
+	c2.waitFor("a leader after a full restart", 15*time.Second, func() error {
+		_, err := c2.cl.Get(cx, bus.GetRequest{Path: "s/p0"})
+		return err
+	})
+	st, _ = c2.cl.Status(cx)
+	if st.Epoch <= epoch {
+		t.Fatalf("epoch %d after restart, was %d", st.Epoch, epoch)
+	}
+	for p := 0; p < 5; p++ {
+		h, err := c2.cl.History(cx, bus.HistoryRequest{Path: fmt.Sprintf("s/p%d", p)})
+		if err != nil || len(h.Values) != 10 || string(h.Values[9].Value) != strconv.Itoa(45+p) {
+			t.Fatalf("history of s/p%d after restart: %+v %v", p, h, err)
+		}
 	}
 }
