@@ -18,7 +18,7 @@ func devCommand(g *globals) *cobra.Command {
 		Long: `dev runs the middleware (embedded NATS on --listen) and --nodes replicas in one
 process, with every data dir under --data, for a first try and for demos.
 Stop it with Ctrl-C; start it again and everything written is still there.`,
-		Args: cobra.NoArgs,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger()
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 
 // globals are the flags every command shares.
 type globals struct {
+	json     bool
 	server   string
 	timeout  time.Duration
 	user     string
@@ -33,14 +34,28 @@ func main() {
 	err := newRoot().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		var be *bus.Error
-		if errors.As(err, &be) {
-			fmt.Fprintf(os.Stderr, "memstore: %s: %s\n", be.Code, be.Message)
-		} else {
-			fmt.Fprintf(os.Stderr, "memstore: %v\n", err)
-		}
-		os.Exit(1)
+		fmt.Fprintf(os.Stderr, "memstore: %v\n", err)
+		os.Exit(exitCode(err))
 	}
+}
+
+// usageError marks a bad command line.
+type usageError struct{ error }
+
+// exitCode maps an error to the exit code scripts can test.
+func exitCode(err error) int {
+	var be *bus.Error
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return 2
+	case errors.As(err, &be) && be.Code == bus.CodeNotFound:
+		return 3
+	case errors.Is(err, client.ErrTimeout),
+		errors.As(err, &be) && (be.Code == bus.CodeUnavailable || be.Code == bus.CodeTimeout):
+		return 4
+	}
+	return 1
 }
 
 func newRoot() *cobra.Command {
@@ -51,16 +66,22 @@ func newRoot() *cobra.Command {
 		Long: `memstore keeps values under folder-like paths (plant1/line3/temp), replicated
 over NATS and stored on disk, with history and subtree reads.
 
-Start a local cluster with 'memstore dev', then use put/get/history/ls/tree/watch.`,
+Start a local cluster with 'memstore dev', then use put/get/history/ls/tree/watch.
+
+Exit codes: 0 success, 1 error, 2 bad usage, 3 not found (not_found),
+4 try again later (unavailable, timeout: the cluster has no leader now, or
+a write's outcome is unknown).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", envOr("MEMSTORE_SERVER", "nats://127.0.0.1:4222"), "NATS URL of the cluster (env MEMSTORE_SERVER)")
 	pf.DurationVar(&g.timeout, "timeout", 5*time.Second, "how long a request may take")
 	pf.StringVar(&g.user, "user", envOr("MEMSTORE_USER", ""), "writer name recorded with each version when auth is off (env MEMSTORE_USER)")
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultPrefix, "first token of every memstore subject")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level of server processes: debug, info, warn, error")
+	pf.BoolVar(&g.json, "json", false, "print replies as JSON (one object per line)")
 	root.AddCommand(userCommands(g)...)
 	root.AddCommand(middlewareCommand(g), nodeCommand(g), devCommand(g))
 	return root
@@ -75,7 +96,11 @@ func envOr(key, def string) string {
 
 // dial opens a client with the global flags.
 func (g *globals) dial() (*client.Client, error) {
-	return client.Dial(g.server, client.Options{Prefix: g.prefix, Timeout: g.timeout, User: g.user})
+	c, err := client.Dial(g.server, client.Options{Prefix: g.prefix, Timeout: g.timeout, User: g.user})
+	if err != nil {
+		return nil, bus.Errorf(bus.CodeUnavailable, "%v (is the cluster running? --server)", err)
+	}
+	return c, nil
 }
 
 // logger builds the logger of a server process.

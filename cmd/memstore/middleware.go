@@ -35,7 +35,7 @@ func middlewareCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "middleware",
 		Short: "Run the middleware: embedded NATS server, group service and request router",
-		Args:  cobra.NoArgs,
+		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger()
 			if err != nil {

@@ -20,7 +20,7 @@ func nodeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node --id N [--server URL] [--data DIR]",
 		Short: "Run one replica: joins the cluster the middleware at --server manages",
-		Args:  cobra.NoArgs,
+		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger()
 			if err != nil {

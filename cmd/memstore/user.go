@@ -27,9 +27,27 @@ func jsonValue(s string) json.RawMessage {
 	return bus.Encode(s)
 }
 
+// args marks argument errors as bad usage.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	return enc.Encode(v)
+}
+
+// orPrint returns err, or prints v as JSON.
+func orPrint(_ *globals, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	return printJSON(v)
 }
 
 func withClient(g *globals, fn func(*client.Client) error) error {
@@ -47,12 +65,12 @@ func putCommand(g *globals) *cobra.Command {
 		Short: "Write a value (JSON; anything else is stored as a string); returns once committed",
 		Example: `  memstore put plant1/line3/temp 21.5
   memstore put plant1/line3/state '{"run":true}'`,
-		Args: cobra.ExactArgs(2),
+		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Put(cmd.Context(), args[0], jsonValue(args[1]))
-				if err != nil {
-					return err
+				if err != nil || g.json {
+					return orPrint(g, rep, err)
 				}
 				fmt.Printf("seq=%d ts=%s\n", rep.Seq, rep.TS)
 				return nil
@@ -67,7 +85,7 @@ func getCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get PATH",
 		Short: "Read the latest version of a path (linearizable unless --stale)",
-		Args:  cobra.ExactArgs(1),
+		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := bus.GetRequest{Path: args[0], Consistency: bus.Linearizable, MinSeq: minSeq}
 			if stale {
@@ -75,10 +93,11 @@ func getCommand(g *globals) *cobra.Command {
 			}
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Get(cmd.Context(), req)
-				if err != nil {
-					return err
+				if err != nil || g.json {
+					return orPrint(g, rep, err)
 				}
-				return printJSON(rep)
+				fmt.Printf("%s\t(seq %d, %s, by %s)\n", rep.Value, rep.Seq, rep.TS, rep.User)
+				return nil
 			})
 		},
 	}
@@ -92,13 +111,13 @@ func historyCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history PATH",
 		Short: "List a path's versions, oldest first",
-		Args:  cobra.ExactArgs(1),
+		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Path = args[0]
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.History(cmd.Context(), req)
-				if err != nil {
-					return err
+				if err != nil || g.json {
+					return orPrint(g, rep, err)
 				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "SEQ\tTS\tUSER\tVALUE")
@@ -124,7 +143,7 @@ func lsCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ls [PATH]",
 		Short: "List the children of a folder (the root without PATH)",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := ""
 			if len(args) == 1 {
@@ -132,6 +151,9 @@ func lsCommand(g *globals) *cobra.Command {
 			}
 			return withClient(g, func(c *client.Client) error {
 				children, err := c.Ls(cmd.Context(), path)
+				if err != nil || g.json {
+					return orPrint(g, bus.LsReply{Result: bus.Result{OK: true}, Children: children}, err)
+				}
 				for _, ch := range children {
 					fmt.Println(ch)
 				}
@@ -146,7 +168,7 @@ func treeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tree [PATH]",
 		Short: "Show the latest value of every path under PATH",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := ""
 			if len(args) == 1 {
@@ -154,8 +176,8 @@ func treeCommand(g *globals) *cobra.Command {
 			}
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Tree(cmd.Context(), path, limit)
-				if err != nil {
-					return err
+				if err != nil || g.json {
+					return orPrint(g, rep, err)
 				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "PATH\tSEQ\tTS\tVALUE")
@@ -174,7 +196,7 @@ func watchCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "watch PATTERN",
 		Short: "Print every committed version under PATTERN (e.g. 'plant1/>') until interrupted",
-		Args:  cobra.ExactArgs(1),
+		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(g, func(c *client.Client) error {
 				return c.Watch(cmd.Context(), args[0], func(pv bus.PathVersion) {
@@ -189,12 +211,12 @@ func statusCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the view (epoch, leader, members) and every node's state",
-		Args:  cobra.NoArgs,
+		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Status(cmd.Context())
-				if err != nil {
-					return err
+				if err != nil || g.json {
+					return orPrint(g, rep, err)
 				}
 				fmt.Printf("epoch %d, leader %d, members %v\n", rep.Epoch, rep.Leader, rep.Members)
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
