@@ -28,7 +28,7 @@ import (
 )
 
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	srv    *bus.Server
 	mwConn *nats.Conn
@@ -46,7 +46,7 @@ func quietLogger() *logrus.Logger {
 	return l
 }
 
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), nodes: map[protocol.NodeID]*replica.Node{},
 		conns: map[protocol.NodeID]*nats.Conn{}, log: quietLogger()}
@@ -167,7 +167,7 @@ func (c *cluster) leader() protocol.NodeID {
 	return protocol.NodeID(st.Leader)
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx
