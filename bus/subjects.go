@@ -71,6 +71,7 @@ func (s Subjects) PathFromIn(subject string) (string, bool) {
 //	ms.sys.to.<id>    → one node or coordinator: prepare, ack, catchup, …
 //	ms.sys.snap.<id>  request → node <id>: a snapshot, chunk by chunk
 //	ms.sys.fwd.<id>   router → node <id>: a user request forwarded
+//	ms.sys.leave.<id> operator → node <id>: leave the group gracefully
 func (s Subjects) Group() string { return s.Prefix + ".sys.group" }
 
 // All is the multicast subject every node reads (initiate_multicast).
@@ -81,6 +82,11 @@ func (s Subjects) To(id protocol.NodeID) string { return fmt.Sprintf("%s.sys.to.
 
 // Snap is the subject a node serves snapshots on.
 func (s Subjects) Snap(id protocol.NodeID) string { return fmt.Sprintf("%s.sys.snap.%d", s.Prefix, id) }
+
+// Leave is the subject that asks node <id> to leave the group gracefully.
+func (s Subjects) Leave(id protocol.NodeID) string {
+	return fmt.Sprintf("%s.sys.leave.%d", s.Prefix, id)
+}
 
 // Fwd is the subject a node serves forwarded user requests on; the last
 // token is the API op.

@@ -66,6 +66,7 @@ type Node struct {
 
 	in       chan protocol.Message
 	reqs     chan *nats.Msg
+	leave    chan struct{}
 	snapDone chan snapResult
 	subs     []*nats.Subscription
 	snaps    *snapServer
@@ -77,6 +78,7 @@ type Node struct {
 	waits      []pendingRead // min_seq reads waiting for the applied seq
 	fetching   bool
 	checkpoint time.Time
+	leaving    uint64 // epoch when asked to leave, 0 if not
 
 	ctx    context.Context // ends when the node closes
 	cancel context.CancelFunc
@@ -107,7 +109,7 @@ type snapResult struct {
 // its loop until Close (node_start_up).
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: vfs.OS,
-		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), snapDone: make(chan snapResult, 1),
+		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
 		puts: map[uint64]pendingPut{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	if err := n.open(); err != nil {
 		return nil, err
@@ -207,6 +209,13 @@ func (n *Node) subscribe() error {
 		n.sub.To(n.cfg.ID):       decode,
 		n.sub.Fwd(n.cfg.ID, "*"): forward,
 		n.sub.Snap(n.cfg.ID):     n.snaps.serve,
+		n.sub.Leave(n.cfg.ID): func(m *nats.Msg) {
+			select {
+			case n.leave <- struct{}{}:
+			default:
+			}
+			_ = m.Respond(bus.Encode(bus.Result{OK: true}))
+		},
 	} {
 		s, err := n.nc.Subscribe(subj, h)
 		if err != nil {
@@ -241,6 +250,12 @@ func (n *Node) run(ctx context.Context) {
 		case <-t.C:
 			n.pn.Tick()
 			n.expireWaits()
+		case <-n.leave:
+			if n.leaving == 0 {
+				n.log.Info("leaving the group")
+				n.leaving = n.pn.Status().Epoch + 1
+				n.pn.Leave()
+			}
 		case s := <-n.snapDone:
 			if err := n.installSnapshot(s); err != nil {
 				n.fail(err)
@@ -250,6 +265,10 @@ func (n *Node) run(ctx context.Context) {
 		n.drain()
 		if err := n.process(); err != nil {
 			n.fail(err)
+			return
+		}
+		if n.left() {
+			n.log.Info("left the group: stopping")
 			return
 		}
 	}
@@ -274,6 +293,21 @@ func (n *Node) fail(err error) {
 	n.errMu.Lock()
 	n.err = err
 	n.errMu.Unlock()
+}
+
+// left reports whether a view without this node was adopted after it asked
+// to leave.
+func (n *Node) left() bool {
+	st := n.pn.Status()
+	if n.leaving == 0 || st.Epoch < n.leaving || st.Members == nil {
+		return false
+	}
+	for _, m := range st.Members {
+		if m == n.cfg.ID {
+			return false
+		}
+	}
+	return true
 }
 
 // Err returns the error that stopped the node, if any.

@@ -503,3 +503,32 @@ func TestFullShutdownKeepsEverything(t *testing.T) {
 		}
 	}
 }
+
+// TestGracefulLeave asks a follower to leave: a view change removes it, the
+// node stops by itself, and the cluster writes on with the other members.
+func TestGracefulLeave(t *testing.T) {
+	c := startCluster(t, 4)
+	cx := ctx(t)
+	leaving := protocol.NodeID(1)
+	if c.leader() == leaving {
+		leaving = 2
+	}
+	if _, err := c.mwConn.Request(bus.NewSubjects("").Leave(leaving), nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.nodes[leaving].Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the leaving node did not stop")
+	}
+	if err := c.nodes[leaving].Err(); err != nil {
+		t.Fatalf("left with an error: %v", err)
+	}
+	st, _ := c.cl.Status(cx)
+	if len(st.Members) != 3 {
+		t.Fatalf("members after leave: %v", st.Members)
+	}
+	if _, err := c.cl.Put(cx, "after/leave", json.RawMessage(`1`)); err != nil {
+		t.Fatal(err)
+	}
+}

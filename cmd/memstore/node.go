@@ -4,11 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"memstore/bus"
+	"memstore/client"
 	"memstore/replica"
 	"memstore/replica/protocol"
 	"memstore/replica/storage"
@@ -27,7 +32,7 @@ func nodeCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if id == 0 {
-				return errors.New("--id is required (1 or more, unique in the cluster)")
+				return usageError{errors.New("--id is required (1 or more, unique in the cluster)")}
 			}
 			if data == "" {
 				data = filepath.Join("memstore-data", fmt.Sprintf("node%d", id))
@@ -75,4 +80,42 @@ func startNode(url string, id protocol.NodeID, data, prefix, sync string, log *l
 		return nil, nil, fmt.Errorf("node %d: %w", id, err)
 	}
 	return n, func() { n.Close(); nc.Close() }, nil
+}
+
+func leaveCommand(g *globals) *cobra.Command {
+	var id uint64
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "leave --id N",
+		Short: "Take node N out of the group gracefully: a view change removes it, then it stops",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if id == 0 {
+				return usageError{errors.New("--id is required")}
+			}
+			return withClient(g, func(c *client.Client) error {
+				nc, err := nats.Connect(g.server)
+				if err != nil {
+					return bus.Errorf(bus.CodeUnavailable, "%v", err)
+				}
+				defer nc.Close()
+				if _, err := nc.Request(bus.NewSubjects(g.prefix).Leave(protocol.NodeID(id)), nil, g.timeout); err != nil {
+					return bus.Errorf(bus.CodeUnavailable, "node %d did not answer: %v", id, err)
+				}
+				deadline := time.Now().Add(wait)
+				for time.Now().Before(deadline) {
+					st, err := c.Status(cmd.Context())
+					if err == nil && !slices.Contains(st.Members, id) && st.Leader != 0 {
+						fmt.Printf("node %d left: epoch %d, leader %d, members %v\n", id, st.Epoch, st.Leader, st.Members)
+						return nil
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				return bus.Errorf(bus.CodeTimeout, "node %d is still a member after %v", id, wait)
+			})
+		},
+	}
+	cmd.Flags().Uint64Var(&id, "id", 0, "the node to take out")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the view change")
+	return cmd
 }
