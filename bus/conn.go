@@ -8,14 +8,16 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Connect opens a NATS connection for a memstore process. It reconnects
-// forever, and it does not buffer publishes while disconnected: a message
+// Connect opens a NATS connection for a memstore process. It keeps trying
+// when the server is not up yet (processes may start in any order), it
+// reconnects forever, and it does not buffer publishes while disconnected: a message
 // is sent now or fails now, so no replication message is replayed late as
 // if fresh (epochs would refuse it anyway).
 func Connect(url, name string, log logrus.FieldLogger) (*nats.Conn, error) {
 	nc, err := nats.Connect(url,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {

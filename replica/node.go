@@ -225,7 +225,7 @@ func (n *Node) subscribe() error {
 		s.SetPendingLimits(-1, -1)
 		n.subs = append(n.subs, s)
 	}
-	return n.nc.Flush()
+	return nil
 }
 
 func (n *Node) unsubscribe() {
