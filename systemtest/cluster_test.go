@@ -50,6 +50,7 @@ func startCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), nodes: map[protocol.NodeID]*replica.Node{},
 		conns: map[protocol.NodeID]*nats.Conn{}, log: quietLogger()}
+	t.Cleanup(c.stop)
 	c.restartMiddleware(n)
 	for id := 1; id <= n; id++ {
 		c.startNode(protocol.NodeID(id))
