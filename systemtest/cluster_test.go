@@ -291,12 +291,12 @@ func TestClusterFailoverAndRestart(t *testing.T) {
 	}
 }
 
-// TestNodeJoinsWithSnapshot starts a 3-node cluster that compacts its log
+// TestNodeJoinsWithSnapshot starts a 5-node cluster that compacts its log
 // hard, writes enough that a new node cannot catch up from the log, then
-// starts node 4: it fetches the master copy as a snapshot, catches up the
+// starts node 6: it fetches the master copy as a snapshot, catches up the
 // tail, and becomes a voting member through a view change.
 func TestNodeJoinsWithSnapshot(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 5)
 	cx := ctx(t)
 	for i := 0; i < 300; i++ {
 		if _, err := c.cl.Put(cx, fmt.Sprintf("j/p%d", i%40), json.RawMessage(strconv.Itoa(i))); err != nil {
@@ -304,7 +304,7 @@ func TestNodeJoinsWithSnapshot(t *testing.T) {
 		}
 	}
 	// Restart the nodes with a short log so the leader has compacted.
-	for id := protocol.NodeID(1); id <= 3; id++ {
+	for id := protocol.NodeID(1); id <= 5; id++ {
 		c.stopNode(id)
 		c.startNodeWith(id, func(cfg *replica.Config) { cfg.KeepLog = 10 })
 	}
@@ -313,35 +313,39 @@ func TestNodeJoinsWithSnapshot(t *testing.T) {
 		return err
 	})
 	time.Sleep(300 * time.Millisecond) // a checkpoint compacts the leader's log
-	c.startNode(4)
-	c.waitFor("node 4 as a member", 20*time.Second, func() error {
+	c.startNode(6)
+	c.waitFor("node 6 as a member", 20*time.Second, func() error {
 		st, err := c.cl.Status(cx)
 		if err != nil {
 			return err
 		}
-		if len(st.Members) != 4 || st.Leader == 0 {
+		if len(st.Members) != 6 || st.Leader == 0 {
 			return fmt.Errorf("members %v", st.Members)
 		}
 		for _, n := range st.Nodes {
-			if n.ID == 4 && n.Applied >= 300 {
+			if n.ID == 6 && n.Applied >= 300 {
 				return nil
 			}
 		}
-		return fmt.Errorf("node 4 not caught up: %+v", st.Nodes)
+		return fmt.Errorf("node 6 not caught up: %+v", st.Nodes)
 	})
 	// Its log starts after a snapshot, not at seq 1.
-	segs, err := os.ReadDir(filepath.Join(c.dir, "node4", "wal"))
+	segs, err := os.ReadDir(filepath.Join(c.dir, "node6", "wal"))
 	if err != nil || len(segs) == 0 || segs[0].Name() <= fmt.Sprintf("%020d.seg", 1) {
-		t.Fatalf("node 4 log segments %v (%v): caught up without a snapshot", segs, err)
+		t.Fatalf("node 6 log segments %v (%v): caught up without a snapshot", segs, err)
 	}
-	// Node 4 now counts in the majority and holds what was written before
-	// it joined.
-	c.stopNode(1)
-	c.stopNode(2) // 2 of 4 down: no majority, so bring one back
-	c.startNode(2)
+	// Node 6 now counts in the majority (4 of 6) and holds what was
+	// written before it joined.
+	stopped := 0
+	for id := protocol.NodeID(1); id <= 5 && stopped < 2; id++ {
+		if id != c.leader() {
+			c.stopNode(id)
+			stopped++
+		}
+	}
 	rep, err := c.cl.Put(cx, "j/last", json.RawMessage(`"ok"`))
 	if err != nil {
-		t.Fatalf("write with node 4 counted in the majority: %v", err)
+		t.Fatalf("write with node 6 counted in the majority: %v", err)
 	}
 	g, err := c.cl.Get(cx, bus.GetRequest{Path: "j/p39", MinSeq: rep.Seq})
 	if err != nil || string(g.Value) != "279" {
