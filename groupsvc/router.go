@@ -2,6 +2,7 @@ package groupsvc
 
 import (
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -110,6 +111,10 @@ func (r *Router) forward(op string, data []byte, user string) []byte {
 			msg.Header.Set(bus.HeaderUser, user)
 		}
 		rep, err := r.nc.RequestMsg(msg, min(time.Until(deadline), 2*time.Second))
+		if err != nil && op == bus.OpPut && !errors.Is(err, nats.ErrNoResponders) {
+			// The leader may have committed it: a retry could write twice.
+			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err))
+		}
 		if err != nil {
 			last = bus.Errorf(bus.CodeUnavailable, "node %d did not answer: %v", target, err)
 			r.waitForChange(view, deadline)
