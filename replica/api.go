@@ -173,6 +173,8 @@ func (n *Node) answerPut(r protocol.Reply) {
 		respond(p.msg, bus.PutReply{Result: bus.Result{OK: true}, Seq: r.Seq, TS: p.ts})
 	case errors.Is(r.Err, protocol.ErrNotLeader):
 		respondErr(p.msg, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
+	case errors.Is(r.Err, protocol.ErrNoQuorum):
+		respondErr(p.msg, bus.Errorf(bus.CodeUnavailable, "the leader cannot reach a majority of the members; not written"))
 	case errors.Is(r.Err, protocol.ErrDropped):
 		respondErr(p.msg, bus.Errorf(bus.CodeUnavailable, "the leader changed before the write committed; it was not written"))
 	default:

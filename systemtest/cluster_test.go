@@ -453,10 +453,18 @@ func TestMajorityDownIsUnavailable(t *testing.T) {
 			c.stopNode(id)
 		}
 	}
+	// Once the leader has not heard from a majority for QuorumTicks (1 s),
+	// it refuses writes: nothing is written, the answer is unavailable. (A
+	// write it accepted just before noticing answers timeout: its outcome is
+	// open until the majority returns.)
+	time.Sleep(1500 * time.Millisecond)
 	start := time.Now()
 	_, err := c.cl.Put(cx, "m/b", json.RawMessage(`2`))
-	if code(err) != bus.CodeUnavailable {
+	if code(err) != bus.CodeUnavailable || time.Since(start) > 6*time.Second {
 		t.Fatalf("write without a majority: %v (after %v)", err, time.Since(start))
+	}
+	if _, err := c.cl.Get(cx, bus.GetRequest{Path: "m/a"}); code(err) != bus.CodeUnavailable {
+		t.Fatalf("linearizable read without a majority: %v", err)
 	}
 	for id := protocol.NodeID(1); id <= 3; id++ {
 		if id != l {

@@ -13,6 +13,10 @@ type Config struct {
 	// RetryTicks is the number of ticks after which an unanswered catch-up
 	// request or read-index round is sent again. Default 5.
 	RetryTicks int
+	// QuorumTicks: a leader that has not heard from a majority of members
+	// within this many ticks refuses new writes with ErrNoQuorum rather
+	// than queue them. Default 10.
+	QuorumTicks int
 	// MaxBatch is the most entries in one append message: a write batch or a
 	// catch-up chunk. Default 512.
 	MaxBatch int
@@ -39,14 +43,14 @@ type TestingKnobs struct {
 
 // DefaultConfig returns the defaults for node id.
 func DefaultConfig(id NodeID) Config {
-	return Config{ID: id, HeartbeatTicks: 1, RetryTicks: 5, MaxBatch: 512, MaxInflight: 8}
+	return Config{ID: id, HeartbeatTicks: 1, RetryTicks: 5, QuorumTicks: 10, MaxBatch: 512, MaxInflight: 8}
 }
 
 func (c Config) validate() error {
 	switch {
 	case c.ID == 0 || c.ID >= Group:
 		return fmt.Errorf("%w: id %d", errConfig, c.ID)
-	case c.HeartbeatTicks < 1, c.RetryTicks < 1, c.MaxBatch < 1, c.MaxInflight < 1:
+	case c.HeartbeatTicks < 1, c.RetryTicks < 1, c.QuorumTicks < 1, c.MaxBatch < 1, c.MaxInflight < 1:
 		return fmt.Errorf("%w: every tick count and limit must be at least 1: %+v", errConfig, c)
 	}
 	return nil

@@ -50,6 +50,9 @@
 //     round that a majority still follows it in its epoch (one round serves
 //     every read registered before it started), and answers once it has
 //     applied up to the index.
+//   - A leader that has not heard from a majority of the members within
+//     QuorumTicks refuses new writes (ErrNoQuorum: nothing written) instead
+//     of queueing them where they would hang.
 //   - After a restart a node never leads an epoch it had already promised:
 //     it may have lost unsynced entries it had sent.
 //

@@ -11,6 +11,9 @@ var (
 	// ErrDropped means the entry was discarded by a newer leader: it was not
 	// committed and never will be; a retry is safe.
 	ErrDropped = errors.New("protocol: entry dropped by a newer leader")
+	// ErrNoQuorum means the leader has not heard from a majority of the
+	// members lately, so it did not accept the write: nothing was written.
+	ErrNoQuorum = errors.New("protocol: leader cannot reach a majority")
 	// ErrIndeterminate means this node lost track of the entry (a snapshot
 	// replaced its log): it may or may not have been committed.
 	ErrIndeterminate = errors.New("protocol: outcome unknown")

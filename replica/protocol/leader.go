@@ -5,6 +5,7 @@ import "slices"
 // leaderState is what a node keeps while it leads an epoch.
 type leaderState struct {
 	progress map[NodeID]uint64 // member → highest seq acked durable (own epoch)
+	heard    map[NodeID]uint64 // member → tick it last answered in this epoch
 	start    uint64            // seq of the epoch's no-op
 	batches  []uint64          // last seq of each batch not yet committed
 
@@ -18,7 +19,10 @@ type leaderState struct {
 // becomeLeader starts leading n.epoch: a no-op of the new epoch is the first
 // entry, so that older entries commit with it.
 func (n *Node) becomeLeader() {
-	n.lead = &leaderState{progress: map[NodeID]uint64{}, roundAcks: map[NodeID]uint64{}}
+	n.lead = &leaderState{progress: map[NodeID]uint64{}, roundAcks: map[NodeID]uint64{}, heard: map[NodeID]uint64{}}
+	for _, id := range n.members {
+		n.lead.heard[id] = n.ticks // a grace period to hear from everyone
+	}
 	n.match = n.log.lastSeq()
 	n.appendBatch([]proposal{{}})
 	n.lead.start = n.log.lastSeq()
@@ -42,6 +46,10 @@ func (n *Node) stepDown() {
 func (n *Node) Propose(id uint64, data []byte) {
 	if n.lead == nil {
 		n.out.Replies = append(n.out.Replies, Reply{ID: id, Err: ErrNotLeader})
+		return
+	}
+	if !n.quorumHeard() {
+		n.out.Replies = append(n.out.Replies, Reply{ID: id, Err: ErrNoQuorum})
 		return
 	}
 	n.proposals = append(n.proposals, proposal{id: id, data: data})
@@ -85,10 +93,30 @@ func (n *Node) broadcastAppend(prev uint64, es []Entry) {
 		Commit: n.commit, Last: n.log.last()})
 }
 
+// quorumHeard reports whether a majority of members (the leader included)
+// answered within QuorumTicks.
+func (n *Node) quorumHeard() bool {
+	k := 0
+	for _, id := range n.members {
+		if id == n.id || n.ticks-n.lead.heard[id] <= uint64(n.cfg.QuorumTicks) {
+			k++
+		}
+	}
+	return k > len(n.members)/2
+}
+
+// heardFrom notes that a member answered in this epoch.
+func (n *Node) heardFrom(id NodeID) {
+	if _, ok := n.lead.heard[id]; ok {
+		n.lead.heard[id] = n.ticks
+	}
+}
+
 func (n *Node) handleAck(m Message) {
 	if n.lead == nil || m.Epoch != n.epoch || !slices.Contains(n.members, m.From) {
 		return
 	}
+	n.heardFrom(m.From)
 	seq := min(m.Seq, n.log.lastSeq())
 	if seq > n.lead.progress[m.From] {
 		n.lead.progress[m.From] = seq
@@ -136,6 +164,9 @@ func (n *Node) maybeCommit() {
 func (n *Node) handleCatchUp(m Message) {
 	if n.lead == nil {
 		return
+	}
+	if m.Epoch == n.epoch {
+		n.heardFrom(m.From)
 	}
 	after := min(m.Commit, n.log.lastSeq())
 	if m.Last.Seq <= n.log.lastSeq() && n.log.has(m.Last) {

@@ -77,6 +77,7 @@ func (n *Node) handleReadAck(m Message) {
 	if n.lead == nil || m.Epoch != n.epoch || !slices.Contains(n.members, m.From) {
 		return
 	}
+	n.heardFrom(m.From)
 	if m.Seq > n.lead.roundAcks[m.From] {
 		n.lead.roundAcks[m.From] = m.Seq
 		n.updateConfirmed()

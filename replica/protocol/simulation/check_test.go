@@ -229,7 +229,7 @@ func (c *checker) final() {
 		switch {
 		case o.err == nil && (!ok || seq != o.seq):
 			c.s.fail("acknowledged write %q at seq %d lost (found at %d)", o.data, o.seq, seq)
-		case errors.Is(o.err, protocol.ErrNotLeader) || errors.Is(o.err, protocol.ErrDropped):
+		case errors.Is(o.err, protocol.ErrNotLeader) || errors.Is(o.err, protocol.ErrDropped) || errors.Is(o.err, protocol.ErrNoQuorum):
 			if ok {
 				c.s.fail("write %q refused with %v but committed at seq %d", o.data, o.err, seq)
 			}
