@@ -1,6 +1,7 @@
 package systemtest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"memstore/bus"
+	"memstore/replica"
 )
 
 // BenchmarkCluster measures a 5-node in-process cluster (fsync on) with 16
@@ -64,5 +66,58 @@ func BenchmarkCluster(b *testing.B) {
 			b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 		})
+	}
+}
+
+// BenchmarkCatchUp measures a fresh node joining a 3-node cluster that
+// holds 50,000 versions over 5,000 paths and has compacted its log: time
+// until the new node has applied everything (snapshot, then the tail), as
+// versions/s and MB/s of versions-file lines.
+func BenchmarkCatchUp(b *testing.B) {
+	const total, batch = 50_000, 1000
+	for i := 0; i < b.N; i++ {
+		c := startCluster(b, 3)
+		cx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		value := json.RawMessage(`{"temp":21.5,"unit":"C","pad":"0123456789abcdef"}`)
+		var last uint64
+		for k := 0; k < total/batch; k++ {
+			vals := make([]bus.PathValue, batch)
+			for j := range vals {
+				vals[j] = bus.PathValue{Path: fmt.Sprintf("site%d/dev%d/temp", (k*batch+j)%50, (k*batch+j)/50%100), Value: value}
+			}
+			rep, err := c.cl.PutBatch(cx, vals)
+			if err != nil {
+				b.Fatal(err)
+			}
+			last = rep.Seq
+		}
+		for id := range c.nodes { // compact: the newcomer must take a snapshot
+			c.stopNode(id)
+			c.startNodeWith(id, func(cfg *replica.Config) { cfg.KeepLog = 10 })
+		}
+		c.waitFor("leader", 15*time.Second, func() error { _, err := c.cl.Put(cx, "x/y", value); return err })
+		time.Sleep(300 * time.Millisecond)
+		b.ResetTimer()
+		start := time.Now()
+		c.startNode(4)
+		c.waitFor("catch-up", 120*time.Second, func() error {
+			st, err := c.cl.Status(cx)
+			if err != nil {
+				return err
+			}
+			for _, n := range st.Nodes {
+				if n.ID == 4 && n.Applied >= last {
+					return nil
+				}
+			}
+			return fmt.Errorf("not yet")
+		})
+		el := time.Since(start)
+		b.StopTimer()
+		line := len(`{"seq":123456,"ts":"2026-11-24T17:32:26.546729207Z","user":"tester","value":}`) + len(value) + 1
+		b.ReportMetric(float64(total)/el.Seconds(), "versions/s")
+		b.ReportMetric(float64(total*line)/el.Seconds()/1e6, "MB/s")
+		c.stop()
 	}
 }
