@@ -24,6 +24,10 @@ const (
 // the client through the router to the node.
 const HeaderUser = "Ms-User"
 
+// HeaderDeadline carries how long the client still waits, in milliseconds,
+// so the router gives up (and answers) before the client does.
+const HeaderDeadline = "Ms-Deadline-Ms"
+
 // Queue groups.
 const (
 	// RouterQueue is the queue group the routers serve ms.api.> in.

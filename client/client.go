@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,6 +82,10 @@ func (c *Client) request(ctx context.Context, op string, req any, rep interface{
 	msg.Data = bus.Encode(req)
 	if c.opts.User != "" {
 		msg.Header.Set(bus.HeaderUser, c.opts.User)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		// The router answers a little before the client gives up.
+		msg.Header.Set(bus.HeaderDeadline, strconv.FormatInt(time.Until(dl).Milliseconds()*9/10, 10))
 	}
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	switch {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,7 +64,11 @@ func (r *Router) answer(m *nats.Msg) {
 	} else if op == bus.OpStatus {
 		reply = r.status()
 	} else {
-		reply = r.forward(op, data, m.Header.Get(bus.HeaderUser))
+		timeout := r.svc.cfg.RequestTimeout
+		if ms, err := strconv.ParseInt(m.Header.Get(bus.HeaderDeadline), 10, 64); err == nil && ms > 0 {
+			timeout = min(timeout, time.Duration(ms)*time.Millisecond)
+		}
+		reply = r.forward(op, data, m.Header.Get(bus.HeaderUser), timeout)
 	}
 	if m.Reply != "" {
 		_ = m.Respond(reply)
@@ -91,8 +96,8 @@ func (r *Router) route(m *nats.Msg) (string, []byte, *bus.Error) {
 
 // forward sends a request to the right node, retrying across leader
 // changes until the deadline (write_request, read_request).
-func (r *Router) forward(op string, data []byte, user string) []byte {
-	deadline := time.Now().Add(r.svc.cfg.RequestTimeout)
+func (r *Router) forward(op string, data []byte, user string, timeout time.Duration) []byte {
+	deadline := time.Now().Add(timeout)
 	stale := op == bus.OpGet && isStale(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
 	for time.Now().Before(deadline) {
@@ -130,7 +135,7 @@ func (r *Router) forward(op string, data []byte, user string) []byte {
 		return rep.Data
 	}
 	if last.Code == bus.CodeUnavailable || last.Code == bus.CodeNotLeader {
-		return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", r.svc.cfg.RequestTimeout, last.Message))
+		return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last.Message))
 	}
 	return bus.ErrorReply(last)
 }
