@@ -402,9 +402,27 @@ func TestPlainNATSClient(t *testing.T) {
 	if !strings.Contains(string(m.Data), `"code":"bad_path"`) {
 		t.Fatalf("bad path: %s", m.Data)
 	}
-	m, _ = nc.Request("ms.api.put", []byte(`not json`), 5*time.Second)
-	if !strings.Contains(string(m.Data), `"code":"bad_request"`) {
-		t.Fatalf("bad request: %s", m.Data)
+	for _, tc := range []struct{ subject, body, code string }{
+		{"ms.api.put", `not json`, bus.CodeBadRequest},
+		{"ms.api.put", `{"path":5,"value":1}`, bus.CodeBadRequest},
+		{"ms.api.put", `{"path":"a/b"}`, bus.CodeBadRequest},
+		{"ms.api.put", `{"path":"a/b","value":1,"values":[{"path":"c","value":2}]}`, bus.CodeBadRequest},
+		{"ms.api.put", `{"path":"` + strings.Repeat("a", 300) + `","value":1}`, bus.CodeBadPath},
+		{"ms.api.put", `{"path":"a//b","value":1}`, bus.CodeBadPath},
+		{"ms.api.put", `{"values":[{"path":"ok/x","value":1},{"path":"../x","value":2}]}`, bus.CodeBadPath},
+		{"ms.api.get", `{"path":"a/b","consistency":"sometimes"}`, bus.CodeBadRequest},
+		{"ms.api.history", `{"path":"plant1/line3/temp","since":"yesterday"}`, bus.CodeBadRequest},
+		{"ms.api.frobnicate", `{}`, bus.CodeBadRequest},
+	} {
+		m, err := nc.Request(tc.subject, []byte(tc.body), 5*time.Second)
+		if err != nil || !strings.Contains(string(m.Data), `"code":"`+tc.code+`"`) {
+			t.Errorf("%s %s: want %s, got %v %s", tc.subject, tc.body, tc.code, err, m.Data)
+		}
+	}
+	// Nothing was written by any of them.
+	m, _ = nc.Request("ms.api.ls", []byte(`{"path":""}`), 5*time.Second)
+	if !strings.Contains(string(m.Data), `"children":["plant1"]`) {
+		t.Fatalf("bad requests changed the tree: %s", m.Data)
 	}
 }
 

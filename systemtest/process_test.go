@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -121,6 +122,33 @@ func TestKillLeaderProcess(t *testing.T) {
 		}
 		acked[i] = rep.Seq
 	}
+	// Writers keep going while the leader is killed.
+	type ack struct {
+		path string
+		seq  uint64
+		val  string
+	}
+	acks := make(chan ack, 10000)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p, v := fmt.Sprintf("load/w%d/k%d", w, i%5), strconv.Itoa(i)
+				if rep, err := cl.Put(cx, p, json.RawMessage(v)); err == nil {
+					acks <- ack{p, rep.Seq, v}
+				}
+			}
+		}(w)
+	}
+	time.Sleep(300 * time.Millisecond)
 	st, _ := cl.Status(cx)
 	leader := int(st.Leader)
 	killed := time.Now()
@@ -142,6 +170,19 @@ func TestKillLeaderProcess(t *testing.T) {
 		}
 	}
 	t.Logf("first acknowledged write %v after SIGKILL of leader %d", time.Since(killed).Round(time.Millisecond), leader)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(acks)
+	n := 0
+	for a := range acks {
+		n++
+		h, err := cl.History(cx, bus.HistoryRequest{Path: a.path, AfterSeq: a.seq - 1, Limit: 1})
+		if err != nil || len(h.Values) != 1 || h.Values[0].Seq != a.seq || string(h.Values[0].Value) != a.val {
+			t.Fatalf("acknowledged %s=%s at seq %d lost: %+v %v", a.path, a.val, a.seq, h, err)
+		}
+	}
+	t.Logf("%d writes acknowledged under load, none lost", n)
 	for i, seq := range acked {
 		g, err := cl.Get(cx, bus.GetRequest{Path: fmt.Sprintf("k/p%d", i)})
 		if err != nil || g.Seq != seq || string(g.Value) != strconv.Itoa(i) {
