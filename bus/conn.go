@@ -21,7 +21,9 @@ func Connect(url, name string, log logrus.FieldLogger) (*nats.Conn, error) {
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.WithError(err).Warn("disconnected from nats")
+			if err != nil { // nil: our own Close
+				log.WithError(err).Warn("disconnected from nats")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.WithField("url", nc.ConnectedUrl()).Info("reconnected to nats")
