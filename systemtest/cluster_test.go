@@ -185,6 +185,11 @@ func code(err error) string {
 func TestClusterWireAPI(t *testing.T) {
 	c := startCluster(t, 3)
 	cx := ctx(t)
+	events := make(chan bus.PathVersion, 10)
+	wctx, stopWatch := context.WithCancel(cx)
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- c.cl.Watch(wctx, "plant1/>", func(pv bus.PathVersion) { events <- pv }) }()
+	time.Sleep(100 * time.Millisecond) // the subscription is in place
 	var seqs []uint64
 	for i := 0; i < 5; i++ {
 		rep, err := c.cl.Put(cx, "plant1/line3/temp", json.RawMessage(fmt.Sprint(20+i)))
@@ -192,6 +197,20 @@ func TestClusterWireAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		seqs = append(seqs, rep.Seq)
+	}
+	for i := 0; i < 5; i++ {
+		select {
+		case pv := <-events:
+			if pv.Path != "plant1/line3/temp" || pv.Seq != seqs[i] {
+				t.Fatalf("event %d: %+v", i, pv)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no event %d from watch", i)
+		}
+	}
+	stopWatch()
+	if err := <-watchDone; err != nil {
+		t.Fatal(err)
 	}
 	if _, err := c.cl.PutBatch(cx, []bus.PathValue{{Path: "plant1/line1/hum", Value: json.RawMessage(`55`)},
 		{Path: "plant2/state", Value: json.RawMessage(`{"run":true}`)}}); err != nil {
