@@ -172,3 +172,17 @@ func (c *Client) Watch(ctx context.Context, pattern string, fn func(bus.PathVers
 		}
 	}
 }
+
+// Ingest publishes a raw value on ms.in.<tokens>, fire and forget: fast,
+// but a value in flight when a node or the connection fails can be lost.
+func (c *Client) Ingest(path string, value []byte) error {
+	if err := c.nc.Publish(c.sub.In(path), value); err != nil {
+		return fmt.Errorf("client: ingest %s: %w", path, err)
+	}
+	return nil
+}
+
+// Flush waits until the server has every published message.
+func (c *Client) Flush(ctx context.Context) error {
+	return c.nc.FlushWithContext(ctx)
+}

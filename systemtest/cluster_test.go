@@ -25,6 +25,7 @@ import (
 	"memstore/groupsvc"
 	"memstore/replica"
 	"memstore/replica/protocol"
+	"memstore/sensor"
 )
 
 type cluster struct {
@@ -581,4 +582,37 @@ func TestGracefulLeave(t *testing.T) {
 	if _, err := c.cl.Put(cx, "after/leave", json.RawMessage(`1`)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSensorFeedsTheStore runs the sensor simulator in both modes: every
+// acknowledged value is stored, and fire-and-forget values arrive.
+func TestSensorFeedsTheStore(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	st, err := sensor.Run(cx, c.cl, sensor.Config{Prefix: "p", Sensors: 10, Rate: 50, Count: 20, Seed: 1, Mode: sensor.ModeAck}, nil)
+	if err != nil || st.Acked != st.Sent || st.Sent+st.Dropouts != 200 {
+		t.Fatalf("ack mode: %s %v", st, err)
+	}
+	stored := 0
+	for i := 0; i < 10; i++ {
+		h, err := c.cl.History(cx, bus.HistoryRequest{Path: sensor.Path("p", i)})
+		if err != nil && code(err) != bus.CodeNotFound {
+			t.Fatal(err)
+		}
+		stored += len(h.Values)
+	}
+	if stored != st.Acked {
+		t.Fatalf("%d values stored, %d acknowledged", stored, st.Acked)
+	}
+	st, err = sensor.Run(cx, c.cl, sensor.Config{Prefix: "q", Sensors: 5, Rate: 50, Count: 10, Seed: 2, Mode: sensor.ModeFire}, nil)
+	if err != nil || st.Sent == 0 {
+		t.Fatalf("fire mode: %s %v", st, err)
+	}
+	c.waitFor("fire-and-forget values", 5*time.Second, func() error {
+		tr, err := c.cl.Tree(cx, "q", 0)
+		if err != nil || len(tr.Values) != 5 {
+			return fmt.Errorf("tree q: %d paths, %v", len(tr.Values), err)
+		}
+		return nil
+	})
 }
