@@ -29,7 +29,7 @@ type Config struct {
 	Sensors  int           // number of simulated sensors
 	Rate     float64       // readings per second per sensor
 	Duration time.Duration // stop after this long (0: no limit)
-	Count    int           // stop after this many readings per sensor (0: no limit)
+	Count    int           // stop after this many readings per sensor (0: no limit; with no duration either, run until ctx ends)
 	Seed     int64         // seed of every signal: the same seed gives the same values
 	Mode     string        // ModeFire or ModeAck
 }
@@ -60,8 +60,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: --rate must be above 0", ErrConfig)
 	case c.Mode != ModeFire && c.Mode != ModeAck:
 		return fmt.Errorf("%w: --mode %q: fire or ack", ErrConfig, c.Mode)
-	case c.Duration == 0 && c.Count == 0:
-		return fmt.Errorf("%w: give --duration or --count", ErrConfig)
+	case c.Duration < 0 || c.Count < 0:
+		return fmt.Errorf("%w: --duration and --count cannot be negative", ErrConfig)
 	}
 	return nil
 }

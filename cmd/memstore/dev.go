@@ -1,20 +1,23 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"memstore/client"
 	"memstore/replica/protocol"
+	"memstore/sensor"
 )
 
 func devCommand(g *globals) *cobra.Command {
 	var listen, data string
-	var nodes int
+	var nodes, sensors int
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a whole local cluster in one process: middleware and N nodes, data under one folder",
+		Short: "Run a whole local cluster in one process: middleware, N nodes and simulated sensors, data under one folder",
 		Long: `dev runs the middleware (embedded NATS on --listen) and --nodes replicas in one
 process, with every data dir under --data, for a first try and for demos.
 Stop it with Ctrl-C; start it again and everything written is still there.`,
@@ -43,7 +46,23 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 				go func() { <-n.Done(); failed <- n.Err() }() // ends when the node stops
 			}
 			fmt.Printf("memstore dev: middleware on %s, %d nodes, data in %s\n", mw.url(), nodes, data)
-			fmt.Printf("try: memstore put plant1/line3/temp 21.5; memstore get plant1/line3/temp; memstore status\n")
+			if sensors > 0 {
+				cl, err := client.Dial(mw.url(), client.Options{Prefix: g.prefix, User: "sensor"})
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				sctx, stopSensors := context.WithCancel(cmd.Context())
+				sensorsDone := make(chan struct{})
+				defer func() { stopSensors(); <-sensorsDone }()
+				go func() { // owned: stopped and waited for on return
+					defer close(sensorsDone)
+					_, _ = sensor.Run(sctx, cl, sensor.Config{Prefix: "plant1", Sensors: sensors, Rate: 1,
+						Seed: 1, Mode: sensor.ModeAck}, nil)
+				}()
+				fmt.Printf("memstore dev: %d simulated sensors write under plant1/ once a second (--sensors 0 to stop them)\n", sensors)
+			}
+			fmt.Printf("try: memstore tree plant1; memstore history plant1/line1/temp0; memstore watch 'plant1/>'; memstore status\n")
 			select {
 			case <-cmd.Context().Done():
 				fmt.Println("memstore dev: stopping")
@@ -57,5 +76,6 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 	f.StringVar(&listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
 	f.StringVar(&data, "data", "memstore-data", "folder holding the middleware's and every node's data")
 	f.IntVar(&nodes, "nodes", 5, "number of nodes")
+	f.IntVar(&sensors, "sensors", 10, "simulated sensors feeding the cluster (0: none)")
 	return cmd
 }

@@ -49,8 +49,8 @@ Modes:
 	f.StringVar(&cfg.Prefix, "prefix", "plant1", "path prefix of the sensors")
 	f.IntVar(&cfg.Sensors, "sensors", 10, "number of simulated sensors")
 	f.Float64Var(&cfg.Rate, "rate", 1, "readings per second per sensor")
-	f.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (e.g. 30s)")
-	f.IntVar(&cfg.Count, "count", 0, "stop after this many readings per sensor")
+	f.DurationVar(&cfg.Duration, "duration", 0, "stop after this long, e.g. 30s (default: until Ctrl-C)")
+	f.IntVar(&cfg.Count, "count", 0, "stop after this many readings per sensor (default: no limit)")
 	f.Int64Var(&cfg.Seed, "seed", time.Now().UnixNano()%1_000_000, "seed: the same seed gives the same values")
 	f.StringVar(&cfg.Mode, "mode", sensor.ModeAck, "ack (acknowledged, retried) or fire (ms.in, may lose in-flight values)")
 	return cmd
