@@ -60,17 +60,24 @@ type PathValue struct {
 }
 
 // PutRequest is ms.api.put: one path and value, or a batch in Values.
+// Source and SourceSeq, if given, key the write: the store writes a key at
+// most once, so a client can resend after a timeout or a restart without
+// writing twice (sequences of a source must increase).
 type PutRequest struct {
-	Path   string          `json:"path,omitempty"`
-	Value  json.RawMessage `json:"value,omitempty"`
-	Values []PathValue     `json:"values,omitempty"`
+	Path      string          `json:"path,omitempty"`
+	Value     json.RawMessage `json:"value,omitempty"`
+	Values    []PathValue     `json:"values,omitempty"`
+	Source    string          `json:"source,omitempty"`
+	SourceSeq uint64          `json:"source_seq,omitempty"`
 }
 
-// PutReply answers a put once it is committed.
+// PutReply answers a put once it is committed. Duplicate says the key was
+// already written: Seq and TS are then those of the source's last write.
 type PutReply struct {
 	Result
-	Seq uint64 `json:"seq,omitempty"`
-	TS  string `json:"ts,omitempty"`
+	Seq       uint64 `json:"seq,omitempty"`
+	TS        string `json:"ts,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
 // GetRequest is ms.api.get.

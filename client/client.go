@@ -116,6 +116,14 @@ func (c *Client) PutBatch(ctx context.Context, values []bus.PathValue) (bus.PutR
 	return rep, err
 }
 
+// Write sends a full put request: single or batch, with a (source,
+// sequence) key if set, so it can be resent safely.
+func (c *Client) Write(ctx context.Context, req bus.PutRequest) (bus.PutReply, error) {
+	var rep bus.PutReply
+	err := c.request(ctx, bus.OpPut, req, &rep)
+	return rep, err
+}
+
 // Get reads the latest version of a path.
 func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, error) {
 	var rep bus.GetReply

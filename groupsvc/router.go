@@ -116,7 +116,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			msg.Header.Set(bus.HeaderUser, user)
 		}
 		rep, err := r.nc.RequestMsg(msg, min(time.Until(deadline), 2*time.Second))
-		if err != nil && op == bus.OpPut && !errors.Is(err, nats.ErrNoResponders) {
+		if err != nil && op == bus.OpPut && !errors.Is(err, nats.ErrNoResponders) && !keyed(data) {
 			// The leader may have committed it: a retry could write twice.
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err))
 		}
@@ -153,6 +153,13 @@ func (r *Router) waitForChange(old protocol.View, deadline time.Time) {
 			return
 		}
 	}
+}
+
+// keyed reports whether a put carries a (source, sequence) key: the store
+// writes it at most once, so resending it is safe.
+func keyed(data []byte) bool {
+	var req bus.PutRequest
+	return bus.Decode(data, &req) == nil && req.Source != "" && req.SourceSeq > 0
 }
 
 func isStale(data []byte) bool {

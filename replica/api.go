@@ -24,6 +24,17 @@ func (n *Node) apply(e protocol.Entry) error {
 	if err := json.Unmarshal(e.Data, &c); err != nil {
 		return errors.New("replica: undecodable committed entry " + err.Error())
 	}
+	if c.Src != "" {
+		if orig, dup := n.tree.Dedup(e.Seq, c.TS, c.Src, c.SrcSeq); dup {
+			if n.pn.Status().Leading {
+				if len(n.dups) > 10_000 { // answers that never came: a leader change
+					clear(n.dups)
+				}
+				n.dups[e.Seq] = orig
+			}
+			return n.tree.Apply(e.Epoch, e.Seq, "", "", nil)
+		}
+	}
 	if err := n.tree.Apply(e.Epoch, e.Seq, c.TS, c.User, c.treePuts()); err != nil {
 		return err
 	}
@@ -128,7 +139,12 @@ func (n *Node) handlePut(m *nats.Msg) {
 		respondErr(m, bus.Errorf(bus.CodeTooLarge, "%d values in one batch, at most %d", len(puts), n.cfg.MaxBatch))
 		return
 	}
-	c := command{TS: time.Now().UTC().Format(time.RFC3339Nano), User: m.Header.Get(bus.HeaderUser)}
+	if (req.Source == "") != (req.SourceSeq == 0) {
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give source and source_seq (above 0) together"))
+		return
+	}
+	c := command{TS: time.Now().UTC().Format(time.RFC3339Nano), User: m.Header.Get(bus.HeaderUser),
+		Src: req.Source, SrcSeq: req.SourceSeq}
 	if c.User == "" {
 		c.User = "anonymous"
 	}
@@ -168,7 +184,10 @@ func (n *Node) answerPut(r protocol.Reply) {
 		return
 	}
 	delete(n.puts, r.ID)
-	switch {
+	switch orig, dup := n.dups[r.Seq]; {
+	case r.Err == nil && dup:
+		delete(n.dups, r.Seq)
+		respond(p.msg, bus.PutReply{Result: bus.Result{OK: true}, Seq: orig.Seq, TS: orig.TS, Duplicate: true})
 	case r.Err == nil:
 		respond(p.msg, bus.PutReply{Result: bus.Result{OK: true}, Seq: r.Seq, TS: p.ts})
 	case errors.Is(r.Err, protocol.ErrNotLeader):

@@ -9,9 +9,11 @@ import (
 // command is the data of one log entry: a put or a batch of puts, with the
 // commit time the leader gave it and the writer.
 type command struct {
-	TS   string    `json:"ts"`
-	User string    `json:"user"`
-	Puts []putData `json:"puts"`
+	TS     string    `json:"ts"`
+	User   string    `json:"user"`
+	Puts   []putData `json:"puts"`
+	Src    string    `json:"src,omitempty"`     // deduplication key: source
+	SrcSeq uint64    `json:"src_seq,omitempty"` // and its sequence
 }
 
 type putData struct {

@@ -74,6 +74,7 @@ type Node struct {
 	// Owned by the loop.
 	nextID     uint64
 	puts       map[uint64]pendingPut
+	dups       map[uint64]tree.Source // seq of a duplicate entry → the source's original write
 	reads      map[uint64]pendingRead
 	waits      []pendingRead // min_seq reads waiting for the applied seq
 	fetching   bool
@@ -110,7 +111,7 @@ type snapResult struct {
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: vfs.OS,
 		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
-		puts: map[uint64]pendingPut{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
+		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	if err := n.open(); err != nil {
 		return nil, err
 	}

@@ -18,8 +18,9 @@ const (
 	// ModeFire publishes each value on ms.in.<tokens> without waiting: fast,
 	// but values in flight when a node or the connection fails are lost.
 	ModeFire = "fire"
-	// ModeAck writes values in acknowledged batches and retries a batch the
-	// store answers unavailable: nothing acknowledged is lost.
+	// ModeAck writes values in acknowledged batches keyed (source, sequence)
+	// and resends a batch until it is acknowledged: nothing acknowledged is
+	// lost and nothing is written twice.
 	ModeAck = "ack"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 	Count    int           // stop after this many readings per sensor (0: no limit; with no duration either, run until ctx ends)
 	Seed     int64         // seed of every signal: the same seed gives the same values
 	Mode     string        // ModeFire or ModeAck
+	// Source names this sensor process in the (source, sequence) key of its
+	// acknowledged writes; a restart with the same source never writes a
+	// value twice. Default "sensor/<prefix>".
+	Source string
 }
 
 // Stats counts a run.
@@ -86,6 +91,10 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 		signals[i] = NewSignal(Kind(i%int(numKinds)), cfg.Seed*1_000_003+int64(i))
 		paths[i] = Path(cfg.Prefix, i)
 	}
+	if cfg.Source == "" {
+		cfg.Source = "sensor/" + cfg.Prefix
+	}
+	w := &writer{cl: cl, source: cfg.Source}
 	var st Stats
 	start := time.Now()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
@@ -113,7 +122,7 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 		}
 		if len(batch) > 0 {
 			st.Sent += len(batch)
-			st.Acked += putWithRetry(ctx, cl, batch, &st)
+			st.Acked += w.put(ctx, batch, &st)
 		}
 		st.Elapsed = time.Since(start)
 		select {
@@ -130,22 +139,36 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 	return finish(ctx, cl, st, start)
 }
 
-// putWithRetry writes one batch (up to 1,000 values a request), retrying
-// on unavailable; it returns how many were acknowledged.
-func putWithRetry(ctx context.Context, cl *client.Client, batch []bus.PathValue, st *Stats) int {
+// writer sends acknowledged batches keyed (source, sequence): the
+// sequence is the batch's send time in nanoseconds, increasing across
+// restarts, so a resent batch is never written twice.
+type writer struct {
+	cl     *client.Client
+	source string
+	seq    uint64
+}
+
+// put writes one batch (up to 1,000 values a request), resending it with
+// the same key on unavailable or timeout until ctx ends; it returns how
+// many were acknowledged.
+func (w *writer) put(ctx context.Context, batch []bus.PathValue, st *Stats) int {
 	acked := 0
 	for len(batch) > 0 {
 		n := min(len(batch), 1000)
+		w.seq = max(w.seq+1, uint64(time.Now().UnixNano()))
+		req := bus.PutRequest{Values: batch[:n], Source: w.source, SourceSeq: w.seq}
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-			_, err := cl.PutBatch(ctx, batch[:n])
+			_, err := w.cl.Write(ctx, req)
 			if err == nil {
 				acked += n
 				break
 			}
 			st.Errors++
 			var be *bus.Error
-			if ctx.Err() != nil || !errors.As(err, &be) || be.Code != bus.CodeUnavailable {
-				break // not retried: the outcome of a timed-out batch is unknown
+			retry := errors.Is(err, client.ErrTimeout) ||
+				errors.As(err, &be) && (be.Code == bus.CodeUnavailable || be.Code == bus.CodeTimeout)
+			if ctx.Err() != nil || !retry {
+				break
 			}
 			select {
 			case <-ctx.Done():

@@ -616,3 +616,41 @@ func TestSensorFeedsTheStore(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKeyedWritesAreWrittenOnce: a put resent with the same (source,
+// sequence) is answered as a duplicate with the original seq and stores
+// nothing; an older sequence is a duplicate too; a newer one is written.
+func TestKeyedWritesAreWrittenOnce(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	req := bus.PutRequest{Path: "d/x", Value: json.RawMessage(`1`), Source: "s", SourceSeq: 10}
+	first, err := c.cl.Write(cx, req)
+	if err != nil || first.Duplicate {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	again, err := c.cl.Write(cx, req)
+	if err != nil || !again.Duplicate || again.Seq != first.Seq || again.TS != first.TS {
+		t.Fatalf("resent: %+v %v (first %+v)", again, err, first)
+	}
+	req.SourceSeq, req.Value = 5, json.RawMessage(`2`)
+	if old, err := c.cl.Write(cx, req); err != nil || !old.Duplicate {
+		t.Fatalf("older sequence: %+v %v", old, err)
+	}
+	req.SourceSeq, req.Value = 11, json.RawMessage(`3`)
+	if next, err := c.cl.Write(cx, req); err != nil || next.Duplicate {
+		t.Fatalf("newer sequence: %+v %v", next, err)
+	}
+	h, err := c.cl.History(cx, bus.HistoryRequest{Path: "d/x"})
+	if err != nil || len(h.Values) != 2 || string(h.Values[0].Value) != "1" || string(h.Values[1].Value) != "3" {
+		t.Fatalf("history: %+v %v", h, err)
+	}
+	if _, err := c.cl.Write(cx, bus.PutRequest{Path: "d/x", Value: json.RawMessage(`1`), Source: "s"}); code(err) != bus.CodeBadRequest {
+		t.Fatalf("source without a sequence: %v", err)
+	}
+	// The table is replicated: after a failover the new leader knows it.
+	c.stopNode(c.leader())
+	again, err = c.cl.Write(cx, bus.PutRequest{Path: "d/x", Value: json.RawMessage(`1`), Source: "s", SourceSeq: 10})
+	if err != nil || !again.Duplicate {
+		t.Fatalf("resent after failover: %+v %v", again, err)
+	}
+}

@@ -22,8 +22,9 @@ temperature, humidity, pressure, a power counter and vibration, with daily
 cycles, bounded random walks, noise, spikes and dropouts; --seed repeats a run.
 
 Modes:
-  ack   (default) acknowledged batch puts, retried when the store answers
-        unavailable: nothing acknowledged is lost.
+  ack   (default) acknowledged batch puts keyed (--source, send time) and
+        resent until acknowledged: nothing acknowledged is lost, nothing is
+        written twice, also across a restart with the same --source.
   fire  publish each value on ms.in.<path> without waiting: fastest, but
         values in flight when a node or the connection fails are lost.`,
 		Args: args(cobra.NoArgs),
@@ -53,5 +54,6 @@ Modes:
 	f.IntVar(&cfg.Count, "count", 0, "stop after this many readings per sensor (default: no limit)")
 	f.Int64Var(&cfg.Seed, "seed", time.Now().UnixNano()%1_000_000, "seed: the same seed gives the same values")
 	f.StringVar(&cfg.Mode, "mode", sensor.ModeAck, "ack (acknowledged, retried) or fire (ms.in, may lose in-flight values)")
+	f.StringVar(&cfg.Source, "source", "", "name of this sensor process in the dedup key (default sensor/<prefix>)")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,8 @@ type Chunk struct {
 	Index int         `json:"index"`
 	Last  bool        `json:"last"`
 	Paths []ChunkPath `json:"paths"`
+	// Sources is the deduplication table, in the first chunk only.
+	Sources map[string]Source `json:"sources,omitempty"`
 }
 
 // ChunkPath is one path's versions in a chunk (a long history may span
@@ -84,15 +87,16 @@ func mustLine(v Version) []byte {
 // started, so applies going on meanwhile do not change it; compaction
 // waits until it is closed.
 type Snapshot struct {
-	t     *Tree
-	at    Point
-	ts    int64
-	paths []string
-	refs  map[string][]ref
-	next  int // index of the next path
-	skip  int // versions of paths[next] already sent
-	index int
-	done  bool
+	t       *Tree
+	at      Point
+	ts      int64
+	sources map[string]Source
+	paths   []string
+	refs    map[string][]ref
+	next    int // index of the next path
+	skip    int // versions of paths[next] already sent
+	index   int
+	done    bool
 }
 
 // Snapshot starts a snapshot of the tree at its applied point. Close it.
@@ -100,7 +104,7 @@ func (t *Tree) Snapshot() *Snapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.snapshots++
-	s := &Snapshot{t: t, at: t.applied, ts: t.lastTS, refs: make(map[string][]ref, len(t.paths))}
+	s := &Snapshot{t: t, at: t.applied, ts: t.lastTS, sources: maps.Clone(t.sources), refs: make(map[string][]ref, len(t.paths))}
 	for p, ps := range t.paths {
 		s.paths = append(s.paths, p)
 		s.refs[p] = slices.Clone(ps.refs)
@@ -118,6 +122,9 @@ func (s *Snapshot) Next() (Chunk, error) {
 		return Chunk{}, io.EOF
 	}
 	c := Chunk{Epoch: s.at.Epoch, Seq: s.at.Seq, TS: s.ts, Index: s.index}
+	if s.index == 0 {
+		c.Sources = s.sources
+	}
 	size := 128
 	for s.next < len(s.paths) && size < MaxChunkBytes {
 		p := s.paths[s.next]
@@ -168,6 +175,7 @@ func (s *Snapshot) Close() {
 // Installer receives a snapshot stream into a staging folder (tree.new)
 // while the node goes on; Tree.Install swaps it in.
 type Installer struct {
+	sources map[string]Source
 	t       *Tree
 	dir     string
 	next    int
@@ -196,6 +204,9 @@ func (in *Installer) Add(c Chunk) error {
 	}
 	in.next++
 	in.at, in.ts, in.last = Point{c.Epoch, c.Seq}, c.TS, c.Last
+	if c.Index == 0 {
+		in.sources = c.Sources
+	}
 	for _, cp := range c.Paths {
 		dir := filepath.Join(in.dir, filepath.FromSlash(cp.Path))
 		if err := in.t.fs.MkdirAll(dir, 0o700); err != nil {
@@ -249,7 +260,7 @@ func (t *Tree) Install(in *Installer) error {
 			return fmt.Errorf("tree: install: fsync %s: %w", d, err)
 		}
 	}
-	if err := writeMarker(t.fs, in.dir, in.at, in.ts); err != nil {
+	if err := writeMarker(t.fs, in.dir, marker{Point: in.at, TS: in.ts, Sources: in.sources}); err != nil {
 		return err
 	}
 	t.mu.Lock()

@@ -93,6 +93,23 @@ type Tree struct {
 	dirtyFiles map[string]struct{} // paths written since the last checkpoint
 	dirtyDirs  map[string]struct{} // folders (on disk) with new entries since then
 	snapshots  int                 // snapshot readers running: compaction waits for them
+	sources    map[string]Source   // client source → its last write, for deduplication
+}
+
+// Source is the last write a client source made: a write keyed (source,
+// sequence) at or below SrcSeq is a duplicate of one already stored.
+type Source struct {
+	SrcSeq uint64 `json:"src_seq"`
+	Seq    uint64 `json:"seq"`
+	TS     string `json:"ts"`
+}
+
+// marker is applied.json: the checkpointed applied point, the latest
+// applied ts and the deduplication table.
+type marker struct {
+	Point
+	TS      int64             `json:"ts"`
+	Sources map[string]Source `json:"sources,omitempty"`
 }
 
 // Open opens the tree under dataDir (read_from_file): it finishes or undoes
@@ -157,7 +174,7 @@ func (t *Tree) load() error {
 	t.paths = map[string]*pathState{}
 	t.children = map[string]map[string]struct{}{"": {}}
 	t.dirtyFiles, t.dirtyDirs = map[string]struct{}{}, map[string]struct{}{}
-	t.applied, t.lastTS = Point{}, 0
+	t.applied, t.lastTS, t.sources = Point{}, 0, map[string]Source{}
 	if err := t.readMarker(); err != nil {
 		return err
 	}
@@ -177,14 +194,14 @@ func (t *Tree) readMarker() error {
 	if err != nil {
 		return fmt.Errorf("tree: read marker: %w", err)
 	}
-	var m struct {
-		Point
-		TS int64 `json:"ts"`
-	}
+	var m marker
 	if err := json.Unmarshal(data, &m); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, filepath.Join(t.dir, markerFile), err)
 	}
 	t.applied, t.lastTS = m.Point, m.TS
+	if m.Sources != nil {
+		t.sources = m.Sources
+	}
 	return nil
 }
 
@@ -462,18 +479,15 @@ func (t *Tree) Checkpoint() (Point, error) {
 	}
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
-	if err := writeMarker(t.fs, t.dir, t.applied, t.lastTS); err != nil {
+	if err := writeMarker(t.fs, t.dir, marker{Point: t.applied, TS: t.lastTS, Sources: t.sources}); err != nil {
 		return Point{}, err
 	}
 	return t.applied, nil
 }
 
 // writeMarker replaces dir's applied marker atomically.
-func writeMarker(fsys vfs.FS, dir string, p Point, ts int64) error {
-	data, _ := json.Marshal(struct {
-		Point
-		TS int64 `json:"ts"`
-	}{p, ts})
+func writeMarker(fsys vfs.FS, dir string, m marker) error {
+	data, _ := json.Marshal(m)
 	tmp := filepath.Join(dir, markerFile+tmpSuffix)
 	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -496,6 +510,21 @@ func writeMarker(fsys vfs.FS, dir string, p Point, ts int64) error {
 		return fmt.Errorf("tree: write marker: %w", err)
 	}
 	return nil
+}
+
+// Dedup records the write keyed (src, srcSeq) carried by entry seq, or
+// reports that the source already wrote it (or a later one): then it
+// returns that source's last write and true, and the entry must change
+// nothing. It is part of the replicated state: every replica decides alike,
+// and the table is checkpointed and carried by snapshots.
+func (t *Tree) Dedup(seq uint64, ts, src string, srcSeq uint64) (Source, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if last, ok := t.sources[src]; ok && srcSeq <= last.SrcSeq && last.Seq != seq {
+		return last, true
+	}
+	t.sources[src] = Source{SrcSeq: srcSeq, Seq: seq, TS: ts}
+	return Source{}, false
 }
 
 // Get returns a path's latest version.
