@@ -23,6 +23,7 @@ import (
 	"memstore/bus"
 	"memstore/client"
 	"memstore/groupsvc"
+	"memstore/query"
 	"memstore/replica"
 	"memstore/replica/protocol"
 	"memstore/sensor"
@@ -652,5 +653,34 @@ func TestKeyedWritesAreWrittenOnce(t *testing.T) {
 	again, err = c.cl.Write(cx, bus.PutRequest{Path: "d/x", Value: json.RawMessage(`1`), Source: "s", SourceSeq: 10})
 	if err != nil || !again.Duplicate {
 		t.Fatalf("resent after failover: %+v %v", again, err)
+	}
+}
+
+// TestQueryReadsBack reads the sensor's values back with the query
+// package: latest of a subtree, and a history paged through to the end.
+func TestQueryReadsBack(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	st, err := sensor.Run(cx, c.cl, sensor.Config{Prefix: "q", Sensors: 4, Rate: 100, Count: 30, Seed: 3, Mode: sensor.ModeAck}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := query.Latest(cx, c.cl, "q", 0)
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("latest of the subtree: %d rows, %v", len(rows), err)
+	}
+	total := 0
+	for i := 0; i < 4; i++ {
+		h, err := query.History(cx, c.cl, sensor.Path("q", i), time.Now().Add(-time.Minute), time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(h)
+	}
+	if total != st.Acked {
+		t.Fatalf("history holds %d values, %d acknowledged", total, st.Acked)
+	}
+	if h, _ := query.History(cx, c.cl, sensor.Path("q", 0), time.Time{}, time.Time{}, 5); len(h) != 5 {
+		t.Fatalf("limited history: %d rows", len(h))
 	}
 }

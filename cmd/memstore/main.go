@@ -83,7 +83,7 @@ a write's outcome is unknown).`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level of server processes: debug, info, warn, error")
 	pf.BoolVar(&g.json, "json", false, "print replies as JSON (one object per line)")
 	root.AddCommand(userCommands(g)...)
-	root.AddCommand(middlewareCommand(g), nodeCommand(g), devCommand(g), leaveCommand(g), sensorCommand(g))
+	root.AddCommand(middlewareCommand(g), nodeCommand(g), devCommand(g), leaveCommand(g), sensorCommand(g), queryCommand(g))
 	return root
 }
 
