@@ -8,7 +8,6 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"memstore/replica/storage/vfs"
@@ -31,27 +30,8 @@ func SaveState(fsys vfs.FS, dir string, s State) error {
 		return fmt.Errorf("storage: encode state: %w", err)
 	}
 	data := fmt.Appendf(body, "\n%08x\n", crc32.Checksum(body, castagnoli))
-	tmp := filepath.Join(dir, StateFile+".tmp")
-	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("storage: write state: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("storage: write state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("storage: fsync state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("storage: write state: %w", err)
-	}
-	if err := fsys.Rename(tmp, filepath.Join(dir, StateFile)); err != nil {
-		return fmt.Errorf("storage: replace state: %w", err)
-	}
-	if err := fsys.SyncDir(dir); err != nil {
-		return fmt.Errorf("storage: fsync %s: %w", dir, err)
+	if err := vfs.WriteFileAtomic(fsys, dir, StateFile, data); err != nil {
+		return fmt.Errorf("storage: save state: %w", err)
 	}
 	return nil
 }

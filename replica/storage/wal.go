@@ -247,15 +247,10 @@ func tornTail(b []byte, off int) bool {
 }
 
 func (w *WAL) cutTail(path string, size int64) error {
-	f, err := w.fs.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("storage: open %s: %w", path, err)
+	if err := vfs.TruncateSync(w.fs, path, size); err != nil {
+		return fmt.Errorf("storage: cut the torn tail of %s: %w", path, err)
 	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		return fmt.Errorf("storage: truncate %s: %w", path, err)
-	}
-	return f.Sync()
+	return nil
 }
 
 func (w *WAL) openLast() error {

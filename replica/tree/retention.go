@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"memstore/replica/storage/vfs"
@@ -61,25 +60,7 @@ func (t *Tree) rewrite(p string, ps *pathState, drop int) error {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("tree: compact %s: %w", p, err)
 	}
-	tmp := name + tmpSuffix
-	f, err := t.fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("tree: compact %s: %w", p, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = t.fs.Rename(tmp, name)
-	}
-	if err == nil {
-		err = t.fs.SyncDir(t.diskPath(p))
-	}
-	if err != nil {
+	if err := vfs.WriteFileAtomic(t.fs, t.diskPath(p), versionsFile, data); err != nil {
 		return fmt.Errorf("tree: compact %s: %w", p, err)
 	}
 	refs := make([]ref, 0, len(ps.refs)-drop)

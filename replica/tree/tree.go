@@ -306,15 +306,10 @@ func (t *Tree) loadPath(p string) error {
 
 // cut truncates a versions file to its last whole line.
 func (t *Tree) cut(name string, size int64) error {
-	f, err := t.fs.OpenFile(name, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("tree: open %s: %w", name, err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
+	if err := vfs.TruncateSync(t.fs, name, size); err != nil {
 		return fmt.Errorf("tree: cut torn line of %s: %w", name, err)
 	}
-	return f.Sync()
+	return nil
 }
 
 func parseLine(line []byte) (ref, error) {
@@ -488,25 +483,7 @@ func (t *Tree) Checkpoint() (Point, error) {
 // writeMarker replaces dir's applied marker atomically.
 func writeMarker(fsys vfs.FS, dir string, m marker) error {
 	data, _ := json.Marshal(m)
-	tmp := filepath.Join(dir, markerFile+tmpSuffix)
-	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("tree: write marker: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = fsys.Rename(tmp, filepath.Join(dir, markerFile))
-	}
-	if err == nil {
-		err = fsys.SyncDir(dir)
-	}
-	if err != nil {
+	if err := vfs.WriteFileAtomic(fsys, dir, markerFile, data); err != nil {
 		return fmt.Errorf("tree: write marker: %w", err)
 	}
 	return nil

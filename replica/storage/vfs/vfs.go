@@ -10,6 +10,7 @@ package vfs
 import (
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // File is an open file. Reads and writes follow os.File.
@@ -49,4 +50,45 @@ type FS interface {
 // Open opens name read-only.
 func Open(fs FS, name string) (File, error) {
 	return fs.OpenFile(name, os.O_RDONLY, 0)
+}
+
+// WriteFileAtomic replaces dir/name with data so that a crash leaves the
+// old content or the new, whole: it writes dir/name.tmp, fsyncs it, renames
+// it over the old file and fsyncs the folder.
+func WriteFileAtomic(fs FS, dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+".tmp")
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fs.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err == nil {
+		err = fs.SyncDir(dir)
+	}
+	return err
+}
+
+// TruncateSync cuts the file name to size and fsyncs it.
+func TruncateSync(fs FS, name string, size int64) error {
+	f, err := fs.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
