@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -16,7 +15,7 @@ import (
 
 // apply applies one committed entry to the tree (write_to_file) and, on the
 // leader, publishes each new version on ms.ev.<tokens>.
-func (n *Node) apply(e protocol.Entry) error {
+func (n *Node) apply(e protocol.Entry, leading bool) error {
 	if e.Data == nil {
 		return n.tree.Apply(e.Epoch, e.Seq, "", "", nil)
 	}
@@ -25,20 +24,20 @@ func (n *Node) apply(e protocol.Entry) error {
 		return errors.New("replica: undecodable committed entry " + err.Error())
 	}
 	if c.Src != "" {
-		if orig, dup := n.tree.Dedup(e.Seq, c.TS, c.Src, c.SrcSeq); dup {
-			if n.pn.Status().Leading {
+		if orig, dup := n.tree.Dedup(e.Epoch, e.Seq, c.TS, c.Src, c.SrcSeq); dup {
+			if leading {
 				if len(n.dups) > 10_000 { // answers that never came: a leader change
 					clear(n.dups)
 				}
 				n.dups[e.Seq] = orig
 			}
-			return n.tree.Apply(e.Epoch, e.Seq, "", "", nil)
+			return nil
 		}
 	}
 	if err := n.tree.Apply(e.Epoch, e.Seq, c.TS, c.User, c.treePuts()); err != nil {
 		return err
 	}
-	if n.pn.Status().Leading {
+	if leading {
 		for _, p := range c.Puts {
 			ev := bus.PathVersion{Path: p.Path, Version: bus.Version{Seq: e.Seq, TS: c.TS, User: c.User, Value: p.Value}}
 			_ = n.nc.Publish(n.sub.Ev(p.Path), bus.Encode(ev))
@@ -161,21 +160,12 @@ func (n *Node) handlePut(m *nats.Msg) {
 			respondErr(m, bus.Errorf(bus.CodeTooLarge, "value of %s is %d bytes, at most %d", p.Path, len(p.Value), n.cfg.MaxValueBytes))
 			return
 		}
-		c.Puts = append(c.Puts, putData{Path: p.Path, Value: compact(p.Value)})
+		c.Puts = append(c.Puts, p) // json.Marshal compacts the value onto one line
 	}
 	data, _ := json.Marshal(c)
 	n.nextID++
 	n.puts[n.nextID] = pendingPut{msg: m, ts: c.TS}
 	n.pn.Propose(n.nextID, data)
-}
-
-// compact removes insignificant space, so a value is stored on one line.
-func compact(v json.RawMessage) json.RawMessage {
-	var b bytes.Buffer
-	if err := json.Compact(&b, v); err != nil {
-		return v // already checked valid; cannot happen
-	}
-	return b.Bytes()
 }
 
 func (n *Node) answerPut(r protocol.Reply) {

@@ -1,24 +1,18 @@
 package replica
 
 import (
-	"encoding/json"
-
+	"memstore/bus"
 	"memstore/replica/tree"
 )
 
 // command is the data of one log entry: a put or a batch of puts, with the
 // commit time the leader gave it and the writer.
 type command struct {
-	TS     string    `json:"ts"`
-	User   string    `json:"user"`
-	Puts   []putData `json:"puts"`
-	Src    string    `json:"src,omitempty"`     // deduplication key: source
-	SrcSeq uint64    `json:"src_seq,omitempty"` // and its sequence
-}
-
-type putData struct {
-	Path  string          `json:"path"`
-	Value json.RawMessage `json:"value"`
+	TS     string          `json:"ts"`
+	User   string          `json:"user"`
+	Puts   []bus.PathValue `json:"puts"`
+	Src    string          `json:"src,omitempty"`     // deduplication key: source
+	SrcSeq uint64          `json:"src_seq,omitempty"` // and its sequence
 }
 
 func (c command) treePuts() []tree.Put {

@@ -153,15 +153,15 @@ func (n *Node) open() error {
 			n.closeStorage()
 			return err
 		}
-		first = storage.Pos{Epoch: applied.Epoch, Seq: applied.Seq}
+		first = applied
 	case applied.Seq < first.Seq:
 		n.closeStorage()
 		return fmt.Errorf("replica: the tree is at seq %d but the log starts after %d: entries are missing", applied.Seq, first.Seq)
 	}
-	r := protocol.Restart{State: protocol.HardState{Epoch: st.Epoch},
-		Start: protocol.Point{Epoch: first.Epoch, Seq: first.Seq}, Applied: applied.Seq}
-	err = wal.Replay(first.Seq, func(rec storage.Record) error {
-		r.Entries = append(r.Entries, protocol.Entry{Epoch: rec.Epoch, Seq: rec.Seq, Data: append([]byte(nil), rec.Data...)})
+	r := protocol.Restart{State: protocol.HardState{Epoch: st.Epoch}, Start: first, Applied: applied.Seq}
+	err = wal.Replay(first.Seq, func(e protocol.Entry) error {
+		e.Data = append([]byte(nil), e.Data...) // Replay's data is only valid during the call
+		r.Entries = append(r.Entries, e)
 		return nil
 	})
 	if err != nil {
@@ -299,8 +299,11 @@ func (n *Node) fail(err error) {
 // left reports whether a view without this node was adopted after it asked
 // to leave.
 func (n *Node) left() bool {
+	if n.leaving == 0 {
+		return false
+	}
 	st := n.pn.Status()
-	if n.leaving == 0 || st.Epoch < n.leaving || st.Members == nil {
+	if st.Epoch < n.leaving || st.Members == nil {
 		return false
 	}
 	for _, m := range st.Members {
@@ -337,8 +340,9 @@ func (n *Node) process() error {
 			}
 			n.pn.DiskDone(rd.Write.ID)
 		}
+		leading := len(rd.Apply) > 0 && n.pn.Status().Leading
 		for _, e := range rd.Apply {
-			if err := n.apply(e); err != nil {
+			if err := n.apply(e, leading); err != nil {
 				return err
 			}
 		}
@@ -381,11 +385,7 @@ func (n *Node) persist(w *protocol.Write) error {
 			return err
 		}
 	}
-	recs := make([]storage.Record, len(w.Entries))
-	for i, e := range w.Entries {
-		recs[i] = storage.Record{Epoch: e.Epoch, Seq: e.Seq, Data: e.Data}
-	}
-	return n.wal.Append(recs)
+	return n.wal.Append(w.Entries)
 }
 
 // Close stops the node and waits for its loop; storage is closed.

@@ -4,14 +4,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+
+	"memstore/replica/protocol"
 )
 
-// Record is one log entry as the WAL stores it.
-type Record struct {
-	Epoch uint64
-	Seq   uint64
-	Data  []byte
-}
+// Record is one log entry as the WAL stores it: the protocol's entry.
+type Record = protocol.Entry
 
 // castagnoli is the CRC-32C table (hardware accelerated on amd64/arm64).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"memstore/replica/protocol"
 	"memstore/replica/storage/vfs"
 )
 
@@ -52,11 +53,8 @@ func (c WALConfig) validate() error {
 	return nil
 }
 
-// Pos names a record: its epoch and seq.
-type Pos struct {
-	Epoch uint64
-	Seq   uint64
-}
+// Pos names a record: its epoch and seq (the protocol's Point).
+type Pos = protocol.Point
 
 // segment is one file of the log: the records after prev.
 type segment struct {
@@ -205,7 +203,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 		}
 		return fmt.Errorf("%w: %s offset 0: %v", ErrCorrupt, path, err)
 	}
-	seg := &segment{name: name, prev: Pos{prevEpoch, prevSeq}}
+	seg := &segment{name: name, prev: Pos{Epoch: prevEpoch, Seq: prevSeq}}
 	if len(w.segs) > 0 && seg.prev != w.last {
 		return fmt.Errorf("%w: %s starts after %+v, but the previous segment ends at %+v", ErrCorrupt, path, seg.prev, w.last)
 	}
@@ -228,7 +226,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 			break
 		}
 		seg.offsets = append(seg.offsets, int64(off))
-		w.last = Pos{r.Epoch, r.Seq}
+		w.last = Pos{Epoch: r.Epoch, Seq: r.Seq}
 		off += n
 	}
 	w.segs = append(w.segs, seg)
@@ -343,7 +341,7 @@ func (w *WAL) Append(recs []Record) error {
 	}
 	w.size = off
 	last := recs[len(recs)-1]
-	w.last = Pos{last.Epoch, last.Seq}
+	w.last = Pos{Epoch: last.Epoch, Seq: last.Seq}
 	return nil
 }
 
@@ -420,7 +418,7 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 		return w.fail(fmt.Errorf("storage: fsync %s: %w", seg.name, err))
 	}
 	seg.offsets = seg.offsets[:keep]
-	w.size, w.last = size, Pos{epoch, seq}
+	w.size, w.last = size, Pos{Epoch: epoch, Seq: seq}
 	return nil
 }
 
@@ -478,7 +476,7 @@ func (w *WAL) Reset(epoch, seq uint64) error {
 	if w.err != nil {
 		return w.err
 	}
-	prev := Pos{epoch, seq}
+	prev := Pos{Epoch: epoch, Seq: seq}
 	if err := w.createSegment(resetTmp, prev, true); err != nil {
 		return w.fail(err)
 	}

@@ -97,7 +97,7 @@ func TestWALAppendReopen(t *testing.T) {
 	if err := isPrefix(got, all); err != nil || len(got) != len(all) {
 		t.Fatalf("reopen: %v (%d of %d)", err, len(got), len(all))
 	}
-	if w.Last() != (Pos{1, uint64(len(all))}) {
+	if w.Last() != (Pos{Epoch: 1, Seq: uint64(len(all))}) {
 		t.Fatalf("last %+v", w.Last())
 	}
 }
@@ -273,7 +273,7 @@ func TestWALTruncateDropResetSurviveCrashes(t *testing.T) {
 			w2 := openWAL(t, c, smallConfig())
 			got := readAll(t, w2)
 			old := len(got) == len(all) && isPrefix(got, all) == nil
-			fresh := len(got) == 0 && w2.First() == (Pos{7, 500})
+			fresh := len(got) == 0 && w2.First() == (Pos{Epoch: 7, Seq: 500})
 			if !old && !fresh {
 				t.Fatalf("image %d: %d records, first %+v: neither the old log nor the reset one", i, len(got), w2.First())
 			}

@@ -203,7 +203,7 @@ func (in *Installer) Add(c Chunk) error {
 		return fmt.Errorf("%w: chunk %d of snapshot %d, want chunk %d of %d", ErrCorrupt, c.Index, c.Seq, in.next, in.at.Seq)
 	}
 	in.next++
-	in.at, in.ts, in.last = Point{c.Epoch, c.Seq}, c.TS, c.Last
+	in.at, in.ts, in.last = Point{Epoch: c.Epoch, Seq: c.Seq}, c.TS, c.Last
 	if c.Index == 0 {
 		in.sources = c.Sources
 	}

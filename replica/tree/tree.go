@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"memstore/replica/protocol"
 	"memstore/replica/storage/vfs"
 )
 
@@ -49,10 +50,7 @@ type PathVersion struct {
 }
 
 // Point is a log position: the applied entry's epoch and seq.
-type Point struct {
-	Epoch uint64 `json:"epoch"`
-	Seq   uint64 `json:"seq"`
-}
+type Point = protocol.Point
 
 // ref locates one version in its path's file: a fixed 24 bytes of RAM per
 // version, whatever its size.
@@ -384,7 +382,7 @@ func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) error {
 		}
 	}
 	if seq > t.applied.Seq {
-		t.applied, t.lastTS = Point{epoch, seq}, at.UnixNano()
+		t.applied, t.lastTS = Point{Epoch: epoch, Seq: seq}, at.UnixNano()
 	}
 	return nil
 }
@@ -489,15 +487,19 @@ func writeMarker(fsys vfs.FS, dir string, m marker) error {
 	return nil
 }
 
-// Dedup records the write keyed (src, srcSeq) carried by entry seq, or
-// reports that the source already wrote it (or a later one): then it
-// returns that source's last write and true, and the entry must change
-// nothing. It is part of the replicated state: every replica decides alike,
-// and the table is checkpointed and carried by snapshots.
-func (t *Tree) Dedup(seq uint64, ts, src string, srcSeq uint64) (Source, bool) {
+// Dedup records the write keyed (src, srcSeq) carried by entry (epoch,
+// seq), to be applied next, or reports that the source already wrote it (or
+// a later one): then it returns that source's last write and true, and the
+// entry counts as applied without changing anything. It is part of the
+// replicated state: every replica decides alike, and the table is
+// checkpointed and carried by snapshots.
+func (t *Tree) Dedup(epoch, seq uint64, ts, src string, srcSeq uint64) (Source, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if last, ok := t.sources[src]; ok && srcSeq <= last.SrcSeq && last.Seq != seq {
+		if seq > t.applied.Seq {
+			t.applied = Point{Epoch: epoch, Seq: seq}
+		}
 		return last, true
 	}
 	t.sources[src] = Source{SrcSeq: srcSeq, Seq: seq, TS: ts}

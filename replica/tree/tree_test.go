@@ -476,24 +476,24 @@ func FuzzUnmarshalChunk(f *testing.F) {
 func TestDedupSurvivesCheckpointAndSnapshot(t *testing.T) {
 	m := vfs.NewMem()
 	tr := openTree(t, m, "/a", DefaultConfig())
-	if _, dup := tr.Dedup(1, tsOf(1), "s1", 100); dup {
+	if _, dup := tr.Dedup(1, 1, tsOf(1), "s1", 100); dup {
 		t.Fatal("first write is a duplicate")
 	}
 	apply(t, tr, 1, put("x/y", 1))
-	if _, dup := tr.Dedup(1, tsOf(1), "s1", 100); dup {
+	if _, dup := tr.Dedup(1, 1, tsOf(1), "s1", 100); dup {
 		t.Fatal("the recording entry itself counts as a duplicate")
 	}
-	orig, dup := tr.Dedup(2, tsOf(2), "s1", 100)
+	orig, dup := tr.Dedup(1, 2, tsOf(2), "s1", 100)
 	if !dup || orig.Seq != 1 {
 		t.Fatalf("resent write: %+v %v", orig, dup)
 	}
-	if _, dup := tr.Dedup(3, tsOf(3), "s1", 101); dup {
+	if _, dup := tr.Dedup(1, 3, tsOf(3), "s1", 101); dup {
 		t.Fatal("a later write of the source is a duplicate")
 	}
 	apply(t, tr, 3, put("x/y", 3))
 	tr.Checkpoint()
 	tr2 := openTree(t, m, "/a", DefaultConfig())
-	if o, dup := tr2.Dedup(4, tsOf(4), "s1", 101); !dup || o.Seq != 3 {
+	if o, dup := tr2.Dedup(1, 4, tsOf(4), "s1", 101); !dup || o.Seq != 3 {
 		t.Fatalf("after reopen: %+v %v", o, dup)
 	}
 	snap := tr2.Snapshot()
@@ -511,7 +511,7 @@ func TestDedupSurvivesCheckpointAndSnapshot(t *testing.T) {
 	if err := dst.Install(in); err != nil {
 		t.Fatal(err)
 	}
-	if o, dup := dst.Dedup(5, tsOf(5), "s1", 50); !dup || o.Seq != 3 {
+	if o, dup := dst.Dedup(1, 5, tsOf(5), "s1", 50); !dup || o.Seq != 3 {
 		t.Fatalf("after snapshot install: %+v %v", o, dup)
 	}
 }
