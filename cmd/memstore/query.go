@@ -26,33 +26,32 @@ Times are RFC 3339 (2026-01-02T15:04:05Z) or a duration before now (15m, 2h).`,
   memstore query plant1/line1/temp0 --since 15m --format csv`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			path := ""
-			if len(a) == 1 {
-				path = a[0]
-			}
+			path := optionalPath(a)
 			now := time.Now()
 			from, err := query.ParseTime(since, now)
-			if err == nil {
-				var to time.Time
-				if to, err = query.ParseTime(until, now); err == nil {
-					return withClient(g, func(c *client.Client) error {
-						var rows []query.Row
-						if history || !from.IsZero() || !to.IsZero() {
-							if path == "" {
-								return usageError{errors.New("history needs a PATH")}
-							}
-							rows, err = query.History(cmd.Context(), c, path, from, to, limit)
-						} else {
-							rows, err = query.Latest(cmd.Context(), c, path, limit)
-						}
-						if err != nil {
-							return err
-						}
-						return query.Print(os.Stdout, format, rows)
-					})
-				}
+			if err != nil {
+				return usageError{err}
 			}
-			return usageError{err}
+			to, err := query.ParseTime(until, now)
+			if err != nil {
+				return usageError{err}
+			}
+			ranged := history || !from.IsZero() || !to.IsZero()
+			if ranged && path == "" {
+				return usageError{errors.New("history needs a PATH")}
+			}
+			return withClient(g, func(c *client.Client) error {
+				var rows []query.Row
+				if ranged {
+					rows, err = query.History(cmd.Context(), c, path, from, to, limit)
+				} else {
+					rows, err = query.Latest(cmd.Context(), c, path, limit)
+				}
+				if err != nil {
+					return err
+				}
+				return query.Print(os.Stdout, format, rows)
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -27,6 +27,14 @@ func jsonValue(s string) json.RawMessage {
 	return bus.Encode(s)
 }
 
+// optionalPath is the [PATH] argument: the root when absent.
+func optionalPath(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return ""
+}
+
 // args marks argument errors as bad usage.
 func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, a []string) error {
@@ -43,7 +51,7 @@ func printJSON(v any) error {
 }
 
 // orPrint returns err, or prints v as JSON.
-func orPrint(_ *globals, v any, err error) error {
+func orPrint(v any, err error) error {
 	if err != nil {
 		return err
 	}
@@ -70,7 +78,7 @@ func putCommand(g *globals) *cobra.Command {
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Put(cmd.Context(), args[0], jsonValue(args[1]))
 				if err != nil || g.json {
-					return orPrint(g, rep, err)
+					return orPrint(rep, err)
 				}
 				fmt.Printf("seq=%d ts=%s\n", rep.Seq, rep.TS)
 				return nil
@@ -94,7 +102,7 @@ func getCommand(g *globals) *cobra.Command {
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Get(cmd.Context(), req)
 				if err != nil || g.json {
-					return orPrint(g, rep, err)
+					return orPrint(rep, err)
 				}
 				fmt.Printf("%s\t(seq %d, %s, by %s)\n", rep.Value, rep.Seq, rep.TS, rep.User)
 				return nil
@@ -117,7 +125,7 @@ func historyCommand(g *globals) *cobra.Command {
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.History(cmd.Context(), req)
 				if err != nil || g.json {
-					return orPrint(g, rep, err)
+					return orPrint(rep, err)
 				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "SEQ\tTS\tUSER\tVALUE")
@@ -145,14 +153,11 @@ func lsCommand(g *globals) *cobra.Command {
 		Short: "List the children of a folder (the root without PATH)",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := ""
-			if len(args) == 1 {
-				path = args[0]
-			}
+			path := optionalPath(args)
 			return withClient(g, func(c *client.Client) error {
 				children, err := c.Ls(cmd.Context(), path)
 				if err != nil || g.json {
-					return orPrint(g, bus.LsReply{Result: bus.Result{OK: true}, Children: children}, err)
+					return orPrint(bus.LsReply{Result: bus.Result{OK: true}, Children: children}, err)
 				}
 				for _, ch := range children {
 					fmt.Println(ch)
@@ -170,14 +175,11 @@ func treeCommand(g *globals) *cobra.Command {
 		Short: "Show the latest value of every path under PATH",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := ""
-			if len(args) == 1 {
-				path = args[0]
-			}
+			path := optionalPath(args)
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Tree(cmd.Context(), path, limit)
 				if err != nil || g.json {
-					return orPrint(g, rep, err)
+					return orPrint(rep, err)
 				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "PATH\tSEQ\tTS\tVALUE")
@@ -216,7 +218,7 @@ func statusCommand(g *globals) *cobra.Command {
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.Status(cmd.Context())
 				if err != nil || g.json {
-					return orPrint(g, rep, err)
+					return orPrint(rep, err)
 				}
 				fmt.Printf("epoch %d, leader %d, members %v\n", rep.Epoch, rep.Leader, rep.Members)
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
