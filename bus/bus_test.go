@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"testing"
@@ -96,5 +97,36 @@ func TestWireShapes(t *testing.T) {
 	}
 	if p, ok := sub.PathFromIn("ms.in.plant1.line3.temp"); !ok || p != "plant1/line3/temp" {
 		t.Fatal(p, ok)
+	}
+}
+
+// TestRepliesStartWithOK: the router reads a reply's outcome from its
+// first bytes, so every successful reply must begin {"ok":true.
+func TestRepliesStartWithOK(t *testing.T) {
+	ok := Result{OK: true}
+	for _, rep := range []any{PutReply{Result: ok, Seq: 1}, GetReply{Result: ok, Path: "a"}, HistoryReply{Result: ok},
+		LsReply{Result: ok}, TreeReply{Result: ok}, AggReply{Result: ok}, StatusReply{Result: ok}} {
+		if b := Encode(rep); !bytes.HasPrefix(b, []byte(`{"ok":true`)) {
+			t.Errorf("%T encodes as %s", rep, b)
+		}
+	}
+	if b := ErrorReply(Errorf(CodeNotFound, "x")); bytes.HasPrefix(b, []byte(`{"ok":true`)) {
+		t.Errorf("an error reply starts ok: %s", b)
+	}
+}
+
+func TestStatusHealthy(t *testing.T) {
+	whole := StatusReply{Leader: 1, Members: []uint64{1, 2, 3}, Nodes: []NodeStatus{{ID: 1, State: "leader"}, {ID: 2, State: "follower"}, {ID: 3, State: "follower"}}}
+	if err := whole.Healthy(3); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []StatusReply{
+		{Members: whole.Members, Nodes: whole.Nodes},                                                            // no leader
+		{Leader: 1, Members: []uint64{1, 2}, Nodes: whole.Nodes},                                                // a member missing
+		{Leader: 1, Members: whole.Members, Nodes: append(whole.Nodes[:2:2], NodeStatus{ID: 3, State: "down"})}, // one down
+	} {
+		if bad.Healthy(3) == nil {
+			t.Errorf("%+v counted healthy", bad)
+		}
 	}
 }

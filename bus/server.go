@@ -1,12 +1,15 @@
 package bus
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 )
 
@@ -20,12 +23,27 @@ type ServerConfig struct {
 	StoreDir string
 	// Name of the server. Default "memstore".
 	Name string
+	// ConfigFile, if set, is a nats-server configuration file that gives
+	// every option instead (clusters, accounts, TLS, JetStream settings).
+	ConfigFile string
+	// Auth, if set, turns authentication on (see Auth).
+	Auth *Auth
+	// TLSCert and TLSKey, if set, make the server require TLS of every
+	// client (plaintext is refused); clients trust it through the CA that
+	// signed the certificate.
+	TLSCert, TLSKey string
+	// Prefix of the subjects users may use with Auth. Default "ms".
+	Prefix string
 }
 
 // DefaultServerConfig returns the defaults, storing under dir.
 func DefaultServerConfig(dir string) ServerConfig {
 	return ServerConfig{Host: "127.0.0.1", Port: 4222, StoreDir: dir, Name: "memstore"}
 }
+
+// MaxPayload is the embedded server's largest message: room for a put of
+// the largest request (1 MiB) in a replication message, base64 and all.
+const MaxPayload = 8 << 20
 
 // Errors of the embedded server.
 var (
@@ -35,21 +53,51 @@ var (
 
 // Server is the embedded NATS server.
 type Server struct {
-	ns *server.Server
+	ns         *server.Server
+	mwPassword string // the middleware's own password when Auth is on
+	tls        bool   // clients must use TLS
 }
 
 // StartServer starts the embedded NATS server with JetStream on and waits
 // until it accepts connections.
 func StartServer(cfg ServerConfig, log logrus.FieldLogger) (*Server, error) {
-	if cfg.StoreDir == "" {
-		return nil, fmt.Errorf("%w: no store dir", ErrServerStart)
+	var opts *server.Options
+	var mwPassword string
+	if cfg.Auth != nil { // the accounts are easiest said in the server's own config language
+		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
+		}
+		var conf string
+		conf, mwPassword = cfg.Auth.serverConfig(cfg)
+		cfg.ConfigFile = filepath.Join(cfg.StoreDir, "auth.conf")
+		if err := os.WriteFile(cfg.ConfigFile, []byte(conf), 0o600); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
+		}
 	}
-	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
+	if cfg.ConfigFile != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
+		}
+	} else {
+		if cfg.StoreDir == "" {
+			return nil, fmt.Errorf("%w: no store dir", ErrServerStart)
+		}
+		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
+		}
+		opts = &server.Options{
+			ServerName: cfg.Name, Host: cfg.Host, Port: cfg.Port,
+			JetStream: true, StoreDir: cfg.StoreDir, MaxPayload: MaxPayload,
+		}
 	}
-	opts := &server.Options{
-		ServerName: cfg.Name, Host: cfg.Host, Port: cfg.Port,
-		JetStream: true, StoreDir: cfg.StoreDir, NoSigs: true,
+	opts.NoSigs = true
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("%w: tls: %w", ErrServerStart, err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -59,13 +107,31 @@ func StartServer(cfg ServerConfig, log logrus.FieldLogger) (*Server, error) {
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("%w: not ready after 10s on %s:%d", ErrServerStart, cfg.Host, cfg.Port)
+		return nil, fmt.Errorf("%w: not ready after 10s on %s:%d", ErrServerStart, opts.Host, opts.Port)
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, mwPassword: mwPassword, tls: opts.TLSConfig != nil}, nil
 }
 
 // ClientURL is the URL clients connect to.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Connect opens the middleware's own connection, in process (no socket,
+// no TLS needed), as its own user in the MEMSTORE account with Auth.
+func (s *Server) Connect(name string, log logrus.FieldLogger) (*nats.Conn, error) {
+	opts := []nats.Option{nats.InProcessServer(s.ns)}
+	if s.tls {
+		// The client still offers TLS in process; over an in-memory pipe
+		// to our own server there is no one to verify.
+		opts = append(opts, nats.Secure(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}))
+	}
+	if s.mwPassword != "" {
+		opts = append(opts, nats.UserInfo(MiddlewareUser, s.mwPassword))
+	}
+	return Connect(s.ClientURL(), name, log, opts...)
+}
+
+// Auth reports whether authentication is on.
+func (s *Server) Auth() bool { return s.mwPassword != "" }
 
 // Shutdown stops the server and waits until it is down.
 func (s *Server) Shutdown() {

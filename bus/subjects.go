@@ -18,11 +18,16 @@ const (
 	OpLs      = "ls"
 	OpTree    = "tree"
 	OpStatus  = "status"
+	OpAgg     = "agg"
 )
 
 // HeaderUser carries the writer's name (without auth: the --user flag) from
 // the client through the router to the node.
 const HeaderUser = "Ms-User"
+
+// HeaderEventTime carries, on ms.in, the writer's own RFC 3339 time of the
+// value (its event time).
+const HeaderEventTime = "Ms-Event-Time"
 
 // HeaderDeadline carries how long the client still waits, in milliseconds,
 // so the router gives up (and answers) before the client does.

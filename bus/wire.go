@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -53,10 +54,12 @@ const (
 	Stale        = "stale"
 )
 
-// PathValue is one write of a batch.
+// PathValue is one write of a batch. EventTS, if given, is the writer's own
+// RFC 3339 time of the value, stored beside the commit time.
 type PathValue struct {
-	Path  string          `json:"path"`
-	Value json.RawMessage `json:"value"`
+	Path    string          `json:"path"`
+	Value   json.RawMessage `json:"value"`
+	EventTS string          `json:"event_ts,omitempty"`
 }
 
 // PutRequest is ms.api.put: one path and value, or a batch in Values.
@@ -66,6 +69,7 @@ type PathValue struct {
 type PutRequest struct {
 	Path      string          `json:"path,omitempty"`
 	Value     json.RawMessage `json:"value,omitempty"`
+	EventTS   string          `json:"event_ts,omitempty"`
 	Values    []PathValue     `json:"values,omitempty"`
 	Source    string          `json:"source,omitempty"`
 	SourceSeq uint64          `json:"source_seq,omitempty"`
@@ -87,12 +91,14 @@ type GetRequest struct {
 	MinSeq      uint64 `json:"min_seq,omitempty"`
 }
 
-// Version is one stored version of a path.
+// Version is one stored version of a path: TS is its commit time, EventTS
+// the writer's own time if it gave one.
 type Version struct {
-	Seq   uint64          `json:"seq"`
-	TS    string          `json:"ts"`
-	User  string          `json:"user"`
-	Value json.RawMessage `json:"value"`
+	Seq     uint64          `json:"seq"`
+	TS      string          `json:"ts"`
+	EventTS string          `json:"event_ts,omitempty"`
+	User    string          `json:"user"`
+	Value   json.RawMessage `json:"value"`
 }
 
 // GetReply is the latest version, its fields at the top level. AppliedSeq
@@ -132,9 +138,11 @@ type LsReply struct {
 	Children []string `json:"children"`
 }
 
-// TreeRequest is ms.api.tree.
+// TreeRequest is ms.api.tree. At (RFC 3339) makes it an as-of read: each
+// path's latest version committed at or before At.
 type TreeRequest struct {
 	Path  string `json:"path"`
+	At    string `json:"at,omitempty"`
 	Limit int    `json:"limit,omitempty"`
 }
 
@@ -144,11 +152,64 @@ type PathVersion struct {
 	Version
 }
 
+// Event is published on ms.ev.<tokens> for each committed version.
+// PrevSeq is the seq of the path's version before it (0 if none): a watcher
+// that saw a different one last has missed versions in between.
+type Event struct {
+	PathVersion
+	PrevSeq uint64 `json:"prev_seq,omitempty"`
+}
+
 // TreeReply holds the latest version of every path under the asked one.
 type TreeReply struct {
 	Result
 	Values []PathVersion `json:"values"`
 	More   bool          `json:"more"`
+}
+
+// Time bases of an aggregate.
+const (
+	CommitTime = "commit"
+	EventTime  = "event"
+)
+
+// AggRequest is ms.api.agg: a summary of a path's versions in [Since,
+// Until] (RFC 3339), computed in the store; Every (a Go duration, "1m")
+// splits it into buckets; Time chooses commit (default) or event time.
+type AggRequest struct {
+	Path  string `json:"path"`
+	Since string `json:"since,omitempty"`
+	Until string `json:"until,omitempty"`
+	Every string `json:"every,omitempty"`
+	Time  string `json:"time,omitempty"`
+}
+
+// AggStats summarises versions: Count of them, Numeric of them JSON
+// numbers, over which Min, Max, Mean and Sum are taken (absent if none);
+// First and Last by the chosen time (absent if Count is 0).
+type AggStats struct {
+	Count   int      `json:"count"`
+	Numeric int      `json:"numeric"`
+	Min     *float64 `json:"min,omitempty"`
+	Max     *float64 `json:"max,omitempty"`
+	Mean    *float64 `json:"mean,omitempty"`
+	Sum     *float64 `json:"sum,omitempty"`
+	First   *Version `json:"first,omitempty"`
+	Last    *Version `json:"last,omitempty"`
+}
+
+// AggBucket is the summary of [Start, Start+Every); buckets without a
+// version are left out.
+type AggBucket struct {
+	Start string `json:"start"`
+	AggStats
+}
+
+// AggReply answers ms.api.agg.
+type AggReply struct {
+	Result
+	AggStats
+	Buckets []AggBucket `json:"buckets,omitempty"`
 }
 
 // NodeStatus is one node as the group service sees it.
@@ -169,6 +230,21 @@ type StatusReply struct {
 	Leader  uint64       `json:"leader"`
 	Members []uint64     `json:"members"`
 	Nodes   []NodeStatus `json:"nodes"`
+	Auth    bool         `json:"auth"` // users are authenticated by the NATS server
+}
+
+// Healthy reports, as an error, what keeps a cluster of n members from
+// being whole: no leader, other members, or a member not live.
+func (s StatusReply) Healthy(n int) error {
+	if s.Leader == 0 || len(s.Members) != n {
+		return fmt.Errorf("leader %d, members %v (want %d)", s.Leader, s.Members, n)
+	}
+	for _, ns := range s.Nodes {
+		if ns.State != "leader" && ns.State != "follower" {
+			return fmt.Errorf("node %d is %s", ns.ID, ns.State)
+		}
+	}
+	return nil
 }
 
 // Encode marshals a wire value.
@@ -181,9 +257,25 @@ func Encode(v any) []byte {
 }
 
 // Decode unmarshals a wire value; a malformed payload is a bad_request.
+// Fields it does not know are skipped, so replies and events can grow.
 func Decode(data []byte, v any) *Error {
 	if err := json.Unmarshal(data, v); err != nil {
 		return Errorf(CodeBadRequest, "malformed %T: %v", v, err)
+	}
+	return nil
+}
+
+// DecodeRequest unmarshals a request strictly: one JSON object of the
+// request's fields only; anything else, an unknown field included, is a
+// bad_request, so a misspelt option is never silently ignored.
+func DecodeRequest(data []byte, v any) *Error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(CodeBadRequest, "malformed %T: %v", v, err)
+	}
+	if dec.More() {
+		return Errorf(CodeBadRequest, "malformed %T: data after the request", v)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ type Options struct {
 	Timeout time.Duration
 	// User names the writer when the store runs without auth.
 	User string
+	// TLSCA is the CA certificate (PEM file) to trust when the server
+	// requires TLS.
+	TLSCA string
 	// Name of the NATS connection.
 	Name string
 }
@@ -42,7 +45,11 @@ func Dial(url string, opts Options) (*Client, error) {
 	if opts.Name == "" {
 		opts.Name = "memstore-client"
 	}
-	nc, err := nats.Connect(url, nats.Name(opts.Name), nats.MaxReconnects(-1))
+	nopts := []nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1)}
+	if opts.TLSCA != "" {
+		nopts = append(nopts, nats.RootCAs(opts.TLSCA))
+	}
+	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", url, err)
 	}
@@ -145,10 +152,19 @@ func (c *Client) Ls(ctx context.Context, path string) ([]string, error) {
 	return rep.Children, err
 }
 
-// Tree reads the latest version of every path under path.
-func (c *Client) Tree(ctx context.Context, path string, limit int) (bus.TreeReply, error) {
+// Tree reads the latest version of every path under a folder, or, with At,
+// the latest as of that time.
+func (c *Client) Tree(ctx context.Context, req bus.TreeRequest) (bus.TreeReply, error) {
 	var rep bus.TreeReply
-	err := c.request(ctx, bus.OpTree, bus.TreeRequest{Path: path, Limit: limit}, &rep)
+	err := c.request(ctx, bus.OpTree, req, &rep)
+	return rep, err
+}
+
+// Agg summarises a path's versions in the store: count, min, max, mean,
+// first and last, overall and per bucket.
+func (c *Client) Agg(ctx context.Context, req bus.AggRequest) (bus.AggReply, error) {
+	var rep bus.AggReply
+	err := c.request(ctx, bus.OpAgg, req, &rep)
 	return rep, err
 }
 
@@ -159,9 +175,11 @@ func (c *Client) Status(ctx context.Context) (bus.StatusReply, error) {
 	return rep, err
 }
 
-// Watch calls fn for every committed version under pattern, a path that may
-// end in ">" (a whole subtree) or hold "*" segments, until ctx ends.
-func (c *Client) Watch(ctx context.Context, pattern string, fn func(bus.PathVersion)) error {
+// Watch calls fn for every event under pattern, a path that may end in ">"
+// (a whole subtree) or hold "*" segments, until ctx ends. Events are sent
+// once, by the leader: one can be missed across a reconnect or a leader
+// change; PrevSeq shows the gap (query.Follow fills it).
+func (c *Client) Watch(ctx context.Context, pattern string, fn func(bus.Event)) error {
 	ch := make(chan *nats.Msg, 1024)
 	s, err := c.nc.ChanSubscribe(c.sub.Prefix+".ev."+bus.PathToTokens(pattern), ch)
 	if err != nil {
@@ -173,9 +191,9 @@ func (c *Client) Watch(ctx context.Context, pattern string, fn func(bus.PathVers
 		case <-ctx.Done():
 			return nil
 		case m := <-ch:
-			var pv bus.PathVersion
-			if bus.Decode(m.Data, &pv) == nil {
-				fn(pv)
+			var ev bus.Event
+			if bus.Decode(m.Data, &ev) == nil {
+				fn(ev)
 			}
 		}
 	}
@@ -183,8 +201,17 @@ func (c *Client) Watch(ctx context.Context, pattern string, fn func(bus.PathVers
 
 // Ingest publishes a raw value on ms.in.<tokens>, fire and forget: fast,
 // but a value in flight when a node or the connection fails can be lost.
-func (c *Client) Ingest(path string, value []byte) error {
-	if err := c.nc.Publish(c.sub.In(path), value); err != nil {
+// A non-zero at is the value's event time.
+func (c *Client) Ingest(path string, value []byte, at time.Time) error {
+	msg := nats.NewMsg(c.sub.In(path))
+	msg.Data = value
+	if !at.IsZero() {
+		msg.Header.Set(bus.HeaderEventTime, at.UTC().Format(time.RFC3339Nano))
+	}
+	if c.opts.User != "" {
+		msg.Header.Set(bus.HeaderUser, c.opts.User)
+	}
+	if err := c.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("client: ingest %s: %w", path, err)
 	}
 	return nil

@@ -1,11 +1,13 @@
 package groupsvc
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,11 +29,14 @@ type Router struct {
 	sub  bus.Subjects
 	log  logrus.FieldLogger
 	subs []*nats.Subscription
+
+	mu       sync.Mutex
+	inflight map[string]int // writer → requests being answered
 }
 
 // StartRouter subscribes to ms.api.> and ms.in.> in the router queue group.
 func StartRouter(svc *Service) (*Router, error) {
-	r := &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router")}
+	r := &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router"), inflight: map[string]int{}}
 	for _, subj := range []string{r.sub.APIAll(), r.sub.InAll()} {
 		s, err := r.nc.QueueSubscribe(subj, bus.RouterQueue, r.serve)
 		if err != nil {
@@ -52,27 +57,72 @@ func (r *Router) Close() {
 }
 
 // serve is listen_to_user: one request, answered on its reply subject.
+// Each writer may have MaxInflightPerUser requests being answered; beyond
+// that a request is refused at once, so one user's flood cannot queue
+// ahead of everyone else's requests.
 func (r *Router) serve(m *nats.Msg) {
-	go r.answer(m) // each request waits on its own; NATS bounds the rate
+	user := writer(m)
+	r.mu.Lock()
+	busy := r.inflight[user] >= r.svc.cfg.MaxInflightPerUser
+	if !busy {
+		r.inflight[user]++
+	}
+	r.mu.Unlock()
+	if busy {
+		requestsRefused.Inc()
+		if m.Reply != "" {
+			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable,
+				"%q has %d requests in flight, the most one writer may have: slow down and try again", user, r.svc.cfg.MaxInflightPerUser)))
+		}
+		return
+	}
+	go func() { // each request waits on its own
+		defer func() {
+			r.mu.Lock()
+			if r.inflight[user]--; r.inflight[user] == 0 {
+				delete(r.inflight, user)
+			}
+			r.mu.Unlock()
+		}()
+		r.answer(m, user)
+	}()
 }
 
-func (r *Router) answer(m *nats.Msg) {
+func (r *Router) answer(m *nats.Msg, user string) {
+	start := time.Now()
 	op, data, err := r.route(m)
 	var reply []byte
-	if err != nil {
-		reply = bus.ErrorReply(err)
-	} else if op == bus.OpStatus {
+	code := "ok"
+	switch {
+	case err != nil:
+		reply, code, op = bus.ErrorReply(err), err.Code, "unknown"
+	case op == bus.OpStatus:
 		reply = r.status()
-	} else {
+	default:
 		timeout := r.svc.cfg.RequestTimeout
 		if ms, err := strconv.ParseInt(m.Header.Get(bus.HeaderDeadline), 10, 64); err == nil && ms > 0 {
 			timeout = min(timeout, time.Duration(ms)*time.Millisecond)
 		}
-		reply = r.forward(op, data, m.Header.Get(bus.HeaderUser), timeout)
+		reply, code = r.forward(op, data, user, timeout)
 	}
 	if m.Reply != "" {
 		_ = m.Respond(reply)
 	}
+	requestSeconds.WithLabelValues(op, code).Observe(time.Since(start).Seconds())
+}
+
+// okPrefix starts every successful reply (bus.Result encodes ok first).
+var okPrefix = []byte(`{"ok":true`)
+
+// writer names who sent a request: the user the NATS server authenticated
+// when the request crossed from the USERS account (it cannot be forged
+// there: the server replaces the header), else the self-declared Ms-User
+// of a server without auth.
+func writer(m *nats.Msg) string {
+	if user, ok := bus.RequestUser(m.Header.Get(bus.HeaderRequestInfo)); ok {
+		return user
+	}
+	return m.Header.Get(bus.HeaderUser)
 }
 
 // route maps a message to an API op and its request payload.
@@ -82,13 +132,13 @@ func (r *Router) route(m *nats.Msg) (string, []byte, *bus.Error) {
 		if !json.Valid(value) { // a bare word from `nats pub` is stored as a string
 			value = bus.Encode(string(m.Data))
 		}
-		return bus.OpPut, bus.Encode(bus.PutRequest{Path: path, Value: value}), nil
+		return bus.OpPut, bus.Encode(bus.PutRequest{Path: path, Value: value, EventTS: m.Header.Get(bus.HeaderEventTime)}), nil
 	}
 	op, ok := strings.CutPrefix(m.Subject, r.sub.Prefix+".api.")
 	switch {
 	case !ok:
 		return "", nil, bus.Errorf(bus.CodeBadRequest, "unknown subject %s", m.Subject)
-	case op == bus.OpPut, op == bus.OpGet, op == bus.OpHistory, op == bus.OpLs, op == bus.OpTree, op == bus.OpStatus:
+	case op == bus.OpPut, op == bus.OpGet, op == bus.OpHistory, op == bus.OpLs, op == bus.OpTree, op == bus.OpStatus, op == bus.OpAgg:
 		return op, m.Data, nil
 	}
 	return "", nil, bus.Errorf(bus.CodeBadRequest, "unknown request %q", op)
@@ -96,7 +146,7 @@ func (r *Router) route(m *nats.Msg) (string, []byte, *bus.Error) {
 
 // forward sends a request to the right node, retrying across leader
 // changes until the deadline (write_request, read_request).
-func (r *Router) forward(op string, data []byte, user string, timeout time.Duration) []byte {
+func (r *Router) forward(op string, data []byte, user string, timeout time.Duration) ([]byte, string) {
 	deadline := time.Now().Add(timeout)
 	stale := op == bus.OpGet && isStale(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
@@ -118,26 +168,30 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		rep, err := r.nc.RequestMsg(msg, min(time.Until(deadline), 2*time.Second))
 		if err != nil && op == bus.OpPut && !errors.Is(err, nats.ErrNoResponders) && !keyed(data) {
 			// The leader may have committed it: a retry could write twice.
-			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err))
+			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
 		}
 		if err != nil {
 			last = bus.Errorf(bus.CodeUnavailable, "node %d did not answer: %v", target, err)
 			r.waitForChange(view, deadline)
 			continue
 		}
+		if bytes.HasPrefix(rep.Data, okPrefix) { // every encoder writes ok first: no need to read the rest
+			return rep.Data, "ok"
+		}
 		var res bus.Result
-		if e := bus.Decode(rep.Data, &res); e == nil && res.Error != nil &&
-			(res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
+		e := bus.Decode(rep.Data, &res)
+		if e == nil && res.Error != nil && (res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
 			last = res.Error
 			r.waitForChange(view, deadline)
 			continue
 		}
-		return rep.Data
+		code := "ok"
+		if e == nil && res.Error != nil {
+			code = res.Error.Code
+		}
+		return rep.Data, code
 	}
-	if last.Code == bus.CodeUnavailable || last.Code == bus.CodeNotLeader {
-		return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last.Message))
-	}
-	return bus.ErrorReply(last)
+	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last.Message)), bus.CodeUnavailable
 }
 
 // waitForChange waits for a new view (a new leader) for up to 200 ms, then
@@ -184,7 +238,7 @@ func pickLive(view protocol.View, nodes []election.NodeInfo) protocol.NodeID {
 // status answers ms.api.status from the coordinator's state.
 func (r *Router) status() []byte {
 	view, nodes := r.svc.View()
-	rep := bus.StatusReply{Result: bus.Result{OK: true}, Epoch: view.Epoch, Leader: uint64(view.Leader)}
+	rep := bus.StatusReply{Result: bus.Result{OK: true}, Epoch: view.Epoch, Leader: uint64(view.Leader), Auth: r.svc.cfg.Auth}
 	for _, m := range view.Members {
 		rep.Members = append(rep.Members, uint64(m))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,13 +31,18 @@ type Config struct {
 	Replicas int
 	// RequestTimeout bounds a routed request, retries included. Default 4 s.
 	RequestTimeout time.Duration
+	// Auth says the NATS server authenticates users (status reports it).
+	Auth bool
+	// MaxInflightPerUser bounds the requests of one writer being answered
+	// at once; more are refused as unavailable. Default 1,024.
+	MaxInflightPerUser int
 }
 
 // DefaultConfig returns the defaults for a coordinator with id.
 func DefaultConfig(id protocol.NodeID) Config {
 	return Config{Prefix: bus.DefaultPrefix, Tick: 100 * time.Millisecond,
 		Election: election.DefaultConfig(id), Bucket: "memstore_view", Replicas: 1,
-		RequestTimeout: 4 * time.Second}
+		RequestTimeout: 4 * time.Second, MaxInflightPerUser: 1024}
 }
 
 // Service is the group service: one goroutine owns the coordinator.
@@ -156,13 +162,32 @@ func (s *Service) handle(ctx context.Context, c *election.Coordinator) {
 		}
 		if v.Epoch == rd.CAS.View.Epoch && v.Leader == rd.CAS.View.Leader {
 			s.log.WithFields(logrus.Fields{"epoch": v.Epoch, "leader": v.Leader, "members": v.Members}).Info("new view")
+			viewChanges.Inc()
 		}
 		c.Stored(v, rev)
 	}
 	view, _ := c.View()
+	nodes := c.Nodes()
 	s.mu.Lock()
-	s.state = snapshot{view: view, nodes: c.Nodes()}
+	s.state = snapshot{view: view, nodes: nodes}
 	s.mu.Unlock()
+	viewEpoch.Set(float64(view.Epoch))
+	viewLeader.Set(float64(view.Leader))
+	var commit uint64
+	for _, n := range nodes {
+		if n.ID == view.Leader {
+			commit = n.Commit
+		}
+	}
+	for _, n := range nodes {
+		id := strconv.FormatUint(uint64(n.ID), 10)
+		up := 0.0
+		if n.Alive {
+			up = 1
+		}
+		nodeUp.WithLabelValues(id).Set(up)
+		nodeLag.WithLabelValues(id).Set(float64(commit - min(commit, n.Applied)))
+	}
 }
 
 // View returns the current view and node states.

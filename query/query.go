@@ -1,7 +1,10 @@
 // Package query reads values back out of memstore for people and scripts:
-// the latest value of a path or of every path under a folder, and history
-// over a time range (RFC 3339 or relative, like 15m), paged through to the
-// end, printed as an aligned table, JSON lines or CSV.
+// the latest value of a path or of every path under a folder (now or as of
+// a time), history over a time range (RFC 3339 or relative, like 15m)
+// paged through to the end, aggregates and downsampling computed in the
+// store (ms.api.agg), following new versions exactly once across
+// reconnects and leader changes, and charts (PNG) and sparklines; output as
+// an aligned table, JSON lines or CSV.
 package query
 
 import (
@@ -52,9 +55,10 @@ type Row struct {
 }
 
 // Latest returns the latest version of path if it holds values, else of
-// every path under it (up to limit, 0 for the store's page).
-func Latest(ctx context.Context, cl *client.Client, path string, limit int) ([]Row, error) {
-	if path != "" {
+// every path under it (up to limit, 0 for the store's page). A non-zero at
+// makes it an as-of read: each path's latest version committed by then.
+func Latest(ctx context.Context, cl *client.Client, path string, at time.Time, limit int) ([]Row, error) {
+	if path != "" && at.IsZero() {
 		g, err := cl.Get(ctx, bus.GetRequest{Path: path})
 		if err == nil {
 			return []Row{{Path: path, Version: g.Version}}, nil
@@ -64,7 +68,11 @@ func Latest(ctx context.Context, cl *client.Client, path string, limit int) ([]R
 			return nil, err
 		}
 	}
-	t, err := cl.Tree(ctx, path, limit)
+	req := bus.TreeRequest{Path: path, Limit: limit}
+	if !at.IsZero() {
+		req.At = at.UTC().Format(time.RFC3339Nano)
+	}
+	t, err := cl.Tree(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -104,32 +112,75 @@ func History(ctx context.Context, cl *client.Client, path string, since, until t
 	}
 }
 
-// Print writes rows in a format.
-func Print(w io.Writer, format string, rows []Row) error {
+// Writer prints rows one by one in a format; a table is aligned when
+// flushed.
+type Writer struct {
+	format string
+	tw     *tabwriter.Writer
+	enc    *json.Encoder
+	cw     *csv.Writer
+}
+
+// NewWriter starts an output in a format (Table, JSONL or CSV) with its
+// header.
+func NewWriter(w io.Writer, format string) (*Writer, error) {
+	out := &Writer{format: format}
 	switch format {
 	case Table:
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PATH\tSEQ\tTS\tUSER\tVALUE")
-		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Path, r.Seq, r.TS, r.User, r.Value)
-		}
-		return tw.Flush()
+		out.tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(out.tw, "PATH\tSEQ\tTS\tEVENT_TS\tUSER\tVALUE")
 	case JSONL:
-		enc := json.NewEncoder(w)
-		for _, r := range rows {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		out.enc = json.NewEncoder(w)
 	case CSV:
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"path", "seq", "ts", "user", "value"})
-		for _, r := range rows {
-			_ = cw.Write([]string{r.Path, strconv.FormatUint(r.Seq, 10), r.TS, r.User, strings.TrimSpace(string(r.Value))})
-		}
-		cw.Flush()
-		return cw.Error()
+		out.cw = csv.NewWriter(w)
+		_ = out.cw.Write([]string{"path", "seq", "ts", "event_ts", "user", "value"})
+	default:
+		return nil, fmt.Errorf("%w: %q: table, jsonl or csv", ErrFormat, format)
 	}
-	return fmt.Errorf("query: format %q: table, jsonl or csv", format)
+	return out, nil
+}
+
+// ErrFormat means an output format is not one of Table, JSONL or CSV.
+var ErrFormat = errors.New("query: unknown format")
+
+// Write prints one row.
+func (w *Writer) Write(r Row) error {
+	switch w.format {
+	case Table:
+		ets := r.EventTS
+		if ets == "" {
+			ets = "-"
+		}
+		_, err := fmt.Fprintf(w.tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Path, r.Seq, r.TS, ets, r.User, r.Value)
+		return err
+	case JSONL:
+		return w.enc.Encode(r)
+	}
+	return w.cw.Write([]string{r.Path, strconv.FormatUint(r.Seq, 10), r.TS, r.EventTS, r.User, strings.TrimSpace(string(r.Value))})
+}
+
+// Flush writes out what is buffered.
+func (w *Writer) Flush() error {
+	switch w.format {
+	case Table:
+		return w.tw.Flush()
+	case CSV:
+		w.cw.Flush()
+		return w.cw.Error()
+	}
+	return nil
+}
+
+// Print writes rows in a format.
+func Print(w io.Writer, format string, rows []Row) error {
+	out, err := NewWriter(w, format)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := out.Write(r); err != nil {
+			return err
+		}
+	}
+	return out.Flush()
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,14 +35,20 @@ func (n *Node) apply(e protocol.Entry, leading bool) error {
 			return nil
 		}
 	}
+	var prev []uint64
+	if leading {
+		prev = make([]uint64, len(c.Puts))
+		for i, p := range c.Puts {
+			prev[i] = n.tree.LatestSeq(p.Path)
+		}
+	}
 	if err := n.tree.Apply(e.Epoch, e.Seq, c.TS, c.User, c.treePuts()); err != nil {
 		return err
 	}
-	if leading {
-		for _, p := range c.Puts {
-			ev := bus.PathVersion{Path: p.Path, Version: bus.Version{Seq: e.Seq, TS: c.TS, User: c.User, Value: p.Value}}
-			_ = n.nc.Publish(n.sub.Ev(p.Path), bus.Encode(ev))
-		}
+	for i, p := range prev { // a batch names each path once (handlePut)
+		ev := bus.Event{PathVersion: bus.PathVersion{Path: c.Puts[i].Path, Version: bus.Version{Seq: e.Seq, TS: c.TS,
+			EventTS: c.Puts[i].EventTS, User: c.User, Value: c.Puts[i].Value}}, PrevSeq: p}
+		_ = n.nc.Publish(n.sub.Ev(ev.Path), bus.Encode(ev))
 	}
 	return nil
 }
@@ -65,6 +72,8 @@ func treeError(err error) *bus.Error {
 		return bus.Errorf(bus.CodeBadPath, "%v", err)
 	case errors.Is(err, tree.ErrNotFound):
 		return bus.Errorf(bus.CodeNotFound, "%v", err)
+	case errors.Is(err, tree.ErrTooLarge):
+		return bus.Errorf(bus.CodeTooLarge, "%v", err)
 	}
 	return bus.Errorf(bus.CodeUnavailable, "%v", err)
 }
@@ -82,7 +91,7 @@ func (n *Node) handleRequest(m *nats.Msg) {
 		n.handleHistory(m)
 	case bus.OpLs:
 		var req bus.LsRequest
-		if e := bus.Decode(m.Data, &req); e != nil {
+		if e := bus.DecodeRequest(m.Data, &req); e != nil {
 			respondErr(m, e)
 			return
 		}
@@ -94,11 +103,19 @@ func (n *Node) handleRequest(m *nats.Msg) {
 		respond(m, bus.LsReply{Result: bus.Result{OK: true}, Children: children})
 	case bus.OpTree:
 		var req bus.TreeRequest
-		if e := bus.Decode(m.Data, &req); e != nil {
+		if e := bus.DecodeRequest(m.Data, &req); e != nil {
 			respondErr(m, e)
 			return
 		}
-		pvs, more, err := n.tree.Subtree(req.Path, req.Limit)
+		at, e := parseTime(req.At)
+		if e == nil && req.Limit < 0 {
+			e = bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit)
+		}
+		if e != nil {
+			respondErr(m, e)
+			return
+		}
+		pvs, more, err := n.tree.Subtree(req.Path, at, req.Limit)
 		if err != nil {
 			respondErr(m, treeError(err))
 			return
@@ -108,29 +125,123 @@ func (n *Node) handleRequest(m *nats.Msg) {
 			rep.Values[i] = bus.PathVersion{Path: pv.Path, Version: wireVersion(pv.Version)}
 		}
 		respond(m, rep)
+	case bus.OpAgg:
+		n.handleAgg(m)
 	default:
 		respondErr(m, bus.Errorf(bus.CodeBadRequest, "unknown request %q", op))
 	}
 }
 
 func wireVersion(v tree.Version) bus.Version {
-	return bus.Version{Seq: v.Seq, TS: v.TS, User: v.User, Value: v.Value}
+	return bus.Version{Seq: v.Seq, TS: v.TS, EventTS: v.EventTS, User: v.User, Value: v.Value}
+}
+
+// parseTime reads an RFC 3339 time of a request; "" is the zero time.
+func parseTime(s string) (time.Time, *bus.Error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, bus.Errorf(bus.CodeBadRequest, "time %q is not RFC 3339", s)
+	}
+	return t, nil
+}
+
+// parseRange reads the since and until of a request.
+func parseRange(since, until string) (time.Time, time.Time, *bus.Error) {
+	from, e := parseTime(since)
+	if e != nil {
+		return time.Time{}, time.Time{}, e
+	}
+	to, e := parseTime(until)
+	return from, to, e
+}
+
+// handleAgg checks an aggregate and computes it beside the loop (it may
+// read millions of versions), a few at a time.
+func (n *Node) handleAgg(m *nats.Msg) {
+	var req bus.AggRequest
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
+		respondErr(m, e)
+		return
+	}
+	var q tree.AggQuery
+	var e *bus.Error
+	if q.Since, q.Until, e = parseRange(req.Since, req.Until); e != nil {
+		respondErr(m, e)
+		return
+	}
+	if req.Every != "" {
+		d, err := time.ParseDuration(req.Every)
+		if err != nil || d <= 0 {
+			respondErr(m, bus.Errorf(bus.CodeBadRequest, "every %q is not a positive duration (1m, 15s)", req.Every))
+			return
+		}
+		q.Every = d
+	}
+	switch req.Time {
+	case "", bus.CommitTime:
+	case bus.EventTime:
+		q.ByEvent = true
+	default:
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "time %q: commit or event", req.Time))
+		return
+	}
+	select {
+	case n.aggs <- struct{}{}:
+	default:
+		respondErr(m, bus.Errorf(bus.CodeUnavailable, "node %d is busy with %d aggregates; try again", n.cfg.ID, cap(n.aggs)))
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { <-n.aggs }()
+		a, err := n.tree.Aggregate(req.Path, q)
+		if err != nil {
+			respondErr(m, treeError(err))
+			return
+		}
+		rep := bus.AggReply{Result: bus.Result{OK: true}, AggStats: wireStats(a.Stats)}
+		for _, b := range a.Buckets {
+			rep.Buckets = append(rep.Buckets, bus.AggBucket{Start: b.Start.Format(time.RFC3339Nano), AggStats: wireStats(b.Stats)})
+		}
+		respond(m, rep)
+	}()
+}
+
+func wireStats(s tree.Stats) bus.AggStats {
+	out := bus.AggStats{Count: s.Count, Numeric: s.Numeric}
+	if s.Count > 0 {
+		first, last := wireVersion(s.First), wireVersion(s.Last)
+		out.First, out.Last = &first, &last
+	}
+	if s.Numeric > 0 {
+		mean := s.Sum / float64(s.Numeric)
+		out.Min, out.Max, out.Mean, out.Sum = &s.Min, &s.Max, &mean, &s.Sum
+	}
+	return out
 }
 
 // handlePut checks a write and proposes it; the reply waits for commit.
 func (n *Node) handlePut(m *nats.Msg) {
+	if len(m.Data) > n.cfg.MaxRequestBytes {
+		respondErr(m, bus.Errorf(bus.CodeTooLarge, "put request of %d bytes, at most %d", len(m.Data), n.cfg.MaxRequestBytes))
+		return
+	}
 	var req bus.PutRequest
-	if e := bus.Decode(m.Data, &req); e != nil {
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
 		respondErr(m, e)
 		return
 	}
 	puts := req.Values
 	switch {
-	case req.Path != "" && len(req.Values) > 0:
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give path and value, or values, not both"))
+	case (req.Path != "" || req.EventTS != "") && len(req.Values) > 0:
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give path, value and event_ts, or values, not both"))
 		return
 	case req.Path != "" || req.Value != nil:
-		puts = []bus.PathValue{{Path: req.Path, Value: req.Value}}
+		puts = []bus.PathValue{{Path: req.Path, Value: req.Value, EventTS: req.EventTS}}
 	case len(puts) == 0:
 		respondErr(m, bus.Errorf(bus.CodeBadRequest, "nothing to put: give path and value, or values"))
 		return
@@ -142,12 +253,27 @@ func (n *Node) handlePut(m *nats.Msg) {
 		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give source and source_seq (above 0) together"))
 		return
 	}
-	c := command{TS: time.Now().UTC().Format(time.RFC3339Nano), User: m.Header.Get(bus.HeaderUser),
+	ts := time.Now().UTC()
+	if !ts.After(n.lastTS) { // commit times never go back, even across leaders with skewed clocks
+		ts = n.lastTS.Add(time.Nanosecond)
+	}
+	c := command{TS: ts.Format(time.RFC3339Nano), User: m.Header.Get(bus.HeaderUser),
 		Src: req.Source, SrcSeq: req.SourceSeq}
 	if c.User == "" {
 		c.User = "anonymous"
 	}
+	var named map[string]bool
+	if len(puts) > 1 {
+		named = make(map[string]bool, len(puts))
+	}
 	for _, p := range puts {
+		if named != nil {
+			if named[p.Path] {
+				respondErr(m, bus.Errorf(bus.CodeBadRequest, "%s is named twice in one batch", p.Path))
+				return
+			}
+			named[p.Path] = true
+		}
 		if err := tree.ValidatePath(p.Path); err != nil {
 			respondErr(m, bus.Errorf(bus.CodeBadPath, "%v", err))
 			return
@@ -156,6 +282,12 @@ func (n *Node) handlePut(m *nats.Msg) {
 			respondErr(m, bus.Errorf(bus.CodeBadRequest, "value of %s is missing or not JSON", p.Path))
 			return
 		}
+		if p.EventTS != "" {
+			if _, err := time.Parse(time.RFC3339Nano, p.EventTS); err != nil {
+				respondErr(m, bus.Errorf(bus.CodeBadRequest, "event_ts %q of %s is not RFC 3339", p.EventTS, p.Path))
+				return
+			}
+		}
 		if len(p.Value) > n.cfg.MaxValueBytes {
 			respondErr(m, bus.Errorf(bus.CodeTooLarge, "value of %s is %d bytes, at most %d", p.Path, len(p.Value), n.cfg.MaxValueBytes))
 			return
@@ -163,6 +295,7 @@ func (n *Node) handlePut(m *nats.Msg) {
 		c.Puts = append(c.Puts, p) // json.Marshal compacts the value onto one line
 	}
 	data, _ := json.Marshal(c)
+	n.lastTS = ts
 	n.nextID++
 	n.puts[n.nextID] = pendingPut{msg: m, ts: c.TS}
 	n.pn.Propose(n.nextID, data)
@@ -195,7 +328,7 @@ func (n *Node) answerPut(r protocol.Reply) {
 // the applied state, min_seq once applied up to it.
 func (n *Node) handleGet(m *nats.Msg) {
 	var req bus.GetRequest
-	if e := bus.Decode(m.Data, &req); e != nil {
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
 		respondErr(m, e)
 		return
 	}
@@ -218,13 +351,21 @@ func (n *Node) handleGet(m *nats.Msg) {
 }
 
 func (n *Node) serveGet(m *nats.Msg, req bus.GetRequest) {
-	v, err := n.tree.Get(req.Path)
+	line, err := n.tree.GetJSON(req.Path)
 	if err != nil {
 		respondErr(m, treeError(err))
 		return
 	}
-	respond(m, bus.GetReply{Result: bus.Result{OK: true}, Path: req.Path, Version: wireVersion(v),
-		AppliedSeq: n.tree.AppliedPoint().Seq})
+	// bus.GetReply with the stored line's fields spliced in, undecoded.
+	b := append(make([]byte, 0, len(line)+len(req.Path)+64), `{"ok":true,"path":`...)
+	b = append(b, bus.Encode(req.Path)...)
+	b = append(append(b, ','), line[1:len(line)-1]...)
+	b = append(b, `,"applied_seq":`...)
+	b = strconv.AppendUint(b, n.tree.AppliedPoint().Seq, 10)
+	b = append(b, '}')
+	if m.Reply != "" {
+		_ = m.Respond(b)
+	}
 }
 
 func (n *Node) answerRead(r protocol.ReadState) {
@@ -269,33 +410,42 @@ func (n *Node) expireWaits() {
 
 func (n *Node) handleHistory(m *nats.Msg) {
 	var req bus.HistoryRequest
-	if e := bus.Decode(m.Data, &req); e != nil {
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
 		respondErr(m, e)
 		return
 	}
-	q := tree.HistoryQuery{AfterSeq: req.AfterSeq, Limit: req.Limit}
-	for _, tm := range []struct {
-		s   string
-		dst *time.Time
-	}{{req.Since, &q.Since}, {req.Until, &q.Until}} {
-		if tm.s == "" {
-			continue
-		}
-		t, err := time.Parse(time.RFC3339Nano, tm.s)
-		if err != nil {
-			respondErr(m, bus.Errorf(bus.CodeBadRequest, "time %q is not RFC 3339", tm.s))
-			return
-		}
-		*tm.dst = t
+	if req.Limit < 0 {
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit))
+		return
 	}
-	vs, more, err := n.tree.History(req.Path, q)
+	q := tree.HistoryQuery{AfterSeq: req.AfterSeq, Limit: req.Limit}
+	var e *bus.Error
+	if q.Since, q.Until, e = parseRange(req.Since, req.Until); e != nil {
+		respondErr(m, e)
+		return
+	}
+	lines, more, err := n.tree.HistoryJSON(req.Path, q)
 	if err != nil {
 		respondErr(m, treeError(err))
 		return
 	}
-	rep := bus.HistoryReply{Result: bus.Result{OK: true}, Values: make([]bus.Version, len(vs)), More: more}
-	for i, v := range vs {
-		rep.Values[i] = wireVersion(v)
+	// The stored lines are the wire's versions: splice them, decoding none.
+	size := 32
+	for _, l := range lines {
+		size += len(l) + 1
 	}
-	respond(m, rep)
+	b := make([]byte, 0, size)
+	b = append(b, `{"ok":true,"values":[`...)
+	for i, l := range lines {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, l...)
+	}
+	b = append(b, `],"more":`...)
+	b = strconv.AppendBool(b, more)
+	b = append(b, '}')
+	if m.Reply != "" {
+		_ = m.Respond(b)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -44,13 +45,17 @@ type Config struct {
 	MaxValueBytes int
 	// MaxBatch bounds the puts of one batch request. Default 1,000.
 	MaxBatch int
+	// MaxRequestBytes bounds one put request. Default 1 MiB.
+	MaxRequestBytes int
+	// FS is the filesystem of the data dir. Default vfs.OS.
+	FS vfs.FS
 }
 
 // DefaultConfig returns the defaults for node id storing under dataDir.
 func DefaultConfig(id protocol.NodeID, dataDir string) Config {
 	return Config{ID: id, DataDir: dataDir, Prefix: bus.DefaultPrefix, Tick: 100 * time.Millisecond,
 		Protocol: protocol.DefaultConfig(id), Tree: tree.DefaultConfig(), Sync: storage.SyncAlways,
-		CheckpointEvery: time.Second, KeepLog: 100_000, MaxValueBytes: 64 << 10, MaxBatch: 1000}
+		CheckpointEvery: time.Second, KeepLog: 100_000, MaxValueBytes: 64 << 10, MaxBatch: 1000, MaxRequestBytes: 1 << 20, FS: vfs.OS}
 }
 
 // Node is a running replica.
@@ -79,11 +84,14 @@ type Node struct {
 	waits      []pendingRead // min_seq reads waiting for the applied seq
 	fetching   bool
 	checkpoint time.Time
-	leaving    uint64 // epoch when asked to leave, 0 if not
+	leaving    uint64        // epoch when asked to leave, 0 if not
+	lastTS     time.Time     // latest commit time of any entry this node holds: a leader's next is later
+	label      string        // the node's id, as its metrics' label
+	aggs       chan struct{} // slots of aggregates running beside the loop
 
 	ctx    context.Context // ends when the node closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the snapshot fetcher
+	wg     sync.WaitGroup // the snapshot fetcher and aggregates
 	done   chan struct{}
 	errMu  sync.Mutex // guards err
 	err    error
@@ -109,9 +117,10 @@ type snapResult struct {
 // Start opens the node's storage, recovers, connects its subjects and runs
 // its loop until Close (node_start_up).
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
-	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: vfs.OS,
-		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
+	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
+		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
+	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
 	if err := n.open(); err != nil {
 		return nil, err
 	}
@@ -159,8 +168,10 @@ func (n *Node) open() error {
 		return fmt.Errorf("replica: the tree is at seq %d but the log starts after %d: entries are missing", applied.Seq, first.Seq)
 	}
 	r := protocol.Restart{State: protocol.HardState{Epoch: st.Epoch}, Start: first, Applied: applied.Seq}
+	n.noteTS(tr.AppliedTS())
 	err = wal.Replay(first.Seq, func(e protocol.Entry) error {
 		e.Data = append([]byte(nil), e.Data...) // Replay's data is only valid during the call
+		n.noteTS(commandTS(e.Data))
 		r.Entries = append(r.Entries, e)
 		return nil
 	})
@@ -184,6 +195,9 @@ func (n *Node) open() error {
 
 func (n *Node) closeStorage() {
 	n.wal.Close()
+	if n.tree != nil {
+		n.tree.Close()
+	}
 }
 
 // subscribe is server_connect: the node's subjects.
@@ -332,7 +346,10 @@ func (n *Node) process() error {
 			break
 		}
 		for _, m := range rd.Messages {
-			_ = n.nc.Publish(n.sub.Address(m), bus.Encode(m))
+			if err := n.nc.Publish(n.sub.Address(m), bus.Encode(m)); err != nil {
+				n.log.WithError(err).WithFields(logrus.Fields{"type": m.Type.String(), "to": m.To, "entries": len(m.Entries)}).
+					Warn("protocol message not sent")
+			}
 		}
 		if rd.Write != nil {
 			if err := n.persist(rd.Write); err != nil {
@@ -345,6 +362,15 @@ func (n *Node) process() error {
 			if err := n.apply(e, leading); err != nil {
 				return err
 			}
+		}
+		if len(rd.Apply) > 0 {
+			commits.WithLabelValues(n.label).Add(float64(len(rd.Apply)))
+			appliedSeq.WithLabelValues(n.label).Set(float64(rd.Apply[len(rd.Apply)-1].Seq))
+			lead := 0.0
+			if leading {
+				lead = 1
+			}
+			leadingGauge.WithLabelValues(n.label).Set(lead)
 		}
 		for _, r := range rd.Replies {
 			n.answerPut(r)
@@ -380,12 +406,30 @@ func (n *Node) persist(w *protocol.Write) error {
 	if len(w.Entries) == 0 {
 		return nil
 	}
+	for _, e := range w.Entries {
+		n.noteTS(commandTS(e.Data))
+	}
 	if first := w.Entries[0].Seq; first <= n.wal.Last().Seq {
 		if err := n.wal.TruncateAfter(first - 1); err != nil {
 			return err
 		}
 	}
-	return n.wal.Append(w.Entries)
+	start := time.Now()
+	if err := n.wal.Append(w.Entries); err != nil {
+		return err
+	}
+	walSync.WithLabelValues(n.label).Observe(time.Since(start).Seconds())
+	walBatch.WithLabelValues(n.label).Observe(float64(len(w.Entries)))
+	return nil
+}
+
+// noteTS raises lastTS to t. A new leader holds every committed entry, so
+// the commit times it gives stay above every committed one, whatever the
+// clocks of the hosts: time ranges can rely on commit time never going back.
+func (n *Node) noteTS(t time.Time) {
+	if t.After(n.lastTS) {
+		n.lastTS = t
+	}
 }
 
 // Close stops the node and waits for its loop; storage is closed.

@@ -160,6 +160,7 @@ func (n *Node) installSnapshot(s snapResult) error {
 		if err := n.tree.Install(s.in); err != nil {
 			return err
 		}
+		n.noteTS(n.tree.AppliedTS())
 	}
 	n.pn.SnapshotDone(s.at, nil)
 	return nil

@@ -37,6 +37,9 @@ type Config struct {
 	// acknowledged writes; a restart with the same source never writes a
 	// value twice. Default "sensor/<prefix>".
 	Source string
+	// Acked, if set, is called with each acknowledged batch and its reply
+	// (a duplicate reply names the seq that first stored it).
+	Acked func(batch []bus.PathValue, rep bus.PutReply)
 }
 
 // Stats counts a run.
@@ -94,7 +97,7 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 	if cfg.Source == "" {
 		cfg.Source = "sensor/" + cfg.Prefix
 	}
-	w := &writer{cl: cl, source: cfg.Source}
+	w := &writer{cl: cl, source: cfg.Source, acked: cfg.Acked}
 	var st Stats
 	start := time.Now()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
@@ -113,12 +116,12 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 			val := json.RawMessage(strconv.FormatFloat(v, 'f', -1, 64))
 			if cfg.Mode == ModeFire {
 				st.Sent++
-				if err := cl.Ingest(paths[i], val); err != nil {
+				if err := cl.Ingest(paths[i], val, now); err != nil {
 					st.Errors++
 				}
 				continue
 			}
-			batch = append(batch, bus.PathValue{Path: paths[i], Value: val})
+			batch = append(batch, bus.PathValue{Path: paths[i], Value: val, EventTS: now.UTC().Format(time.RFC3339Nano)})
 		}
 		if len(batch) > 0 {
 			st.Sent += len(batch)
@@ -146,6 +149,7 @@ type writer struct {
 	cl     *client.Client
 	source string
 	seq    uint64
+	acked  func([]bus.PathValue, bus.PutReply)
 }
 
 // put writes one batch (up to 1,000 values a request), resending it with
@@ -158,9 +162,12 @@ func (w *writer) put(ctx context.Context, batch []bus.PathValue, st *Stats) int 
 		w.seq = max(w.seq+1, uint64(time.Now().UnixNano()))
 		req := bus.PutRequest{Values: batch[:n], Source: w.source, SourceSeq: w.seq}
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-			_, err := w.cl.Write(ctx, req)
+			rep, err := w.cl.Write(ctx, req)
 			if err == nil {
 				acked += n
+				if w.acked != nil {
+					w.acked(batch[:n], rep)
+				}
 				break
 			}
 			st.Errors++

@@ -11,6 +11,7 @@ import (
 
 	"memstore/bus"
 	"memstore/replica"
+	"memstore/sensor"
 )
 
 // BenchmarkCluster measures a 5-node in-process cluster (fsync on) with 16
@@ -119,5 +120,54 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.ReportMetric(float64(total)/el.Seconds(), "versions/s")
 		b.ReportMetric(float64(total*line)/el.Seconds()/1e6, "MB/s")
 		c.stop()
+	}
+}
+
+// BenchmarkIngest compares the two ways the sensor feeds a 3-node cluster:
+// fire-and-forget on ms.in (one write per value) against acknowledged
+// batches (one keyed write per round of 100 sensors). Both report values
+// committed per second, from the first send until the last is committed.
+func BenchmarkIngest(b *testing.B) {
+	const sensors, rounds = 100, 50
+	for _, mode := range []string{sensor.ModeFire, sensor.ModeAck} {
+		b.Run(mode, func(b *testing.B) {
+			var committed int
+			var elapsed time.Duration
+			for i := 0; i < b.N; i++ {
+				c := startCluster(b, 3)
+				cx := ctx(b)
+				base, err := c.cl.Put(cx, "warm/up", json.RawMessage(`1`))
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				st, err := sensor.Run(cx, c.cl, sensor.Config{Prefix: "in", Sensors: sensors, Rate: 1000, Count: rounds, Seed: 1, Mode: mode}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := st.Acked
+				if mode == sensor.ModeFire { // each value is one entry: wait for the commit to pass them all
+					deadline := time.Now().Add(30 * time.Second)
+					for {
+						s, err := c.cl.Status(cx)
+						var commit uint64
+						for _, ns := range s.Nodes {
+							if ns.ID == s.Leader {
+								commit = ns.Commit
+							}
+						}
+						n = int(commit - base.Seq)
+						if err == nil && n >= st.Sent || time.Now().After(deadline) {
+							break
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+				elapsed += time.Since(start)
+				committed += n
+				c.stop()
+			}
+			b.ReportMetric(float64(committed)/elapsed.Seconds(), "values/s")
+		})
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func devCommand(g *globals) *cobra.Command {
-	var listen, data string
+	var listen, data, metricsAddr string
 	var nodes, sensors int
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -23,22 +23,24 @@ process, with every data dir under --data, for a first try and for demos.
 Stop it with Ctrl-C; start it again and everything written is still there.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			log, stopMetrics, err := g.serverLog(metricsAddr)
 			if err != nil {
 				return err
 			}
+			defer stopMetrics()
 			if nodes < 1 {
 				return fmt.Errorf("--nodes %d: at least 1", nodes)
 			}
 			mw, err := startMiddleware(&middlewareOptions{listen: listen, data: filepath.Join(data, "middleware"),
-				id: 1000, bootstrap: nodes}, g.prefix, log)
+				id: 1000, bootstrap: nodes, replicas: 1}, g.prefix, "", log)
 			if err != nil {
 				return err
 			}
 			defer mw.close()
 			failed := make(chan error, nodes)
 			for id := 1; id <= nodes; id++ {
-				n, closeNode, err := startNode(mw.url(), protocol.NodeID(id), filepath.Join(data, fmt.Sprintf("node%d", id)), g.prefix, "always", log)
+				n, closeNode, err := startNode(nodeOptions{url: mw.url(), id: protocol.NodeID(id),
+					data: filepath.Join(data, fmt.Sprintf("node%d", id)), prefix: g.prefix, sync: "always"}, log)
 				if err != nil {
 					return err
 				}
@@ -77,5 +79,6 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 	f.StringVar(&data, "data", "memstore-data", "folder holding the middleware's and every node's data")
 	f.IntVar(&nodes, "nodes", 5, "number of nodes")
 	f.IntVar(&sensors, "sensors", 10, "simulated sensors feeding the cluster (0: none)")
+	metricsFlag(cmd, &metricsAddr)
 	return cmd
 }

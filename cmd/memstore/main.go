@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
@@ -27,6 +29,7 @@ type globals struct {
 	user     string
 	prefix   string
 	logLevel string
+	tlsCA    string
 }
 
 func main() {
@@ -80,10 +83,11 @@ a write's outcome is unknown).`,
 	pf.DurationVar(&g.timeout, "timeout", 5*time.Second, "how long a request may take")
 	pf.StringVar(&g.user, "user", envOr("MEMSTORE_USER", ""), "writer name recorded with each version when auth is off (env MEMSTORE_USER)")
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultPrefix, "first token of every memstore subject")
+	pf.StringVar(&g.tlsCA, "tls-ca", envOr("MEMSTORE_TLS_CA", ""), "CA certificate that signed the server's (env MEMSTORE_TLS_CA): connect with TLS")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level of server processes: debug, info, warn, error")
 	pf.BoolVar(&g.json, "json", false, "print replies as JSON (one object per line)")
 	root.AddCommand(userCommands(g)...)
-	root.AddCommand(middlewareCommand(g), nodeCommand(g), devCommand(g), leaveCommand(g), sensorCommand(g), queryCommand(g))
+	root.AddCommand(middlewareCommand(g), nodeCommand(g), devCommand(g), leaveCommand(g), sensorCommand(g), queryCommand(g), natsCommand(g), benchCommand(), certsCommand())
 	return root
 }
 
@@ -96,8 +100,13 @@ func envOr(key, def string) string {
 
 // dial opens a client with the global flags.
 func (g *globals) dial() (*client.Client, error) {
-	c, err := client.Dial(g.server, client.Options{Prefix: g.prefix, Timeout: g.timeout, User: g.user})
-	if err != nil {
+	c, err := client.Dial(g.server, client.Options{Prefix: g.prefix, Timeout: g.timeout, User: g.user, TLSCA: g.tlsCA})
+	switch {
+	case errors.Is(err, nats.ErrAuthorization):
+		return nil, bus.Errorf(bus.CodeForbidden, "%v (the cluster wants a user and password: --server nats://USER:PASSWORD@HOST:PORT)", err)
+	case err != nil && strings.Contains(err.Error(), "x509:"):
+		return nil, bus.Errorf(bus.CodeForbidden, "%v (the server uses TLS: trust its CA with --tls-ca FILE)", err)
+	case err != nil:
 		return nil, bus.Errorf(bus.CodeUnavailable, "%v (is the cluster running? --server)", err)
 	}
 	return c, nil

@@ -3,7 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 
 	"memstore/bus"
 	"memstore/client"
@@ -38,5 +44,43 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	root.SetArgs([]string{"get"})
 	if err := root.Execute(); exitCode(err) != 2 {
 		t.Fatalf("get without a path: %v", err)
+	}
+}
+
+// TestMiddlewareRefusesOpenListen: without auth the middleware listens
+// beyond loopback only with --insecure, and says why.
+func TestMiddlewareRefusesOpenListen(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0:0", "192.0.2.1:4222", "[::]:0", "example.com:4222"} {
+		_, err := startMiddleware(&middlewareOptions{listen: listen, data: t.TempDir(), replicas: 1}, "ms", "", logrus.New())
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--insecure") {
+			t.Errorf("--listen %s: %v", listen, err)
+		}
+	}
+}
+
+func TestServeMetrics(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	stop, err := serveMetrics(addr, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	stop()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "go_goroutines") {
+		t.Fatalf("GET /metrics: %d %.200s", resp.StatusCode, body)
+	}
+	if _, err := serveMetrics("256.0.0.1:1", logrus.New()); err == nil {
+		t.Fatal("a bad address was accepted")
 	}
 }

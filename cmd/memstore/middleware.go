@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
@@ -20,6 +23,12 @@ type middlewareOptions struct {
 	data      string
 	id        uint64
 	bootstrap int
+	insecure  bool
+	auth      string
+	tlsCert   string
+	tlsKey    string
+	natsURL   string
+	replicas  int
 }
 
 func (o *middlewareOptions) flags(cmd *cobra.Command) {
@@ -28,20 +37,29 @@ func (o *middlewareOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.data, "data", "memstore-data/middleware", "data folder (the middleware's JetStream store: the view)")
 	f.Uint64Var(&o.id, "id", 1000, "group service id; must differ from every node id")
 	f.IntVar(&o.bootstrap, "bootstrap", 3, "nodes to wait for before the first view")
+	f.StringVar(&o.auth, "auth", "", `turn authentication on: a JSON file {"nodes":{"node1":"password",…},"users":{"alice":"password",…}}; `+
+		"nodes connect as nats://node1:password@host:port, users likewise, and each version records the authenticated user")
+	f.StringVar(&o.natsURL, "nats-url", "", "join this external NATS server or cluster (deploy/nats) instead of embedding one; several middlewares may join it (give each its own --id)")
+	f.IntVar(&o.replicas, "replicas", 1, "replicas of the view's JetStream bucket: 3 on a 3-server NATS cluster")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM): require TLS of every client; see memstore certs")
+	f.StringVar(&o.tlsKey, "tls-key", "", "the certificate's private key (PEM)")
+	f.BoolVar(&o.insecure, "insecure", false, "listen beyond loopback without authentication or TLS (anyone who reaches the port can read, write and impersonate nodes)")
 }
 
 func middlewareCommand(g *globals) *cobra.Command {
 	o := &middlewareOptions{}
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "middleware",
 		Short: "Run the middleware: embedded NATS server, group service and request router",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			log, stopMetrics, err := g.serverLog(metricsAddr)
 			if err != nil {
 				return err
 			}
-			mw, err := startMiddleware(o, g.prefix, log)
+			defer stopMetrics()
+			mw, err := startMiddleware(o, g.prefix, g.tlsCA, log)
 			if err != nil {
 				return err
 			}
@@ -52,63 +70,108 @@ func middlewareCommand(g *globals) *cobra.Command {
 		},
 	}
 	o.flags(cmd)
+	metricsFlag(cmd, &metricsAddr)
 	return cmd
 }
 
 // middleware is a running middleware: server, group service, router.
 type middleware struct {
-	srv    *bus.Server
-	svc    *groupsvc.Service
-	router *groupsvc.Router
-	closer func()
+	srv     *bus.Server // the embedded server; nil with --nats-url
+	natsURL string      // --nats-url without its password
+	closer  func()
 }
 
-func (m *middleware) url() string { return m.srv.ClientURL() }
+// url is where the middleware's NATS is (credentials left out).
+func (m *middleware) url() string {
+	if m.srv == nil {
+		return m.natsURL
+	}
+	return m.srv.ClientURL()
+}
 
-func startMiddleware(o *middlewareOptions, prefix string, log *logrus.Logger) (*middleware, error) {
+func startMiddleware(o *middlewareOptions, prefix, tlsCA string, log *logrus.Logger) (_ *middleware, err error) {
+	m := &middleware{}
+	var stops []func() // undone in reverse on failure or close
+	m.closer = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			m.closer()
+		}
+	}()
+	var nc *nats.Conn
+	auth := false
+	if o.natsURL != "" { // join an external NATS server or cluster
+		if o.auth != "" || o.tlsCert != "" {
+			return nil, usageError{errors.New("--nats-url joins a NATS server configured on its own (see deploy/nats): --auth and --tls-cert do not apply")}
+		}
+		u, perr := url.Parse(o.natsURL)
+		if perr != nil || u.Host == "" {
+			return nil, usageError{fmt.Errorf("--nats-url %q: not a URL like nats://user:password@host:4222", o.natsURL)}
+		}
+		var extra []nats.Option
+		if tlsCA != "" {
+			extra = append(extra, nats.RootCAs(tlsCA))
+		}
+		if nc, err = bus.Connect(o.natsURL, "memstore-middleware", log, extra...); err != nil {
+			return nil, err
+		}
+		m.natsURL, auth = u.Redacted(), u.User != nil
+	} else {
+		if m.srv, err = startEmbedded(o, prefix, log); err != nil {
+			return nil, err
+		}
+		stops = append(stops, m.srv.Shutdown)
+		if nc, err = m.srv.Connect("memstore-middleware", log); err != nil {
+			return nil, err
+		}
+		auth = m.srv.Auth()
+	}
+	stops = append(stops, nc.Close)
+	cfg := groupsvc.DefaultConfig(protocol.NodeID(o.id))
+	cfg.Prefix, cfg.Election.Bootstrap, cfg.Auth, cfg.Replicas = prefix, o.bootstrap, auth, o.replicas
+	svc, err := groupsvc.Start(nc, cfg, log.WithField("component", "group"))
+	if err != nil {
+		return nil, err
+	}
+	stops = append(stops, svc.Close)
+	router, err := groupsvc.StartRouter(svc)
+	if err != nil {
+		return nil, err
+	}
+	stops = append(stops, router.Close)
+	return m, nil
+}
+
+// startEmbedded starts the embedded NATS server the flags describe.
+func startEmbedded(o *middlewareOptions, prefix string, log *logrus.Logger) (*bus.Server, error) {
 	host, portStr, err := net.SplitHostPort(o.listen)
 	if err != nil {
-		return nil, fmt.Errorf("--listen %q: %w", o.listen, err)
+		return nil, usageError{fmt.Errorf("--listen %q: %w", o.listen, err)}
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, fmt.Errorf("--listen %q: bad port", o.listen)
+		return nil, usageError{fmt.Errorf("--listen %q: bad port", o.listen)}
 	}
 	scfg := bus.DefaultServerConfig(filepath.Join(o.data, "nats"))
-	scfg.Host, scfg.Port = host, port
-	srv, err := bus.StartServer(scfg, log)
-	if err != nil {
-		return nil, err
+	scfg.Host, scfg.Port, scfg.Prefix, scfg.TLSCert, scfg.TLSKey = host, port, prefix, o.tlsCert, o.tlsKey
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, usageError{errors.New("--tls-cert and --tls-key go together")}
 	}
-	nc, err := bus.Connect(srv.ClientURL(), "memstore-middleware", log)
-	if err != nil {
-		srv.Shutdown()
-		return nil, err
+	if o.auth != "" {
+		if scfg.Auth, err = bus.LoadAuth(o.auth); err != nil {
+			return nil, usageError{err}
+		}
 	}
-	cfg := groupsvc.DefaultConfig(protocol.NodeID(o.id))
-	cfg.Prefix = prefix
-	cfg.Election.Bootstrap = o.bootstrap
-	svc, err := groupsvc.Start(nc, cfg, log.WithField("component", "group"))
-	if err != nil {
-		nc.Close()
-		srv.Shutdown()
-		return nil, err
+	if ip := net.ParseIP(host); !o.insecure && scfg.Auth == nil && (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+		return nil, usageError{fmt.Errorf("--listen %s is reachable beyond this machine, and this middleware has no authentication: "+
+			"anyone who reaches it could read and write every value and impersonate nodes. Listen on 127.0.0.1, give --auth FILE, "+
+			"or pass --insecure on a network you trust", o.listen)}
 	}
-	router, err := groupsvc.StartRouter(svc)
-	if err != nil {
-		svc.Close()
-		nc.Close()
-		srv.Shutdown()
-		return nil, err
-	}
-	m := &middleware{srv: srv, svc: svc, router: router}
-	m.closer = func() {
-		router.Close()
-		svc.Close()
-		nc.Close()
-		srv.Shutdown()
-	}
-	return m, nil
+	return bus.StartServer(scfg, log)
 }
 
 func (m *middleware) close() { m.closer() }

@@ -17,27 +17,30 @@ import (
 	"memstore/replica"
 	"memstore/replica/protocol"
 	"memstore/replica/storage"
+	"memstore/replica/storage/vfs"
 )
 
 func nodeCommand(g *globals) *cobra.Command {
 	var id uint64
-	var data, sync string
+	var data, sync, journal, metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "node --id N [--server URL] [--data DIR]",
 		Short: "Run one replica: joins the cluster the middleware at --server manages",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			log, stopMetrics, err := g.serverLog(metricsAddr)
 			if err != nil {
 				return err
 			}
+			defer stopMetrics()
 			if id == 0 {
 				return usageError{errors.New("--id is required (1 or more, unique in the cluster)")}
 			}
 			if data == "" {
 				data = filepath.Join("memstore-data", fmt.Sprintf("node%d", id))
 			}
-			n, closeNode, err := startNode(g.server, protocol.NodeID(id), data, g.prefix, sync, log)
+			n, closeNode, err := startNode(nodeOptions{url: g.server, id: protocol.NodeID(id), data: data, prefix: g.prefix,
+				sync: sync, journal: journal, tlsCA: g.tlsCA}, log)
 			if err != nil {
 				return err
 			}
@@ -54,23 +57,49 @@ func nodeCommand(g *globals) *cobra.Command {
 	f.Uint64Var(&id, "id", 0, "node id: 1 or more, unique in the cluster")
 	f.StringVar(&data, "data", "", "data folder (default memstore-data/node<ID>)")
 	f.StringVar(&sync, "sync", "always", "WAL fsync policy: always, or none (benchmarks only: loses acknowledged writes on a crash)")
+	f.StringVar(&journal, "sync-journal", "", "fault-injection tests only: record every fsync in this file, for simulated power loss")
+	_ = f.MarkHidden("sync-journal")
+	metricsFlag(cmd, &metricsAddr)
 	return cmd
+}
+
+// nodeOptions say how to run one node.
+type nodeOptions struct {
+	url     string
+	id      protocol.NodeID
+	data    string
+	prefix  string
+	sync    string // always or none
+	journal string // --sync-journal, tests only
+	tlsCA   string
 }
 
 // startNode connects to NATS and starts a replica; the returned func stops
 // both.
-func startNode(url string, id protocol.NodeID, data, prefix, sync string, log *logrus.Logger) (*replica.Node, func(), error) {
-	cfg := replica.DefaultConfig(id, data)
-	cfg.Prefix = prefix
-	switch sync {
+func startNode(o nodeOptions, log *logrus.Logger) (*replica.Node, func(), error) {
+	cfg := replica.DefaultConfig(o.id, o.data)
+	cfg.Prefix = o.prefix
+	if o.journal != "" {
+		fsys, err := vfs.Journaled(vfs.OS, o.journal)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.FS = fsys
+	}
+	switch o.sync {
 	case "always":
 	case "none":
 		cfg.Sync = storage.SyncNone
 	default:
-		return nil, nil, fmt.Errorf("--sync %q: always or none", sync)
+		return nil, nil, fmt.Errorf("--sync %q: always or none", o.sync)
 	}
+	var extra []nats.Option
+	if o.tlsCA != "" {
+		extra = append(extra, nats.RootCAs(o.tlsCA))
+	}
+	id := o.id
 	entry := log.WithField("node", id)
-	nc, err := bus.Connect(url, fmt.Sprintf("memstore-node-%d", id), entry)
+	nc, err := bus.Connect(o.url, fmt.Sprintf("memstore-node-%d", id), entry, extra...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,7 +123,11 @@ func leaveCommand(g *globals) *cobra.Command {
 				return usageError{errors.New("--id is required")}
 			}
 			return withClient(g, func(c *client.Client) error {
-				nc, err := nats.Connect(g.server)
+				var opts []nats.Option
+				if g.tlsCA != "" {
+					opts = append(opts, nats.RootCAs(g.tlsCA))
+				}
+				nc, err := nats.Connect(g.server, opts...)
 				if err != nil {
 					return bus.Errorf(bus.CodeUnavailable, "%v", err)
 				}

@@ -177,7 +177,7 @@ func treeCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := optionalPath(args)
 			return withClient(g, func(c *client.Client) error {
-				rep, err := c.Tree(cmd.Context(), path, limit)
+				rep, err := c.Tree(cmd.Context(), bus.TreeRequest{Path: path, Limit: limit})
 				if err != nil || g.json {
 					return orPrint(rep, err)
 				}
@@ -201,8 +201,8 @@ func watchCommand(g *globals) *cobra.Command {
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(g, func(c *client.Client) error {
-				return c.Watch(cmd.Context(), args[0], func(pv bus.PathVersion) {
-					_ = printJSON(pv)
+				return c.Watch(cmd.Context(), args[0], func(ev bus.Event) {
+					_ = printJSON(ev)
 				})
 			})
 		},
@@ -220,7 +220,11 @@ func statusCommand(g *globals) *cobra.Command {
 				if err != nil || g.json {
 					return orPrint(rep, err)
 				}
-				fmt.Printf("epoch %d, leader %d, members %v\n", rep.Epoch, rep.Leader, rep.Members)
+				auth := "off: writers name themselves (--user)"
+				if rep.Auth {
+					auth = "on: writers are the users the NATS server authenticated"
+				}
+				fmt.Printf("epoch %d, leader %d, members %v; auth %s\n", rep.Epoch, rep.Leader, rep.Members, auth)
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "NODE\tSTATE\tMEMBER\tLAST\tCOMMIT\tAPPLIED\tLAG")
 				for _, n := range rep.Nodes {

@@ -20,6 +20,10 @@ type Config struct {
 	// MaxBatch is the most entries in one append message: a write batch or a
 	// catch-up chunk. Default 512.
 	MaxBatch int
+	// MaxBytes bounds the entry data of one append message (a message
+	// always carries at least one entry): messages must fit the transport's
+	// largest payload. Default 512 KiB.
+	MaxBytes int
 	// MaxInflight is the most batches a leader keeps appended but not yet
 	// committed; further proposals wait. Default 8.
 	MaxInflight int
@@ -43,14 +47,14 @@ type TestingKnobs struct {
 
 // DefaultConfig returns the defaults for node id.
 func DefaultConfig(id NodeID) Config {
-	return Config{ID: id, HeartbeatTicks: 1, RetryTicks: 5, QuorumTicks: 10, MaxBatch: 512, MaxInflight: 8}
+	return Config{ID: id, HeartbeatTicks: 1, RetryTicks: 5, QuorumTicks: 10, MaxBatch: 512, MaxBytes: 512 << 10, MaxInflight: 8}
 }
 
 func (c Config) validate() error {
 	switch {
 	case c.ID == 0 || c.ID >= Group:
 		return fmt.Errorf("%w: id %d", errConfig, c.ID)
-	case c.HeartbeatTicks < 1, c.RetryTicks < 1, c.QuorumTicks < 1, c.MaxBatch < 1, c.MaxInflight < 1:
+	case c.HeartbeatTicks < 1, c.RetryTicks < 1, c.QuorumTicks < 1, c.MaxBatch < 1, c.MaxBytes < 1, c.MaxInflight < 1:
 		return fmt.Errorf("%w: every tick count and limit must be at least 1: %+v", errConfig, c)
 	}
 	return nil

@@ -28,7 +28,7 @@ func (n *Node) fromCurrentLeader(m Message) bool {
 // epoch and only if the log holds (prev_epoch, prev_seq); drop a conflicting
 // uncommitted suffix; learn the commit seq.
 func (n *Node) handleAppend(m Message) {
-	if !n.fromCurrentLeader(m) {
+	if !wellFormed(m) || !n.fromCurrentLeader(m) {
 		return
 	}
 	ok := m.Prev.Seq <= n.commit || n.log.has(m.Prev)
@@ -67,6 +67,21 @@ func (n *Node) handleAppend(m Message) {
 	if len(fresh) == 0 || n.cfg.TestingKnobs.AckBeforeDurable {
 		n.sendAck()
 	}
+}
+
+// wellFormed reports whether an append's entries follow Prev one by one,
+// with epochs that never go back and none after the message's: what every
+// leader sends. Anything else is garbage or forged, and is dropped rather
+// than let into the log (found by fuzzing: it crashed the node).
+func wellFormed(m Message) bool {
+	prev := m.Prev
+	for _, e := range m.Entries {
+		if e.Seq != prev.Seq+1 || e.Epoch < prev.Epoch || e.Epoch > m.Epoch {
+			return false
+		}
+		prev = Point{Epoch: e.Epoch, Seq: e.Seq}
+	}
+	return true
 }
 
 // sendAck tells the leader how far this node durably holds its log.

@@ -62,7 +62,11 @@ func (n *Node) flushProposals() {
 		return
 	}
 	for len(n.proposals) > 0 && len(n.lead.batches) < n.cfg.MaxInflight {
-		k := min(len(n.proposals), n.cfg.MaxBatch)
+		k, size := 1, len(n.proposals[0].data)
+		for k < min(len(n.proposals), n.cfg.MaxBatch) && size+len(n.proposals[k].data) <= n.cfg.MaxBytes {
+			size += len(n.proposals[k].data)
+			k++
+		}
 		n.appendBatch(n.proposals[:k])
 		n.proposals = n.proposals[k:]
 	}
@@ -176,8 +180,14 @@ func (n *Node) handleCatchUp(m Message) {
 		n.send(Message{Type: MsgSnapshotNeeded, To: m.From, Epoch: n.epoch, Seq: n.log.start.Seq})
 		return
 	}
-	upto := min(after+uint64(n.cfg.MaxBatch), n.log.lastSeq())
+	es := n.log.slice(after, min(after+uint64(n.cfg.MaxBatch), n.log.lastSeq()))
+	for i, size := 0, 0; i < len(es); i++ { // at most MaxBytes, at least one entry
+		if size += len(es[i].Data); size > n.cfg.MaxBytes && i > 0 {
+			es = es[:i]
+			break
+		}
+	}
 	prev, _ := n.log.point(after)
 	n.send(Message{Type: MsgAppend, To: m.From, Epoch: n.epoch, Prev: prev,
-		Entries: n.log.slice(after, upto), Commit: n.commit, Last: n.log.last()})
+		Entries: es, Commit: n.commit, Last: n.log.last()})
 }

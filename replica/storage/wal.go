@@ -262,6 +262,17 @@ func (w *WAL) openLast() error {
 		f.Close()
 		return fmt.Errorf("storage: stat %s: %w", seg.name, err)
 	}
+	// A killed process may have left records written but not fsynced:
+	// they are in the log now, so make them durable before anyone relies
+	// on them (a restarted node reports its log end in elections).
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("storage: fsync %s: %w", seg.name, err)
+	}
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		f.Close()
+		return fmt.Errorf("storage: fsync %s: %w", w.dir, err)
+	}
 	w.f, w.size = f, st.Size()
 	return nil
 }

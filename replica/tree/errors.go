@@ -15,6 +15,8 @@ var (
 	// ErrUnsafe means a folder on the way to a path is a symlink or not a
 	// folder: someone planted it; nothing is written through it.
 	ErrUnsafe = errors.New("tree: unsafe folder")
+	// ErrTooLarge means an answer would pass a bound (MaxBuckets).
+	ErrTooLarge = errors.New("tree: answer too large")
 	// errConfig means a Config failed validation.
 	errConfig = errors.New("tree: invalid config")
 )

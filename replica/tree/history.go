@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +23,27 @@ type HistoryQuery struct {
 }
 
 // History returns a page of a path's versions, oldest first, and whether
-// more match after it (page on with AfterSeq = the last seq). Recent
-// versions come from memory, older ones from the file through the index.
+// more match after it (page on with AfterSeq = the last seq).
 func (t *Tree) History(p string, q HistoryQuery) ([]Version, bool, error) {
+	lines, more, err := t.HistoryJSON(p, q)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]Version, len(lines))
+	for i, line := range lines {
+		if out[i], err = decodeVersion(line); err != nil {
+			return nil, false, err
+		}
+	}
+	return out, more, nil
+}
+
+// HistoryJSON is History as the stored lines, each a JSON object with the
+// fields of Version (the wire's version too), so a reply can carry them
+// without decoding and encoding each. Recent versions come from memory,
+// older ones from the file through the index; lines are never changed
+// once stored, so the caller may keep them.
+func (t *Tree) HistoryJSON(p string, q HistoryQuery) ([]json.RawMessage, bool, error) {
 	if err := ValidatePath(p); err != nil {
 		return nil, false, err
 	}
@@ -39,22 +58,14 @@ func (t *Tree) History(p string, q HistoryQuery) ([]Version, bool, error) {
 		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
 	refs := ps.refs
-	i := sort.Search(len(refs), func(i int) bool { return refs[i].seq > q.AfterSeq })
-	if !q.Since.IsZero() {
-		since := q.Since.UnixNano()
-		i = max(i, sort.Search(len(refs), func(i int) bool { return refs[i].ts >= since }))
-	}
-	end := len(refs)
-	if !q.Until.IsZero() {
-		until := q.Until.UnixNano()
-		end = sort.Search(len(refs), func(i int) bool { return refs[i].ts > until })
-	}
+	i, end := timeRange(refs, q.Since, q.Until)
+	i = max(i, sort.Search(len(refs), func(i int) bool { return refs[i].seq > q.AfterSeq }))
 	if i >= end {
-		return []Version{}, false, nil
+		return []json.RawMessage{}, false, nil
 	}
 	more := end-i > limit
 	end = min(end, i+limit)
-	out := make([]Version, 0, end-i)
+	out := make([]json.RawMessage, 0, end-i)
 	firstRecent := len(refs) - len(ps.recent)
 	var f vfs.File
 	defer func() {
@@ -63,26 +74,24 @@ func (t *Tree) History(p string, q HistoryQuery) ([]Version, bool, error) {
 		}
 	}()
 	for k := i; k < end; k++ {
-		var line []byte
 		if k >= firstRecent {
-			line = ps.recent[k-firstRecent]
-		} else {
-			if f == nil {
-				var err error
-				if f, err = vfs.Open(t.fs, filepath.Join(t.diskPath(p), versionsFile)); err != nil {
-					return nil, false, fmt.Errorf("tree: open history of %s: %w", p, err)
-				}
-			}
-			line = make([]byte, refs[k].n())
-			if _, err := f.ReadAt(line, refs[k].off()); err != nil && !errors.Is(err, io.EOF) {
-				return nil, false, fmt.Errorf("tree: read history of %s: %w", p, err)
+			out = append(out, ps.recent[k-firstRecent])
+			continue
+		}
+		if f == nil {
+			var err error
+			if f, err = vfs.Open(t.fs, filepath.Join(t.diskPath(p), versionsFile)); err != nil {
+				return nil, false, fmt.Errorf("tree: open history of %s: %w", p, err)
 			}
 		}
-		v, err := decodeVersion(line)
-		if err != nil {
-			return nil, false, err
+		line := make([]byte, refs[k].n())
+		if _, err := f.ReadAt(line, refs[k].off()); err != nil && !errors.Is(err, io.EOF) {
+			return nil, false, fmt.Errorf("tree: read history of %s: %w", p, err)
 		}
-		out = append(out, v)
+		if !json.Valid(line) {
+			return nil, false, fmt.Errorf("%w: %s: the line of seq %d", ErrCorrupt, p, refs[k].seq)
+		}
+		out = append(out, line)
 	}
 	return out, more, nil
 }

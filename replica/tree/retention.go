@@ -60,6 +60,7 @@ func (t *Tree) rewrite(p string, ps *pathState, drop int) error {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("tree: compact %s: %w", p, err)
 	}
+	t.appends.Remove(p) // the open file is about to be replaced
 	if err := vfs.WriteFileAtomic(t.fs, t.diskPath(p), versionsFile, data); err != nil {
 		return fmt.Errorf("tree: compact %s: %w", p, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"memstore/replica/protocol"
 	"memstore/replica/storage/vfs"
 )
@@ -31,16 +33,18 @@ const (
 
 // Version is one stored version of a path: one line of its versions file.
 type Version struct {
-	Seq   uint64          `json:"seq"`
-	TS    string          `json:"ts"`
-	User  string          `json:"user"`
-	Value json.RawMessage `json:"value"`
+	Seq     uint64          `json:"seq"`
+	TS      string          `json:"ts"`
+	EventTS string          `json:"event_ts,omitempty"`
+	User    string          `json:"user"`
+	Value   json.RawMessage `json:"value"`
 }
 
 // Put is one write of a log entry.
 type Put struct {
-	Path  string
-	Value json.RawMessage
+	Path    string
+	Value   json.RawMessage
+	EventTS string // the writer's own time of the value, RFC 3339, if it gave one
 }
 
 // PathVersion is the latest version of one path.
@@ -92,7 +96,14 @@ type Tree struct {
 	dirtyDirs  map[string]struct{} // folders (on disk) with new entries since then
 	snapshots  int                 // snapshot readers running: compaction waits for them
 	sources    map[string]Source   // client source → its last write, for deduplication
+	// appends keeps the versions files of recently written paths open for
+	// appending: opening and closing a file per put was the largest cost
+	// of applying (the profile of issue 7). An evicted file is closed.
+	appends *lru.Cache[string, vfs.File]
 }
+
+// openAppends bounds the versions files kept open for appending.
+const openAppends = 512
 
 // Source is the last write a client source made: a write keyed (source,
 // sequence) at or below SrcSeq is a duplicate of one already stored.
@@ -117,7 +128,8 @@ func Open(fsys vfs.FS, dataDir string, cfg Config) (*Tree, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	t := &Tree{fs: fsys, dataDir: dataDir, dir: filepath.Join(dataDir, treeDir), cfg: cfg}
+	appends, _ := lru.NewWithEvict(openAppends, func(_ string, f vfs.File) { f.Close() }) // a positive size never fails
+	t := &Tree{fs: fsys, dataDir: dataDir, dir: filepath.Join(dataDir, treeDir), cfg: cfg, appends: appends}
 	if err := fsys.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("tree: create %s: %w", dataDir, err)
 	}
@@ -167,8 +179,17 @@ func (t *Tree) resolveInstall() error {
 	return t.fs.SyncDir(t.dataDir)
 }
 
+// Close closes the files the tree keeps open. Everything applied stays on
+// disk; what the last checkpoint did not cover is replayed from the log.
+func (t *Tree) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.appends.Purge()
+}
+
 // load rebuilds the index from the files.
 func (t *Tree) load() error {
+	t.appends.Purge()
 	t.paths = map[string]*pathState{}
 	t.children = map[string]map[string]struct{}{"": {}}
 	t.dirtyFiles, t.dirtyDirs = map[string]struct{}{}, map[string]struct{}{}
@@ -203,12 +224,17 @@ func (t *Tree) readMarker() error {
 	return nil
 }
 
-// walk loads every path under folder.
+// walk loads every path under folder. Every folder and file it finds is
+// marked dirty: a process that was killed may have left them written but
+// not fsynced, and the next checkpoint must make them durable before its
+// marker vouches for them (found by the torture test: a crash, then a power
+// loss, lost versions the marker claimed).
 func (t *Tree) walk(folder string) error {
 	ents, err := t.fs.ReadDir(t.diskPath(folder))
 	if err != nil {
 		return fmt.Errorf("tree: list %s: %w", t.diskPath(folder), err)
 	}
+	t.dirtyDirs[t.diskPath(folder)] = struct{}{}
 	for _, e := range ents {
 		name := e.Name()
 		switch {
@@ -298,6 +324,7 @@ func (t *Tree) loadPath(p string) error {
 	ps.size = off
 	if len(ps.refs) > 0 {
 		t.paths[p] = ps
+		t.dirtyFiles[p] = struct{}{}
 	}
 	return nil
 }
@@ -343,6 +370,13 @@ func (t *Tree) AppliedPoint() Point {
 	return t.applied
 }
 
+// AppliedTS is the commit time of the latest applied entry.
+func (t *Tree) AppliedTS() time.Time {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return time.Unix(0, t.lastTS).UTC()
+}
+
 // Apply applies one committed log entry (write_to_file): each put becomes a
 // line in its path's versions file. It is idempotent by seq: a path that
 // already holds seq (or later) is left alone, which makes replay after a
@@ -365,10 +399,16 @@ func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) error {
 		if err := ValidatePath(p.Path); err != nil {
 			return err
 		}
-		if !json.Valid(p.Value) {
-			return fmt.Errorf("tree: entry %d: value of %s is not JSON", seq, p.Path)
+		if p.EventTS != "" {
+			if _, err := time.Parse(time.RFC3339Nano, p.EventTS); err != nil {
+				return fmt.Errorf("tree: entry %d: bad event ts %q of %s", seq, p.EventTS, p.Path)
+			}
 		}
-		lines[i], _ = json.Marshal(Version{Seq: seq, TS: ts, User: user, Value: p.Value})
+		line, err := json.Marshal(Version{Seq: seq, TS: ts, EventTS: p.EventTS, User: user, Value: p.Value})
+		if err != nil { // the value is not JSON
+			return fmt.Errorf("tree: entry %d: value of %s: %w", seq, p.Path, err)
+		}
+		lines[i] = line
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -397,15 +437,16 @@ func (t *Tree) writeLine(p string, ps *pathState, r ref, line []byte) error {
 		t.paths[p] = ps
 	}
 	name := filepath.Join(t.diskPath(p), versionsFile)
-	f, err := t.fs.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("tree: open %s: %w", name, err)
+	f, ok := t.appends.Get(p)
+	if !ok {
+		var err error
+		if f, err = t.fs.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+			return fmt.Errorf("tree: open %s: %w", name, err)
+		}
+		t.appends.Add(p, f)
 	}
-	_, err = f.Write(append(line, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		t.appends.Remove(p)
 		return fmt.Errorf("tree: write %s: %w", name, err)
 	}
 	if ps.size == 0 {
@@ -455,6 +496,12 @@ func (t *Tree) Checkpoint() (Point, error) {
 	defer t.mu.Unlock()
 	for p := range t.dirtyFiles {
 		name := filepath.Join(t.diskPath(p), versionsFile)
+		if f, ok := t.appends.Get(p); ok {
+			if err := f.Sync(); err != nil {
+				return Point{}, fmt.Errorf("tree: fsync %s: %w", name, err)
+			}
+			continue
+		}
 		f, err := t.fs.OpenFile(name, os.O_WRONLY, 0)
 		if err != nil {
 			return Point{}, fmt.Errorf("tree: open %s: %w", name, err)
@@ -506,18 +553,56 @@ func (t *Tree) Dedup(epoch, seq uint64, ts, src string, srcSeq uint64) (Source, 
 	return Source{}, false
 }
 
+// LatestSeq returns the seq of a path's latest version, 0 if it has none.
+func (t *Tree) LatestSeq(p string) uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if ps := t.paths[p]; ps != nil {
+		return ps.refs[len(ps.refs)-1].seq
+	}
+	return 0
+}
+
 // Get returns a path's latest version.
 func (t *Tree) Get(p string) (Version, error) {
-	if err := ValidatePath(p); err != nil {
+	line, err := t.GetJSON(p)
+	if err != nil {
 		return Version{}, err
+	}
+	return decodeVersion(line)
+}
+
+// GetJSON is Get as the stored line (see HistoryJSON).
+func (t *Tree) GetJSON(p string) (json.RawMessage, error) {
+	if err := ValidatePath(p); err != nil {
+		return nil, err
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	ps := t.paths[p]
 	if ps == nil {
-		return Version{}, fmt.Errorf("%w: %s", ErrNotFound, p)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
-	return decodeVersion(ps.recent[len(ps.recent)-1])
+	return ps.recent[len(ps.recent)-1], nil
+}
+
+// version reads a path's k-th version, from memory if recent. Lock should
+// be held.
+func (t *Tree) version(p string, ps *pathState, k int) (Version, error) {
+	if first := len(ps.refs) - len(ps.recent); k >= first {
+		return decodeVersion(ps.recent[k-first])
+	}
+	name := filepath.Join(t.diskPath(p), versionsFile)
+	f, err := vfs.Open(t.fs, name)
+	if err != nil {
+		return Version{}, fmt.Errorf("tree: open %s: %w", name, err)
+	}
+	defer f.Close()
+	line := make([]byte, ps.refs[k].n())
+	if _, err := f.ReadAt(line, ps.refs[k].off()); err != nil && !errors.Is(err, io.EOF) {
+		return Version{}, fmt.Errorf("tree: read %s: %w", name, err)
+	}
+	return decodeVersion(line)
 }
 
 func decodeVersion(line []byte) (Version, error) {
@@ -550,8 +635,10 @@ func (t *Tree) Ls(folder string) ([]string, error) {
 }
 
 // Subtree returns the latest version of every path under folder (folder
-// itself included), in path order, at most limit (capped by MaxPage).
-func (t *Tree) Subtree(folder string, limit int) ([]PathVersion, bool, error) {
+// itself included), in path order, at most limit (capped by MaxPage). With
+// a non-zero at it is an as-of read: each path's latest version committed
+// at or before at, paths with none by then left out.
+func (t *Tree) Subtree(folder string, at time.Time, limit int) ([]PathVersion, bool, error) {
 	if err := ValidateFolder(folder); err != nil {
 		return nil, false, err
 	}
@@ -565,15 +652,22 @@ func (t *Tree) Subtree(folder string, limit int) ([]PathVersion, bool, error) {
 	var visit func(p string) error
 	visit = func(p string) error {
 		if ps := t.paths[p]; ps != nil && p != "" {
-			if len(out) == limit {
-				more = true
-				return errStop
+			k := len(ps.refs) - 1
+			if !at.IsZero() {
+				_, k = timeRange(ps.refs, time.Time{}, at)
+				k--
 			}
-			v, err := decodeVersion(ps.recent[len(ps.recent)-1])
-			if err != nil {
-				return err
+			if k >= 0 {
+				if len(out) == limit {
+					more = true
+					return errStop
+				}
+				v, err := t.version(p, ps, k)
+				if err != nil {
+					return err
+				}
+				out = append(out, PathVersion{Path: p, Version: v})
 			}
-			out = append(out, PathVersion{Path: p, Version: v})
 		}
 		names := make([]string, 0, len(t.children[p]))
 		for name := range t.children[p] {

@@ -1,9 +1,13 @@
 package tree
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -77,4 +81,63 @@ func BenchmarkMemoryPerVersion(b *testing.B) {
 		b.ReportMetric(recent/float64(len(line)), "recent/encoded")
 		b.ReportMetric((old*float64(64+1000)-recent*64)/1000, "B/old-version")
 	}
+}
+
+// BenchmarkAggregate1M measures, over 1,000,000 numeric versions of one
+// path, the aggregate in the store (whole range, and in 1-minute buckets)
+// against a plain history read of the same versions paged through to the
+// end, all in process (no network: the ratio a client sees is larger).
+func BenchmarkAggregate1M(b *testing.B) {
+	const total = 1_000_000
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, treeDir, "plant", "temp"), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, treeDir, "plant", "temp", versionsFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for seq := uint64(1); seq <= total; seq++ {
+		line, _ := json.Marshal(Version{Seq: seq, TS: epoch0.Add(time.Duration(seq) * 100 * time.Millisecond).Format(time.RFC3339Nano),
+			User: "sensor", Value: json.RawMessage(strconv.FormatFloat(20+float64(seq%1000)/100, 'f', -1, 64))})
+		w.Write(append(line, '\n'))
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	tr := openTree(b, vfs.OS, dir, DefaultConfig())
+	var hist, agg, buckets time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		n, after := 0, uint64(0)
+		for {
+			vs, more, err := tr.History("plant/temp", HistoryQuery{AfterSeq: after})
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(vs)
+			if !more {
+				break
+			}
+			after = vs[len(vs)-1].Seq
+		}
+		t1 := time.Now()
+		a, err := tr.Aggregate("plant/temp", AggQuery{})
+		t2 := time.Now()
+		ab, err2 := tr.Aggregate("plant/temp", AggQuery{Every: time.Minute})
+		t3 := time.Now()
+		if err != nil || err2 != nil || n != total || a.Count != total || a.Numeric != total || len(ab.Buckets) != total/600+1 {
+			b.Fatalf("history %d, agg %+v %v, %d buckets %v", n, a.Stats, err, len(ab.Buckets), err2)
+		}
+		hist, agg, buckets = hist+t1.Sub(t0), agg+t2.Sub(t1), buckets+t3.Sub(t2)
+	}
+	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
+	b.ReportMetric(per(hist), "history-ms")
+	b.ReportMetric(per(agg), "agg-ms")
+	b.ReportMetric(per(buckets), "agg-1m-ms")
+	b.ReportMetric(hist.Seconds()/agg.Seconds(), "history/agg")
+	b.ReportMetric(total/(agg.Seconds()/float64(b.N)), "agg-versions/s")
 }

@@ -63,6 +63,9 @@ type simNode struct {
 	mirror  mirrorLog
 	fetch   *protocol.SnapshotRequest
 	leading bool
+	// maxBytes is the node's MaxBytes: no append it sends carries more
+	// entry data, unless it carries a single entry.
+	maxBytes int
 }
 
 type simCoord struct {
@@ -161,6 +164,8 @@ func (s *sim) startNode(sn *simNode) {
 		cfg.MaxBatch = s.cfg.maxBatch
 	}
 	cfg.MaxInflight = 1 + s.rng.Intn(4)
+	cfg.MaxBytes = 8 + s.rng.Intn(64) // a few writes: the byte bound cuts batches and catch-up chunks
+	sn.maxBytes = cfg.MaxBytes
 	cfg.TestingKnobs = s.cfg.node
 	n, err := protocol.NewNode(cfg, r)
 	if err != nil {
@@ -282,6 +287,15 @@ func (s *sim) coordByID(id protocol.NodeID) *simCoord {
 
 // send expands a message's address into envelopes.
 func (s *sim) send(m protocol.Message) {
+	if m.Type == protocol.MsgAppend && len(m.Entries) > 1 {
+		size := 0
+		for _, e := range m.Entries {
+			size += len(e.Data)
+		}
+		if sn := s.node(m.From); size > sn.maxBytes {
+			s.fail("node %d sent an append of %d entries holding %d bytes, over its MaxBytes %d", m.From, len(m.Entries), size, sn.maxBytes)
+		}
+	}
 	switch m.To {
 	case protocol.Multicast:
 		for _, sn := range s.nodes {

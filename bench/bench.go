@@ -1,0 +1,192 @@
+// Package bench measures memstore side by side with NATS JetStream KV on
+// this machine, in one run: the same client workloads over NATS against a
+// memstore cluster (3 and 5 nodes) and a 3-server JetStream KV cluster (a
+// bucket with 3 replicas on file storage) with sync_interval always, the
+// promise memstore makes, and with its default; every server and node a
+// separate process. It measures the physical limits of the disk and of
+// NATS in the same run and reports one table with ratios.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Config of a run.
+type Config struct {
+	Bin      string        // the memstore binary: it runs every node, middleware and NATS server
+	Dir      string        // work folder: data and logs of every process
+	Reps     int           // repetitions of each measurement (median, min–max). Default 3.
+	Duration time.Duration // length of one measurement. Default 3 s.
+	Writers  []int         // W1 concurrent writers. Default 1, 16, 64.
+	Readers  []int         // W2 concurrent readers. Default 1, 16.
+	CatchUp  int           // W5 versions a joining node catches up on (0 skips W5)
+	Only     []string      // workloads to run (W1…W5, limits); empty: all
+	Progress io.Writer     // a line per measurement
+}
+
+func (c *Config) defaults() {
+	if c.Reps <= 0 {
+		c.Reps = 3
+	}
+	if c.Duration <= 0 {
+		c.Duration = 3 * time.Second
+	}
+	if len(c.Writers) == 0 {
+		c.Writers = []int{1, 16, 64}
+	}
+	if len(c.Readers) == 0 {
+		c.Readers = []int{1, 16}
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+}
+
+func (c Config) runs(w string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	for _, o := range c.Only {
+		if o == w {
+			return true
+		}
+	}
+	return false
+}
+
+// Systems compared.
+const (
+	MS3       = "memstore 3 nodes"
+	MS5       = "memstore 5 nodes"
+	JSSync    = "JetStream KV sync=always"
+	JSDefault = "JetStream KV default sync"
+	Limit     = "physical limit"
+)
+
+// Row is one measurement, repeated: Values (in Unit) and, for request
+// workloads, latency percentiles in ms, one per repetition.
+type Row struct {
+	Workload string
+	Params   string
+	System   string
+	Unit     string
+	Values   []float64
+	P50, P99 []float64
+}
+
+// sample is one repetition of a request workload.
+type sample struct {
+	ops, p50, p99 float64
+}
+
+// measure runs op from workers goroutines for a warm-up and then d, and
+// returns the rate and latency percentiles of the operations started
+// after the warm-up. The first error stops the measurement.
+func measure(ctx context.Context, workers int, d time.Duration, op func(ctx context.Context, w, i int) error) (sample, error) {
+	const warm = 300 * time.Millisecond
+	start := time.Now()
+	from, end := start.Add(warm), start.Add(warm+d)
+	lat := make([][]time.Duration, workers)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				t0 := time.Now()
+				if !t0.Before(end) || ctx.Err() != nil {
+					return
+				}
+				if err := op(ctx, w, i); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				if t0.After(from) {
+					lat[w] = append(lat[w], time.Since(t0))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return sample{}, firstErr
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return sample{}, fmt.Errorf("bench: no operation completed in %v", d)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Microseconds()) / 1000 }
+	return sample{ops: float64(len(all)) / d.Seconds(), p50: ms(0.50), p99: ms(0.99)}, nil
+}
+
+// runner carries a run's rows.
+type runner struct {
+	cfg  Config
+	rows []Row
+}
+
+// repeat measures reps times and adds the row.
+func (r *runner) repeat(workload, params, system string, run func() (sample, error)) error {
+	row := Row{Workload: workload, Params: params, System: system, Unit: "ops/s"}
+	for i := 0; i < r.cfg.Reps; i++ {
+		s, err := run()
+		if err != nil {
+			return fmt.Errorf("%s %s %s: %w", workload, system, params, err)
+		}
+		row.Values, row.P50, row.P99 = append(row.Values, s.ops), append(row.P50, s.p50), append(row.P99, s.p99)
+		fmt.Fprintf(r.cfg.Progress, "%-6s %-26s %-28s rep %d/%d: %9.0f ops/s  p50 %6.2f ms  p99 %6.2f ms\n",
+			workload, system, params, i+1, r.cfg.Reps, s.ops, s.p50, s.p99)
+	}
+	r.rows = append(r.rows, row)
+	return nil
+}
+
+// add records a row of plain values.
+func (r *runner) add(workload, params, system, unit string, values []float64) {
+	r.rows = append(r.rows, Row{Workload: workload, Params: params, System: system, Unit: unit, Values: values})
+	fmt.Fprintf(r.cfg.Progress, "%-6s %-26s %-28s %v %s\n", workload, system, params, values, unit)
+}
+
+// Run runs the benchmark and returns its rows.
+func Run(ctx context.Context, cfg Config) ([]Row, error) {
+	cfg.defaults()
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	r := &runner{cfg: cfg}
+	steps := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"limits", r.limits},
+		{"memstore", r.memstore},
+		{"jetstream", r.jetstream},
+		{"W4", r.failover},
+		{"W5", r.catchUp},
+	}
+	for _, s := range steps {
+		if err := s.run(ctx); err != nil {
+			return r.rows, err
+		}
+	}
+	return r.rows, nil
+}
+
+func (r *runner) dir(name string) string { return filepath.Join(r.cfg.Dir, name) }

@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}, {[]float64{7}, 7}, {nil, 0}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+// TestTable: every memstore row is divided by its JetStream sync=always
+// row and by its physical limit, medians against medians.
+func TestTable(t *testing.T) {
+	rows := []Row{
+		{Workload: "limit", Params: "append 64 B + fdatasync, 64 per sync", System: Limit, Unit: "records/s", Values: []float64{100000, 90000, 110000}},
+		{Workload: "limit", Params: "NATS request-reply, 32 requesters", System: Limit, Unit: "ops/s", Values: []float64{40000}},
+		{Workload: "W1", Params: "durable puts, 64 B, 64 writers", System: MS3, Unit: "ops/s", Values: []float64{10000, 12000, 11000}, P50: []float64{5, 6, 5}, P99: []float64{9, 12, 10}},
+		{Workload: "W1", Params: "durable puts, 64 B, 64 writers", System: JSSync, Unit: "ops/s", Values: []float64{5000, 5500, 4000}},
+		{Workload: "W2", Params: "linearizable get, 16 readers", System: MS3, Unit: "ops/s", Values: []float64{20000}},
+		{Workload: "W2", Params: "direct get, 16 readers", System: JSSync, Unit: "ops/s", Values: []float64{10000}},
+	}
+	var b strings.Builder
+	if err := Table(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| W1 | durable puts, 64 B, 64 writers | memstore 3 nodes | 11000 (10000–12000) ops/s | 5.00 (5.00–6.00) | 10.00 (9.00–12.00) | 2.20× | 0.11× |",
+		"| W2 | linearizable get, 16 readers | memstore 3 nodes | 20000 ops/s |  |  | 2.00× | 0.50× |",
+		"| W1 | durable puts, 64 B, 64 writers | JetStream KV sync=always | 5000 (4000–5500) ops/s |  |  |  | 0.05× |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
+		}
+	}
+}
+
+func TestMeasure(t *testing.T) {
+	s, err := measure(context.Background(), 4, 200*time.Millisecond, func(context.Context, int, int) error {
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if err != nil || s.ops <= 0 || s.p50 < 1 || s.p99 < s.p50 {
+		t.Fatalf("%+v %v", s, err)
+	}
+	boom := errors.New("boom")
+	if _, err := measure(context.Background(), 2, 100*time.Millisecond, func(context.Context, int, int) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("error not returned: %v", err)
+	}
+}
+
+func TestRawAppend(t *testing.T) {
+	rate, err := rawAppend(t.TempDir(), 64, 100*time.Millisecond)
+	if err != nil || rate <= 0 {
+		t.Fatalf("%v %v", rate, err)
+	}
+}

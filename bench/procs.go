@@ -1,0 +1,265 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"memstore/bus"
+	"memstore/client"
+)
+
+// proc is one process the bench started; done closes when it exits.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// spawn starts the memstore binary with args, its output in logFile.
+func spawn(bin, logFile string, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: start %s: %w", strings.Join(args[:1], " "), err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// kill sends SIGKILL and waits.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop asks for a graceful exit, killing after 10 s.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.kill()
+	}
+}
+
+// freeAddr returns a free loopback address.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// retry calls f until it succeeds or within passes.
+func retry(within time.Duration, f func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// memstoreCluster is a middleware and n nodes, each a process.
+type memstoreCluster struct {
+	dir, url string
+	mw       *proc
+	nodes    map[int]*proc
+	cl       *client.Client
+	bin      string
+}
+
+func startMemstore(bin, dir string, n int) (*memstoreCluster, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	c := &memstoreCluster{dir: dir, url: "nats://" + addr, nodes: map[int]*proc{}, bin: bin}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if c.mw, err = spawn(bin, filepath.Join(dir, "middleware.log"), "middleware", "--listen", addr,
+		"--data", filepath.Join(dir, "mw"), "--bootstrap", strconv.Itoa(n), "--log-level", "warn"); err != nil {
+		return nil, err
+	}
+	for id := 1; id <= n; id++ {
+		if err := c.startNode(id); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	err = retry(15*time.Second, func() error {
+		c.cl, err = client.Dial(c.url, client.Options{Timeout: 5 * time.Second, Name: "memstore-bench"})
+		return err
+	})
+	if err == nil {
+		err = c.waitMembers(n, 60*time.Second)
+	}
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *memstoreCluster) startNode(id int) error {
+	p, err := spawn(c.bin, filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), "node", "--id", strconv.Itoa(id),
+		"--server", c.url, "--data", filepath.Join(c.dir, fmt.Sprintf("node%d", id)), "--log-level", "warn")
+	if err == nil {
+		c.nodes[id] = p
+	}
+	return err
+}
+
+// waitMembers waits for a leader, n members, all live, and a write.
+func (c *memstoreCluster) waitMembers(n int, within time.Duration) error {
+	return retry(within, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := c.cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if err := st.Healthy(n); err != nil {
+			return fmt.Errorf("bench: memstore: %w", err)
+		}
+		_, err = c.cl.Put(ctx, "bench/ready", []byte("1"))
+		return err
+	})
+}
+
+func (c *memstoreCluster) status() (bus.StatusReply, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return c.cl.Status(ctx)
+}
+
+func (c *memstoreCluster) close() {
+	if c.cl != nil {
+		c.cl.Close()
+	}
+	for _, p := range c.nodes {
+		p.stop()
+	}
+	c.mw.stop()
+}
+
+// jetStreamCluster is 3 NATS servers with JetStream, each a process, and
+// a KV bucket with 3 replicas on file storage.
+type jetStreamCluster struct {
+	servers []*proc
+	nc      *nats.Conn
+	kv      jetstream.KeyValue
+}
+
+func startJetStream(bin, dir string, syncAlways bool) (*jetStreamCluster, error) {
+	const n = 3
+	clientAddrs, routeAddrs := make([]string, n), make([]string, n)
+	for i := range clientAddrs {
+		var err error
+		if clientAddrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if routeAddrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	var routes []string
+	for _, a := range routeAddrs {
+		routes = append(routes, "nats://"+a)
+	}
+	sync := ""
+	if syncAlways {
+		sync = "\n  sync_interval: always"
+	}
+	c := &jetStreamCluster{}
+	var urls []string
+	for i := 0; i < n; i++ {
+		conf := fmt.Sprintf(`server_name: js%d
+listen: %s
+jetstream {
+  store_dir: %q%s
+}
+cluster {
+  name: bench
+  listen: %s
+  routes: [%s]
+}
+`, i+1, clientAddrs[i], filepath.Join(dir, fmt.Sprintf("js%d", i+1)), sync, routeAddrs[i], strings.Join(routes, ", "))
+		file := filepath.Join(dir, fmt.Sprintf("js%d.conf", i+1))
+		if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+			c.close()
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		p, err := spawn(bin, filepath.Join(dir, fmt.Sprintf("js%d.log", i+1)), "nats", "--config", file, "--log-level", "warn")
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.servers = append(c.servers, p)
+		urls = append(urls, "nats://"+clientAddrs[i])
+	}
+	err := retry(15*time.Second, func() error {
+		var err error
+		c.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name("memstore-bench-jetstream"))
+		return err
+	})
+	if err == nil {
+		js, jerr := jetstream.New(c.nc)
+		err = jerr
+		if err == nil {
+			err = retry(60*time.Second, func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				var err error
+				c.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench", Replicas: 3,
+					Storage: jetstream.FileStorage, History: 64})
+				if err == nil {
+					_, err = c.kv.Put(ctx, "ready", []byte("1"))
+				}
+				return err
+			})
+		}
+	}
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("bench: jetstream cluster: %w", err)
+	}
+	return c, nil
+}
+
+func (c *jetStreamCluster) close() {
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	for _, p := range c.servers {
+		p.stop()
+	}
+}

@@ -1,0 +1,469 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"memstore/bus"
+	"memstore/client"
+)
+
+// value64 is the 64-byte value of every W1 put (a JSON string).
+var value64 = json.RawMessage(`"` + fmt.Sprintf("%062d", 0) + `"`)
+
+// limits measures the disk: append + fdatasync of 64-byte records, one per
+// sync and 64 per sync.
+func (r *runner) limits(context.Context) error {
+	if !r.cfg.runs("limits") {
+		return nil
+	}
+	for _, batch := range []int{1, 64} {
+		var vals []float64
+		for i := 0; i < r.cfg.Reps; i++ {
+			rate, err := rawAppend(r.dir("raw"), batch, r.cfg.Duration)
+			if err != nil {
+				return err
+			}
+			vals = append(vals, rate)
+		}
+		r.add("limit", fmt.Sprintf("append 64 B + fdatasync, %d per sync", batch), Limit, "records/s", vals)
+	}
+	return nil
+}
+
+// rawAppend appends batches of 64-byte records to a file, each batch
+// followed by fdatasync, for d, and returns records per second.
+func rawAppend(dir string, batch int, d time.Duration) (float64, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "raw-*.log")
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 64*batch)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		if _, err := f.Write(buf); err != nil {
+			return 0, fmt.Errorf("bench: %w", err)
+		}
+		if err := datasync(f); err != nil {
+			return 0, fmt.Errorf("bench: %w", err)
+		}
+		n += batch
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// writes is W1: each writer puts 64-byte values to its own key and waits
+// for each acknowledgement.
+func (r *runner) writes(system string, put func(ctx context.Context, key string) error) error {
+	if !r.cfg.runs("W1") {
+		return nil
+	}
+	for _, n := range r.cfg.Writers {
+		err := r.repeat("W1", fmt.Sprintf("durable puts, 64 B, %d writers", n), system, func() (sample, error) {
+			return measure(context.Background(), n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
+				return put(ctx, "w"+strconv.Itoa(w))
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reads is W2: readers read the latest value of their own key.
+func (r *runner) reads(kind, system string, get func(ctx context.Context, key string) error) error {
+	if !r.cfg.runs("W2") {
+		return nil
+	}
+	for _, n := range r.cfg.Readers {
+		err := r.repeat("W2", fmt.Sprintf("%s get, %d readers", kind, n), system, func() (sample, error) {
+			return measure(context.Background(), n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
+				return get(ctx, "r"+strconv.Itoa(w))
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// history is W3: 16 readers read the whole history (64 values) of a key.
+func (r *runner) history(system string, read func(ctx context.Context) (int, error)) error {
+	if !r.cfg.runs("W3") {
+		return nil
+	}
+	return r.repeat("W3", "history of 64 values, 16 readers", system, func() (sample, error) {
+		return measure(context.Background(), 16, r.cfg.Duration, func(ctx context.Context, _, _ int) error {
+			n, err := read(ctx)
+			if err == nil && n != 64 {
+				err = fmt.Errorf("history holds %d values, want 64", n)
+			}
+			return err
+		})
+	})
+}
+
+// memstore runs W1–W3 on 3 nodes, W1 on 5 nodes, and NATS request-reply
+// through the 3-node cluster's server.
+func (r *runner) memstore(context.Context) error {
+	if !r.cfg.runs("W1") && !r.cfg.runs("W2") && !r.cfg.runs("W3") && !r.cfg.runs("limits") {
+		return nil
+	}
+	for _, n := range []int{3, 5} {
+		system := MS3
+		if n == 5 {
+			if !r.cfg.runs("W1") {
+				continue
+			}
+			system = MS5
+		}
+		fmt.Fprintf(r.cfg.Progress, "starting %s\n", system)
+		c, err := startMemstore(r.cfg.Bin, r.dir(fmt.Sprintf("memstore%d", n)), n)
+		if err != nil {
+			return err
+		}
+		err = r.memstoreWorkloads(c, system, n == 3)
+		c.close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) memstoreWorkloads(c *memstoreCluster, system string, all bool) error {
+	cl := c.cl
+	if err := r.writes(system, func(ctx context.Context, key string) error {
+		_, err := cl.Put(ctx, "bench/"+key, value64)
+		return err
+	}); err != nil || !all {
+		return err
+	}
+	if err := prefill(func(ctx context.Context, key string, v []byte) error {
+		_, err := cl.Put(ctx, "bench/"+key, v)
+		return err
+	}, max(16, maxOf(r.cfg.Readers))); err != nil {
+		return err
+	}
+	for _, kind := range []string{bus.Linearizable, bus.Stale} {
+		if err := r.reads(kind, system, func(ctx context.Context, key string) error {
+			_, err := cl.Get(ctx, bus.GetRequest{Path: "bench/" + key, Consistency: kind})
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	if err := r.history(system, func(ctx context.Context) (int, error) {
+		h, err := cl.History(ctx, bus.HistoryRequest{Path: "bench/h"})
+		return len(h.Values), err
+	}); err != nil {
+		return err
+	}
+	if !r.cfg.runs("limits") {
+		return nil
+	}
+	return r.repeat("limit", "NATS request-reply, 32 requesters", Limit, func() (sample, error) {
+		return natsRequestReply(c.url, r.cfg.Duration)
+	})
+}
+
+// prefill writes r0…r(n-1) and 64 versions of h.
+func prefill(put func(ctx context.Context, key string, v []byte) error, n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := 0; i < n; i++ {
+		if err := put(ctx, "r"+strconv.Itoa(i), value64); err != nil {
+			return fmt.Errorf("bench: prefill: %w", err)
+		}
+	}
+	for i := 0; i < 64; i++ {
+		if err := put(ctx, "h", []byte(strconv.Itoa(i))); err != nil {
+			return fmt.Errorf("bench: prefill: %w", err)
+		}
+	}
+	return nil
+}
+
+func maxOf(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+// natsRequestReply measures request-reply through a server: a responder
+// that echoes, and 32 requesters.
+func natsRequestReply(url string, d time.Duration) (sample, error) {
+	srv, err := nats.Connect(url, nats.Name("bench-echo"))
+	if err != nil {
+		return sample{}, err
+	}
+	defer srv.Close()
+	sub, err := srv.Subscribe("bench.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	if err != nil {
+		return sample{}, err
+	}
+	defer sub.Unsubscribe()
+	if err := srv.Flush(); err != nil {
+		return sample{}, err
+	}
+	nc, err := nats.Connect(url, nats.Name("bench-requester"))
+	if err != nil {
+		return sample{}, err
+	}
+	defer nc.Close()
+	return measure(context.Background(), 32, d, func(ctx context.Context, _, _ int) error {
+		_, err := nc.RequestWithContext(ctx, "bench.echo", value64)
+		return err
+	})
+}
+
+// jetstream runs W1–W3 on JetStream KV with sync always and W1 with its
+// default sync.
+func (r *runner) jetstream(context.Context) error {
+	for _, syncAlways := range []bool{true, false} {
+		system := JSSync
+		if !syncAlways {
+			if !r.cfg.runs("W1") {
+				continue
+			}
+			system = JSDefault
+		} else if !r.cfg.runs("W1") && !r.cfg.runs("W2") && !r.cfg.runs("W3") {
+			continue
+		}
+		fmt.Fprintf(r.cfg.Progress, "starting %s\n", system)
+		js, err := startJetStream(r.cfg.Bin, r.dir(fmt.Sprintf("jetstream-sync-%v", syncAlways)), syncAlways)
+		if err != nil {
+			return err
+		}
+		err = r.jetStreamWorkloads(js, system, syncAlways)
+		js.close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) jetStreamWorkloads(js *jetStreamCluster, system string, all bool) error {
+	kv := js.kv
+	put := func(ctx context.Context, key string, v []byte) error {
+		_, err := kv.Put(ctx, key, v)
+		return err
+	}
+	if err := r.writes(system, func(ctx context.Context, key string) error { return put(ctx, key, value64) }); err != nil || !all {
+		return err
+	}
+	if err := prefill(put, max(16, maxOf(r.cfg.Readers))); err != nil {
+		return err
+	}
+	if err := r.reads("direct", system, func(ctx context.Context, key string) error {
+		_, err := kv.Get(ctx, key)
+		return err
+	}); err != nil {
+		return err
+	}
+	return r.history(system, func(ctx context.Context) (int, error) {
+		h, err := kv.History(ctx, "h")
+		return len(h), err
+	})
+}
+
+// failover is W4: 32 writers put keyed values continuously to a 3-node
+// cluster while the leader process is killed; it reports the longest gap
+// between acknowledgements and the acknowledged puts missing afterwards.
+func (r *runner) failover(context.Context) error {
+	if !r.cfg.runs("W4") {
+		return nil
+	}
+	var gaps, lost []float64
+	for rep := 0; rep < r.cfg.Reps; rep++ {
+		c, err := startMemstore(r.cfg.Bin, r.dir(fmt.Sprintf("failover%d", rep)), 3)
+		if err != nil {
+			return err
+		}
+		gap, missing, err := failoverOnce(c, max(r.cfg.Duration, 4*time.Second))
+		c.close()
+		if err != nil {
+			return err
+		}
+		gaps, lost = append(gaps, gap.Seconds()), append(lost, float64(missing))
+		fmt.Fprintf(r.cfg.Progress, "W4     %-26s rep %d/%d: longest gap %v, %d acknowledged puts lost\n", MS3, rep+1, r.cfg.Reps, gap.Round(time.Millisecond), missing)
+	}
+	r.add("W4", "leader SIGKILLed under 32 writers: longest gap between acks", MS3, "s", gaps)
+	r.add("W4", "acknowledged puts lost", MS3, "puts", lost)
+	return nil
+}
+
+func failoverOnce(c *memstoreCluster, d time.Duration) (time.Duration, int, error) {
+	st, err := c.status()
+	if err != nil {
+		return 0, 0, err
+	}
+	leader := int(st.Leader)
+	var mu sync.Mutex
+	var acks []time.Time
+	acked := map[string]string{} // value → path
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := fmt.Sprintf("failover/w%d", w)
+			for i := 1; time.Now().Before(end); i++ {
+				v := fmt.Sprintf("%d-%d", w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := c.cl.Write(ctx, bus.PutRequest{Path: path, Value: bus.Encode(v), Source: "w" + strconv.Itoa(w), SourceSeq: uint64(i)})
+				cancel()
+				if err != nil {
+					continue // unacknowledged: may or may not be stored
+				}
+				mu.Lock()
+				acks, acked[v] = append(acks, time.Now()), path
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(d / 3)
+	c.nodes[leader].kill()
+	wg.Wait()
+	sort.Slice(acks, func(i, j int) bool { return acks[i].Before(acks[j]) })
+	var gap time.Duration
+	for i := 1; i < len(acks); i++ {
+		gap = max(gap, acks[i].Sub(acks[i-1]))
+	}
+	stored := map[string]bool{}
+	for w := 0; w < 32; w++ {
+		if err := readHistory(c.cl, fmt.Sprintf("failover/w%d", w), func(v bus.Version) {
+			var s string
+			_ = json.Unmarshal(v.Value, &s)
+			stored[s] = true
+		}); err != nil {
+			return 0, 0, err
+		}
+	}
+	missing := 0
+	for v := range acked {
+		if !stored[v] {
+			missing++
+		}
+	}
+	return gap, missing, nil
+}
+
+// readHistory calls fn for every version of a path.
+func readHistory(cl *client.Client, path string, fn func(bus.Version)) error {
+	req := bus.HistoryRequest{Path: path}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		h, err := cl.History(ctx, req)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bench: history of %s: %w", path, err)
+		}
+		for _, v := range h.Values {
+			fn(v)
+		}
+		if !h.More || len(h.Values) == 0 {
+			return nil
+		}
+		req.AfterSeq = h.Values[len(h.Values)-1].Seq
+	}
+}
+
+// catchUp is W5: a 3-node cluster is loaded with CatchUp versions in
+// batches of 1,000 over 10,000 paths, then a fresh node joins; the time
+// until it has applied them all, and the rate over the leader's versions
+// files.
+func (r *runner) catchUp(context.Context) error {
+	if !r.cfg.runs("W5") || r.cfg.CatchUp <= 0 {
+		return nil
+	}
+	c, err := startMemstore(r.cfg.Bin, r.dir("catchup"), 3)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	const batch = 1000
+	var last uint64
+	start := time.Now()
+	for k := 0; k*batch < r.cfg.CatchUp; k++ {
+		vals := make([]bus.PathValue, batch)
+		for j := range vals {
+			i := k*batch + j
+			vals[j] = bus.PathValue{Path: fmt.Sprintf("site%d/dev%d/temp", i%100, (i/100)%100), Value: json.RawMessage(`{"temp":21.5,"unit":"C"}`)}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var rep bus.PutReply
+		err := retry(time.Minute, func() error { // keyed: a batch resent after a timeout is written once
+			var err error
+			rep, err = c.cl.Write(ctx, bus.PutRequest{Values: vals, Source: "bench-w5", SourceSeq: uint64(k + 1)})
+			return err
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bench: W5 load: %w", err)
+		}
+		last = rep.Seq
+		if k%100 == 99 {
+			fmt.Fprintf(r.cfg.Progress, "W5     loaded %d versions in %v\n", (k+1)*batch, time.Since(start).Round(time.Second))
+		}
+	}
+	bytes, err := dirSize(filepath.Join(c.dir, "node1", "tree"))
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := c.startNode(4); err != nil {
+		return err
+	}
+	err = retry(30*time.Minute, func() error {
+		st, err := c.status()
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.ID == 4 && n.Applied >= last {
+				return nil
+			}
+		}
+		return fmt.Errorf("node 4 not caught up")
+	})
+	if err != nil {
+		return err
+	}
+	el := time.Since(t0).Seconds()
+	r.add("W5", fmt.Sprintf("a node joins a cluster holding %d versions: time to apply them", r.cfg.CatchUp), MS3, "s", []float64{el})
+	r.add("W5", fmt.Sprintf("catch-up rate over %.0f MB of versions files", float64(bytes)/1e6), MS3, "MB/s", []float64{float64(bytes) / 1e6 / el})
+	return nil
+}
+
+func dirSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			total += info.Size()
+		}
+		return err
+	})
+	return total, err
+}

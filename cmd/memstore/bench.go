@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"memstore/bench"
+)
+
+func benchCommand() *cobra.Command {
+	cfg := bench.Config{}
+	var out, dir string
+	var keep bool
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmark memstore side by side with NATS JetStream KV on this machine",
+		Long: `bench starts, one after the other on this machine, a memstore cluster of 3
+and of 5 nodes and a 3-server NATS JetStream KV cluster (bucket with 3
+replicas, file storage) with sync_interval always (fsync before ack, the
+promise memstore makes) and with its default; every node and server is a
+separate process. The same workloads run against each over NATS:
+  W1 durable puts of 64 B values, 1/16/64 writers waiting for each ack
+  W2 reads of the latest value: memstore linearizable and stale, JetStream direct get
+  W3 history of a path holding 64 values
+  W4 a 3-node memstore cluster whose leader is SIGKILLed under 32 writers:
+     longest gap between acknowledgements, acknowledged puts lost
+  W5 a node joining a cluster holding --catchup versions
+and the physical limits in the same run: append + fdatasync of 64 B
+records one and 64 per sync, NATS request-reply with 32 requesters.
+It prints one table (medians of --reps repetitions, min–max, ratios against
+JetStream sync=always and against the limits) and writes it as Markdown.`,
+		Example: `  memstore bench                          # everything, about 10 minutes
+  memstore bench --only W1,limits --reps 3 --duration 3s
+  memstore bench --catchup 0 --out results.md`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.Bin, cfg.Progress = bin, os.Stderr
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "memstore-bench-"); err != nil {
+					return err
+				}
+				if !keep {
+					defer os.RemoveAll(dir)
+				}
+			}
+			cfg.Dir = dir
+			start := time.Now()
+			rows, err := bench.Run(cmd.Context(), cfg)
+			if len(rows) > 0 {
+				fmt.Printf("\nmemstore bench, %s, %d repetitions of %v each, total %v\n\n", time.Now().Format(time.RFC3339),
+					cfg.Reps, cfg.Duration, time.Since(start).Round(time.Second))
+				if terr := bench.Table(os.Stdout, rows); terr != nil {
+					return terr
+				}
+				f, ferr := os.Create(out)
+				if ferr != nil {
+					return ferr
+				}
+				fmt.Fprintf(f, "# memstore bench\n\n%s, this machine, %d repetitions of %v each.\n\n", time.Now().Format(time.RFC3339), cfg.Reps, cfg.Duration)
+				terr := bench.Table(f, rows)
+				if cerr := f.Close(); terr == nil {
+					terr = cerr
+				}
+				if terr != nil {
+					return terr
+				}
+				fmt.Fprintf(os.Stderr, "wrote %s\n", out)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Reps, "reps", 3, "repetitions of each measurement")
+	f.DurationVar(&cfg.Duration, "duration", 3*time.Second, "length of one measurement")
+	f.IntSliceVar(&cfg.Writers, "writers", []int{1, 16, 64}, "W1 concurrent writers")
+	f.IntSliceVar(&cfg.Readers, "readers", []int{1, 16}, "W2 concurrent readers")
+	f.IntVar(&cfg.CatchUp, "catchup", 1_000_000, "W5: versions the joining node catches up on (0 skips W5)")
+	f.StringSliceVar(&cfg.Only, "only", nil, "run only these: W1, W2, W3, W4, W5, limits")
+	f.StringVar(&out, "out", "bench-results.md", "Markdown file for the table")
+	f.StringVar(&dir, "dir", "", "work folder for data and logs (default: a temporary one, removed after)")
+	f.BoolVar(&keep, "keep", false, "keep the temporary work folder")
+	return cmd
+}

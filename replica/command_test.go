@@ -1,0 +1,55 @@
+package replica
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"memstore/bus"
+	"memstore/replica/tree"
+)
+
+// TestCommandTS: the fast read of an entry's commit time agrees with the
+// encoding handlePut writes, and falls back to a full decode.
+func TestCommandTS(t *testing.T) {
+	at := time.Date(2026, 11, 24, 18, 0, 0, 123456789, time.UTC)
+	data, _ := json.Marshal(command{TS: at.Format(time.RFC3339Nano), User: "u",
+		Puts: []bus.PathValue{{Path: "a", Value: json.RawMessage(`1`)}}, Src: "s", SrcSeq: 1})
+	if got := commandTS(data); !got.Equal(at) {
+		t.Fatalf("commandTS(%s) = %v", data, got)
+	}
+	reordered := []byte(`{"user":"u","ts":"` + at.Format(time.RFC3339Nano) + `","puts":[]}`)
+	if got := commandTS(reordered); !got.Equal(at) {
+		t.Fatalf("fallback: %v", got)
+	}
+	for _, bad := range [][]byte{nil, []byte(`{"ts":"noon"}`), []byte(`garbage`)} {
+		if got := commandTS(bad); !got.IsZero() {
+			t.Fatalf("commandTS(%q) = %v", bad, got)
+		}
+	}
+}
+
+// TestStoredLineIsWireVersion: history replies splice the stored lines as
+// the wire's versions, so both must encode alike.
+func TestStoredLineIsWireVersion(t *testing.T) {
+	for _, ets := range []string{"", "2026-01-02T03:04:05Z"} {
+		stored, _ := json.Marshal(tree.Version{Seq: 7, TS: "2026-01-02T03:04:06Z", EventTS: ets, User: "alice", Value: json.RawMessage(`{"x":1}`)})
+		wire, _ := json.Marshal(bus.Version{Seq: 7, TS: "2026-01-02T03:04:06Z", EventTS: ets, User: "alice", Value: json.RawMessage(`{"x":1}`)})
+		if string(stored) != string(wire) {
+			t.Fatalf("stored %s, wire %s", stored, wire)
+		}
+	}
+}
+
+// TestSplicedGetReply: serveGet's spliced reply decodes to the GetReply the
+// encoder would have made.
+func TestSplicedGetReply(t *testing.T) {
+	line, _ := json.Marshal(tree.Version{Seq: 9, TS: "2026-01-02T03:04:06Z", User: "u", Value: json.RawMessage(`[1,"a"]`)})
+	b := append([]byte(`{"ok":true,"path":"a/b",`), line[1:len(line)-1]...)
+	b = append(b, `,"applied_seq":12}`...)
+	want := bus.Encode(bus.GetReply{Result: bus.Result{OK: true}, Path: "a/b", AppliedSeq: 12,
+		Version: bus.Version{Seq: 9, TS: "2026-01-02T03:04:06Z", User: "u", Value: json.RawMessage(`[1,"a"]`)}})
+	if string(b) != string(want) {
+		t.Fatalf("spliced %s\nencoded %s", b, want)
+	}
+}

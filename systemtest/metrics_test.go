@@ -1,0 +1,87 @@
+package systemtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// metricSum adds up a metric family's counters, gauges or histogram
+// counts over the series whose labels include want.
+func metricSum(t *testing.T, name string, want map[string]string) float64 {
+	t.Helper()
+	fams, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			total += value(m)
+		}
+	}
+	return total
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+// TestMetrics: commits, fsync batches, request latencies by op and code,
+// the view and each node's lag are counted as the cluster works.
+func TestMetrics(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	leader := fmt.Sprint(c.leader())
+	commits0 := metricSum(t, "memstore_commits_total", map[string]string{"node": leader})
+	puts0 := metricSum(t, "memstore_request_seconds", map[string]string{"op": "put", "code": "ok"})
+	bad0 := metricSum(t, "memstore_request_seconds", map[string]string{"op": "put", "code": "bad_path"})
+	for i := 0; i < 20; i++ {
+		if _, err := c.cl.Put(cx, "m/k", json.RawMessage(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = c.cl.Put(cx, "../bad", json.RawMessage(`1`))
+	if got := metricSum(t, "memstore_commits_total", map[string]string{"node": leader}) - commits0; got < 20 {
+		t.Errorf("leader counted %v commits for 20 puts", got)
+	}
+	if got := metricSum(t, "memstore_request_seconds", map[string]string{"op": "put", "code": "ok"}) - puts0; got != 20 {
+		t.Errorf("%v ok puts timed, want 20", got)
+	}
+	if got := metricSum(t, "memstore_request_seconds", map[string]string{"op": "put", "code": "bad_path"}) - bad0; got != 1 {
+		t.Errorf("%v bad_path puts timed, want 1", got)
+	}
+	if got := metricSum(t, "memstore_wal_fsync_seconds", map[string]string{"node": leader}); got == 0 {
+		t.Error("no WAL fsync timed")
+	}
+	if got := metricSum(t, "memstore_view_epoch", nil); got < 1 {
+		t.Errorf("view epoch %v", got)
+	}
+	if got := metricSum(t, "memstore_node_up", nil); got < 3 {
+		t.Errorf("%v nodes up", got)
+	}
+}
