@@ -149,6 +149,10 @@ func (r *Router) route(m *nats.Msg) (string, []byte, *bus.Error) {
 func (r *Router) forward(op string, data []byte, user string, timeout time.Duration) ([]byte, string) {
 	deadline := time.Now().Add(timeout)
 	stale := op == bus.OpGet && isStale(data)
+	// An unkeyed put is sent once: a retry could write it twice. It may
+	// wait for the whole deadline (a big batch on a busy disk takes
+	// seconds); everything else tries again after 2 s without an answer.
+	once := op == bus.OpPut && !keyed(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
 	for time.Now().Before(deadline) {
 		view, nodes := r.svc.View()
@@ -165,8 +169,12 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		if user != "" {
 			msg.Header.Set(bus.HeaderUser, user)
 		}
-		rep, err := r.nc.RequestMsg(msg, min(time.Until(deadline), 2*time.Second))
-		if err != nil && op == bus.OpPut && !errors.Is(err, nats.ErrNoResponders) && !keyed(data) {
+		attempt := time.Until(deadline)
+		if !once {
+			attempt = min(attempt, 2*time.Second)
+		}
+		rep, err := r.nc.RequestMsg(msg, attempt)
+		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) {
 			// The leader may have committed it: a retry could write twice.
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
 		}

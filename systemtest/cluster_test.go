@@ -682,10 +682,12 @@ func TestLargeBatchesReplicate(t *testing.T) {
 		lag = 2
 	}
 	c.stopNode(lag)
-	big := json.RawMessage(`"` + strings.Repeat("x", 800) + `"`)
+	// 800 KB batches, over the 512 KiB bound of one append, on 200 paths:
+	// new paths cost a mkdir and a create each, slow on a busy disk.
+	big := json.RawMessage(`"` + strings.Repeat("x", 4000) + `"`)
 	var last uint64
 	for b := 0; b < 4; b++ {
-		vals := make([]bus.PathValue, 1000)
+		vals := make([]bus.PathValue, 200)
 		for i := range vals {
 			vals[i] = bus.PathValue{Path: fmt.Sprintf("big/p%d", i), Value: big}
 		}
@@ -695,9 +697,9 @@ func TestLargeBatchesReplicate(t *testing.T) {
 		}
 		last = rep.Seq
 	}
-	vals := make([]bus.PathValue, 1000)
+	vals := make([]bus.PathValue, 200)
 	for i := range vals {
-		vals[i] = bus.PathValue{Path: fmt.Sprintf("big/p%d", i), Value: json.RawMessage(`"` + strings.Repeat("y", 1100) + `"`)}
+		vals[i] = bus.PathValue{Path: fmt.Sprintf("big/p%d", i), Value: json.RawMessage(`"` + strings.Repeat("y", 5500) + `"`)}
 	}
 	if _, err := c.cl.PutBatch(cx, vals); code(err) != bus.CodeTooLarge {
 		t.Fatalf("a 1.1 MB request: %v", err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/errgroup"
 
 	"memstore/replica/protocol"
 	"memstore/replica/storage/vfs"
@@ -494,28 +495,23 @@ func (t *Tree) makeFolders(p string) error {
 func (t *Tree) Checkpoint() (Point, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var g errgroup.Group
+	g.SetLimit(syncWorkers)
 	for p := range t.dirtyFiles {
 		name := filepath.Join(t.diskPath(p), versionsFile)
-		if f, ok := t.appends.Get(p); ok {
-			if err := f.Sync(); err != nil {
-				return Point{}, fmt.Errorf("tree: fsync %s: %w", name, err)
-			}
-			continue
-		}
-		f, err := t.fs.OpenFile(name, os.O_WRONLY, 0)
-		if err != nil {
-			return Point{}, fmt.Errorf("tree: open %s: %w", name, err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return Point{}, fmt.Errorf("tree: fsync %s: %w", name, err)
-		}
+		f, cached := t.appends.Get(p) // the lock keeps it open until Wait
+		g.Go(func() error { return syncFile(t.fs, name, f, cached) })
 	}
 	for d := range t.dirtyDirs {
-		if err := t.fs.SyncDir(d); err != nil {
-			return Point{}, fmt.Errorf("tree: fsync %s: %w", d, err)
-		}
+		g.Go(func() error {
+			if err := t.fs.SyncDir(d); err != nil {
+				return fmt.Errorf("tree: fsync %s: %w", d, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return Point{}, err
 	}
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
@@ -523,6 +519,28 @@ func (t *Tree) Checkpoint() (Point, error) {
 		return Point{}, err
 	}
 	return t.applied, nil
+}
+
+// syncWorkers is how many fsyncs a checkpoint keeps in flight: the disk
+// commits concurrent ones together (1,000 small files took 220 ms one by
+// one and 40 ms sixteen at a time on the 2-core VM), and the node loop
+// waits for the checkpoint.
+const syncWorkers = 16
+
+// syncFile makes a versions file durable, through its open append handle
+// when it has one.
+func syncFile(fsys vfs.FS, name string, f vfs.File, open bool) error {
+	if !open {
+		var err error
+		if f, err = fsys.OpenFile(name, os.O_WRONLY, 0); err != nil {
+			return fmt.Errorf("tree: open %s: %w", name, err)
+		}
+		defer f.Close()
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("tree: fsync %s: %w", name, err)
+	}
+	return nil
 }
 
 // writeMarker replaces dir's applied marker atomically.

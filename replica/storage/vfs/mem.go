@@ -24,8 +24,10 @@ type MemFS struct {
 	root *inode
 	// beforeMutate, if set, runs before every change (write, sync,
 	// truncate, create, rename, remove, folder sync), without the lock
-	// held: tests take a CrashClone there to crash at every step.
+	// held but one call at a time: tests take a CrashClone there to crash
+	// at every step.
 	beforeMutate func()
+	hookMu       sync.Mutex
 }
 
 // BeforeMutate installs a hook run before every change to the filesystem,
@@ -34,6 +36,8 @@ func (m *MemFS) BeforeMutate(fn func()) { m.beforeMutate = fn }
 
 func (m *MemFS) mutate() {
 	if m.beforeMutate != nil {
+		m.hookMu.Lock()
+		defer m.hookMu.Unlock()
 		m.beforeMutate()
 	}
 }
