@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,11 +30,12 @@ func (g *globals) serverLog(metricsAddr string) (*logrus.Logger, func(), error) 
 
 // metricsFlag adds --metrics to a server command.
 func metricsFlag(cmd *cobra.Command, addr *string) {
-	cmd.Flags().StringVar(addr, "metrics", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9100)")
+	cmd.Flags().StringVar(addr, "metrics", "", "serve Prometheus metrics on this address at /metrics, and Go profiles at /debug/pprof/ (e.g. 127.0.0.1:9100)")
 }
 
-// serveMetrics serves Prometheus metrics on addr at /metrics until the
-// returned func is called; "" serves nothing.
+// serveMetrics serves Prometheus metrics on addr at /metrics, and the Go
+// profiles at /debug/pprof/, until the returned func is called; "" serves
+// nothing.
 func serveMetrics(addr string, log logrus.FieldLogger) (func(), error) {
 	if addr == "" {
 		return func() {}, nil
@@ -44,6 +46,8 @@ func serveMetrics(addr string, log logrus.FieldLogger) (func(), error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
