@@ -43,29 +43,3 @@ func FuzzDecodeRequest(f *testing.F) {
 
 // normal re-encodes a request, so raw values compare by content.
 func normal(v any) string { return string(Encode(v)) }
-
-// FuzzUnpackFrames: splitting never panics, and frames that split pack and
-// split back to themselves.
-func FuzzUnpackFrames(f *testing.F) {
-	for _, seed := range [][]byte{
-		PackFrames([][]byte{[]byte("alice"), []byte(`{"path":"a","value":1}`), nil, []byte("{}")}),
-		{0x05, 'a'}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, {},
-	} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		frames, err := UnpackFrames(data)
-		if err != nil {
-			return
-		}
-		back, err := UnpackFrames(PackFrames(frames))
-		if err != nil || len(back) != len(frames) {
-			t.Fatalf("%x split into %q, which packs and splits into %q (%v)", data, frames, back, err)
-		}
-		for i := range back {
-			if string(back[i]) != string(frames[i]) {
-				t.Fatalf("%x: frame %d %q became %q", data, i, frames[i], back[i])
-			}
-		}
-	})
-}

@@ -79,8 +79,7 @@ func (s Subjects) PathFromIn(subject string) (string, bool) {
 //	ms.sys.all        leader or coordinator → every node: append, read_ping, view
 //	ms.sys.to.<id>    → one node or coordinator: prepare, ack, catchup, …
 //	ms.sys.snap.<id>  request → node <id>: a snapshot, chunk by chunk
-//	ms.sys.fwd.<id>.<op>  router → node <id>: a user request forwarded
-//	ms.sys.fwd.<id>.puts  router → node <id>: puts forwarded in a batch (frames)
+//	ms.sys.fwd.<id>   router → node <id>: a user request forwarded
 //	ms.sys.leave.<id> operator → node <id>: leave the group gracefully
 func (s Subjects) Group() string { return s.Prefix + ".sys.group" }
 

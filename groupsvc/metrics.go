@@ -20,9 +20,6 @@ var (
 	requestSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "memstore_request_seconds", Help: "Time the router took to answer a request, by request and answer code (ok or the error code).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"op", "code"})
-	forwardedBatch = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name: "memstore_forwarded_batch_puts", Help: "Puts the router forwarded to a node in one message.",
-		Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
 	requestsRefused = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "memstore_requests_refused_total", Help: "Requests refused at once because their writer had too many in flight."})
 )

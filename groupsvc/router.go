@@ -2,7 +2,6 @@ package groupsvc
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -32,19 +31,12 @@ type Router struct {
 	subs []*nats.Subscription
 
 	mu       sync.Mutex
-	inflight map[string]int                  // writer → requests being answered
-	batchers map[protocol.NodeID]*putBatcher // node → its puts' batcher
-
-	ctx    context.Context // ends the batchers
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	inflight map[string]int // writer → requests being answered
 }
 
 // StartRouter subscribes to ms.api.> and ms.in.> in the router queue group.
 func StartRouter(svc *Service) (*Router, error) {
-	r := &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router"),
-		inflight: map[string]int{}, batchers: map[protocol.NodeID]*putBatcher{}}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r := &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router"), inflight: map[string]int{}}
 	for _, subj := range []string{r.sub.APIAll(), r.sub.InAll()} {
 		s, err := r.nc.QueueSubscribe(subj, bus.RouterQueue, r.serve)
 		if err != nil {
@@ -57,30 +49,11 @@ func StartRouter(svc *Service) (*Router, error) {
 	return r, nil
 }
 
-// Close stops serving; requests being answered time out.
+// Close stops serving.
 func (r *Router) Close() {
 	for _, s := range r.subs {
 		_ = s.Unsubscribe()
 	}
-	r.cancel()
-	r.wg.Wait()
-}
-
-// batcher returns the batcher of the puts bound for a node.
-func (r *Router) batcher(id protocol.NodeID) *putBatcher {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b, ok := r.batchers[id]
-	if !ok {
-		b = newPutBatcher(r.nc, r.sub.Fwd(id, bus.OpPuts))
-		r.batchers[id] = b
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			b.run(r.ctx)
-		}()
-	}
-	return b
 }
 
 // serve is listen_to_user: one request, answered on its reply subject.
@@ -191,11 +164,16 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		msg := nats.NewMsg(r.sub.Fwd(target, op))
+		msg.Data = data
+		if user != "" {
+			msg.Header.Set(bus.HeaderUser, user)
+		}
 		attempt := time.Until(deadline)
 		if !once {
 			attempt = min(attempt, 2*time.Second)
 		}
-		rep, err := r.send(target, op, data, user, attempt)
+		rep, err := r.nc.RequestMsg(msg, attempt)
 		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) {
 			// The leader may have committed it: a retry could write twice.
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
@@ -205,11 +183,11 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			r.waitForChange(view, deadline)
 			continue
 		}
-		if bytes.HasPrefix(rep, okPrefix) { // every encoder writes ok first: no need to read the rest
-			return rep, "ok"
+		if bytes.HasPrefix(rep.Data, okPrefix) { // every encoder writes ok first: no need to read the rest
+			return rep.Data, "ok"
 		}
 		var res bus.Result
-		e := bus.Decode(rep, &res)
+		e := bus.Decode(rep.Data, &res)
 		if e == nil && res.Error != nil && (res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
 			last = res.Error
 			r.waitForChange(view, deadline)
@@ -219,27 +197,9 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		if e == nil && res.Error != nil {
 			code = res.Error.Code
 		}
-		return rep, code
+		return rep.Data, code
 	}
 	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last.Message)), bus.CodeUnavailable
-}
-
-// send forwards one request to a node and waits for its reply: puts
-// through the node's batcher, the rest alone.
-func (r *Router) send(target protocol.NodeID, op string, data []byte, user string, timeout time.Duration) ([]byte, error) {
-	if op == bus.OpPut {
-		return r.batcher(target).request(data, user, timeout)
-	}
-	msg := nats.NewMsg(r.sub.Fwd(target, op))
-	msg.Data = data
-	if user != "" {
-		msg.Header.Set(bus.HeaderUser, user)
-	}
-	rep, err := r.nc.RequestMsg(msg, timeout)
-	if err != nil {
-		return nil, err
-	}
-	return rep.Data, nil
 }
 
 // waitForChange waits for a new view (a new leader) for up to 200 ms, then
@@ -260,9 +220,6 @@ func (r *Router) waitForChange(old protocol.View, deadline time.Time) {
 // keyed reports whether a put carries a (source, sequence) key: the store
 // writes it at most once, so resending it is safe.
 func keyed(data []byte) bool {
-	if !bytes.Contains(data, []byte(`"source"`)) {
-		return false // a key spelt otherwise ("Source") only loses the resend
-	}
 	var req bus.PutRequest
 	return bus.Decode(data, &req) == nil && req.Source != "" && req.SourceSeq > 0
 }

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"memstore/bus"
 	"memstore/replica/protocol"
@@ -50,6 +53,18 @@ func (n *Node) apply(e protocol.Entry, leading bool) error {
 	return nil
 }
 
+func respond(m *nats.Msg, v any) {
+	if m.Reply != "" {
+		_ = m.Respond(bus.Encode(v))
+	}
+}
+
+func respondErr(m *nats.Msg, e *bus.Error) {
+	if m.Reply != "" {
+		_ = m.Respond(bus.ErrorReply(e))
+	}
+}
+
 // treeError maps a tree error to its wire code.
 func treeError(err error) *bus.Error {
 	switch {
@@ -65,30 +80,31 @@ func treeError(err error) *bus.Error {
 
 // handleRequest serves one request the router forwarded (write_request,
 // read_request on this node).
-func (n *Node) handleRequest(rq request) {
-	switch rq.op {
+func (n *Node) handleRequest(m *nats.Msg) {
+	op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	switch op {
 	case bus.OpPut:
-		n.handlePut(rq)
+		n.handlePut(m)
 	case bus.OpGet:
-		n.handleGet(rq)
+		n.handleGet(m)
 	case bus.OpHistory:
-		n.handleHistory(rq)
+		n.handleHistory(m)
 	case bus.OpLs:
 		var req bus.LsRequest
-		if e := bus.DecodeRequest(rq.data, &req); e != nil {
-			rq.fail(e)
+		if e := bus.DecodeRequest(m.Data, &req); e != nil {
+			respondErr(m, e)
 			return
 		}
 		children, err := n.tree.Ls(req.Path)
 		if err != nil {
-			rq.fail(treeError(err))
+			respondErr(m, treeError(err))
 			return
 		}
-		rq.respond(bus.LsReply{Result: bus.Result{OK: true}, Children: children})
+		respond(m, bus.LsReply{Result: bus.Result{OK: true}, Children: children})
 	case bus.OpTree:
 		var req bus.TreeRequest
-		if e := bus.DecodeRequest(rq.data, &req); e != nil {
-			rq.fail(e)
+		if e := bus.DecodeRequest(m.Data, &req); e != nil {
+			respondErr(m, e)
 			return
 		}
 		at, e := parseTime(req.At)
@@ -96,23 +112,23 @@ func (n *Node) handleRequest(rq request) {
 			e = bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit)
 		}
 		if e != nil {
-			rq.fail(e)
+			respondErr(m, e)
 			return
 		}
 		pvs, more, err := n.tree.Subtree(req.Path, at, req.Limit)
 		if err != nil {
-			rq.fail(treeError(err))
+			respondErr(m, treeError(err))
 			return
 		}
 		rep := bus.TreeReply{Result: bus.Result{OK: true}, Values: make([]bus.PathVersion, len(pvs)), More: more}
 		for i, pv := range pvs {
 			rep.Values[i] = bus.PathVersion{Path: pv.Path, Version: wireVersion(pv.Version)}
 		}
-		rq.respond(rep)
+		respond(m, rep)
 	case bus.OpAgg:
-		n.handleAgg(rq)
+		n.handleAgg(m)
 	default:
-		rq.fail(bus.Errorf(bus.CodeBadRequest, "unknown request %q", rq.op))
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "unknown request %q", op))
 	}
 }
 
@@ -144,22 +160,22 @@ func parseRange(since, until string) (time.Time, time.Time, *bus.Error) {
 
 // handleAgg checks an aggregate and computes it beside the loop (it may
 // read millions of versions), a few at a time.
-func (n *Node) handleAgg(rq request) {
+func (n *Node) handleAgg(m *nats.Msg) {
 	var req bus.AggRequest
-	if e := bus.DecodeRequest(rq.data, &req); e != nil {
-		rq.fail(e)
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
+		respondErr(m, e)
 		return
 	}
 	var q tree.AggQuery
 	var e *bus.Error
 	if q.Since, q.Until, e = parseRange(req.Since, req.Until); e != nil {
-		rq.fail(e)
+		respondErr(m, e)
 		return
 	}
 	if req.Every != "" {
 		d, err := time.ParseDuration(req.Every)
 		if err != nil || d <= 0 {
-			rq.fail(bus.Errorf(bus.CodeBadRequest, "every %q is not a positive duration (1m, 15s)", req.Every))
+			respondErr(m, bus.Errorf(bus.CodeBadRequest, "every %q is not a positive duration (1m, 15s)", req.Every))
 			return
 		}
 		q.Every = d
@@ -169,13 +185,13 @@ func (n *Node) handleAgg(rq request) {
 	case bus.EventTime:
 		q.ByEvent = true
 	default:
-		rq.fail(bus.Errorf(bus.CodeBadRequest, "time %q: commit or event", req.Time))
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "time %q: commit or event", req.Time))
 		return
 	}
 	select {
 	case n.aggs <- struct{}{}:
 	default:
-		rq.fail(bus.Errorf(bus.CodeUnavailable, "node %d is busy with %d aggregates; try again", n.cfg.ID, cap(n.aggs)))
+		respondErr(m, bus.Errorf(bus.CodeUnavailable, "node %d is busy with %d aggregates; try again", n.cfg.ID, cap(n.aggs)))
 		return
 	}
 	n.wg.Add(1)
@@ -184,14 +200,14 @@ func (n *Node) handleAgg(rq request) {
 		defer func() { <-n.aggs }()
 		a, err := n.tree.Aggregate(req.Path, q)
 		if err != nil {
-			rq.fail(treeError(err))
+			respondErr(m, treeError(err))
 			return
 		}
 		rep := bus.AggReply{Result: bus.Result{OK: true}, AggStats: wireStats(a.Stats)}
 		for _, b := range a.Buckets {
 			rep.Buckets = append(rep.Buckets, bus.AggBucket{Start: b.Start.Format(time.RFC3339Nano), AggStats: wireStats(b.Stats)})
 		}
-		rq.respond(rep)
+		respond(m, rep)
 	}()
 }
 
@@ -209,39 +225,39 @@ func wireStats(s tree.Stats) bus.AggStats {
 }
 
 // handlePut checks a write and proposes it; the reply waits for commit.
-func (n *Node) handlePut(rq request) {
-	if len(rq.data) > n.cfg.MaxRequestBytes {
-		rq.fail(bus.Errorf(bus.CodeTooLarge, "put request of %d bytes, at most %d", len(rq.data), n.cfg.MaxRequestBytes))
+func (n *Node) handlePut(m *nats.Msg) {
+	if len(m.Data) > n.cfg.MaxRequestBytes {
+		respondErr(m, bus.Errorf(bus.CodeTooLarge, "put request of %d bytes, at most %d", len(m.Data), n.cfg.MaxRequestBytes))
 		return
 	}
 	var req bus.PutRequest
-	if e := bus.DecodeRequest(rq.data, &req); e != nil {
-		rq.fail(e)
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
+		respondErr(m, e)
 		return
 	}
 	puts := req.Values
 	switch {
 	case (req.Path != "" || req.EventTS != "") && len(req.Values) > 0:
-		rq.fail(bus.Errorf(bus.CodeBadRequest, "give path, value and event_ts, or values, not both"))
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give path, value and event_ts, or values, not both"))
 		return
 	case req.Path != "" || req.Value != nil:
 		puts = []bus.PathValue{{Path: req.Path, Value: req.Value, EventTS: req.EventTS}}
 	case len(puts) == 0:
-		rq.fail(bus.Errorf(bus.CodeBadRequest, "nothing to put: give path and value, or values"))
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "nothing to put: give path and value, or values"))
 		return
 	case len(puts) > n.cfg.MaxBatch:
-		rq.fail(bus.Errorf(bus.CodeTooLarge, "%d values in one batch, at most %d", len(puts), n.cfg.MaxBatch))
+		respondErr(m, bus.Errorf(bus.CodeTooLarge, "%d values in one batch, at most %d", len(puts), n.cfg.MaxBatch))
 		return
 	}
 	if (req.Source == "") != (req.SourceSeq == 0) {
-		rq.fail(bus.Errorf(bus.CodeBadRequest, "give source and source_seq (above 0) together"))
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give source and source_seq (above 0) together"))
 		return
 	}
 	ts := time.Now().UTC()
 	if !ts.After(n.lastTS) { // commit times never go back, even across leaders with skewed clocks
 		ts = n.lastTS.Add(time.Nanosecond)
 	}
-	c := command{TS: ts.Format(time.RFC3339Nano), User: rq.user,
+	c := command{TS: ts.Format(time.RFC3339Nano), User: m.Header.Get(bus.HeaderUser),
 		Src: req.Source, SrcSeq: req.SourceSeq}
 	if c.User == "" {
 		c.User = "anonymous"
@@ -253,27 +269,27 @@ func (n *Node) handlePut(rq request) {
 	for _, p := range puts {
 		if named != nil {
 			if named[p.Path] {
-				rq.fail(bus.Errorf(bus.CodeBadRequest, "%s is named twice in one batch", p.Path))
+				respondErr(m, bus.Errorf(bus.CodeBadRequest, "%s is named twice in one batch", p.Path))
 				return
 			}
 			named[p.Path] = true
 		}
 		if err := tree.ValidatePath(p.Path); err != nil {
-			rq.fail(bus.Errorf(bus.CodeBadPath, "%v", err))
+			respondErr(m, bus.Errorf(bus.CodeBadPath, "%v", err))
 			return
 		}
 		if len(p.Value) == 0 || !json.Valid(p.Value) {
-			rq.fail(bus.Errorf(bus.CodeBadRequest, "value of %s is missing or not JSON", p.Path))
+			respondErr(m, bus.Errorf(bus.CodeBadRequest, "value of %s is missing or not JSON", p.Path))
 			return
 		}
 		if p.EventTS != "" {
 			if _, err := time.Parse(time.RFC3339Nano, p.EventTS); err != nil {
-				rq.fail(bus.Errorf(bus.CodeBadRequest, "event_ts %q of %s is not RFC 3339", p.EventTS, p.Path))
+				respondErr(m, bus.Errorf(bus.CodeBadRequest, "event_ts %q of %s is not RFC 3339", p.EventTS, p.Path))
 				return
 			}
 		}
 		if len(p.Value) > n.cfg.MaxValueBytes {
-			rq.fail(bus.Errorf(bus.CodeTooLarge, "value of %s is %d bytes, at most %d", p.Path, len(p.Value), n.cfg.MaxValueBytes))
+			respondErr(m, bus.Errorf(bus.CodeTooLarge, "value of %s is %d bytes, at most %d", p.Path, len(p.Value), n.cfg.MaxValueBytes))
 			return
 		}
 		c.Puts = append(c.Puts, p) // json.Marshal compacts the value onto one line
@@ -281,7 +297,7 @@ func (n *Node) handlePut(rq request) {
 	data, _ := json.Marshal(c)
 	n.lastTS = ts
 	n.nextID++
-	n.puts[n.nextID] = pendingPut{rq: rq, ts: c.TS}
+	n.puts[n.nextID] = pendingPut{msg: m, ts: c.TS}
 	n.pn.Propose(n.nextID, data)
 }
 
@@ -294,50 +310,50 @@ func (n *Node) answerPut(r protocol.Reply) {
 	switch orig, dup := n.dups[r.Seq]; {
 	case r.Err == nil && dup:
 		delete(n.dups, r.Seq)
-		p.rq.respond(bus.PutReply{Result: bus.Result{OK: true}, Seq: orig.Seq, TS: orig.TS, Duplicate: true})
+		respond(p.msg, bus.PutReply{Result: bus.Result{OK: true}, Seq: orig.Seq, TS: orig.TS, Duplicate: true})
 	case r.Err == nil:
-		p.rq.respond(bus.PutReply{Result: bus.Result{OK: true}, Seq: r.Seq, TS: p.ts})
+		respond(p.msg, bus.PutReply{Result: bus.Result{OK: true}, Seq: r.Seq, TS: p.ts})
 	case errors.Is(r.Err, protocol.ErrNotLeader):
-		p.rq.fail(bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
+		respondErr(p.msg, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
 	case errors.Is(r.Err, protocol.ErrNoQuorum):
-		p.rq.fail(bus.Errorf(bus.CodeUnavailable, "the leader cannot reach a majority of the members; not written"))
+		respondErr(p.msg, bus.Errorf(bus.CodeUnavailable, "the leader cannot reach a majority of the members; not written"))
 	case errors.Is(r.Err, protocol.ErrDropped):
-		p.rq.fail(bus.Errorf(bus.CodeUnavailable, "the leader changed before the write committed; it was not written"))
+		respondErr(p.msg, bus.Errorf(bus.CodeUnavailable, "the leader changed before the write committed; it was not written"))
 	default:
-		p.rq.fail(bus.Errorf(bus.CodeTimeout, "the leader changed; the write may or may not have been committed"))
+		respondErr(p.msg, bus.Errorf(bus.CodeTimeout, "the leader changed; the write may or may not have been committed"))
 	}
 }
 
 // handleGet serves a get: linearizable through the read index, stale from
 // the applied state, min_seq once applied up to it.
-func (n *Node) handleGet(rq request) {
+func (n *Node) handleGet(m *nats.Msg) {
 	var req bus.GetRequest
-	if e := bus.DecodeRequest(rq.data, &req); e != nil {
-		rq.fail(e)
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
+		respondErr(m, e)
 		return
 	}
 	if err := tree.ValidatePath(req.Path); err != nil {
-		rq.fail(bus.Errorf(bus.CodeBadPath, "%v", err))
+		respondErr(m, bus.Errorf(bus.CodeBadPath, "%v", err))
 		return
 	}
 	switch {
 	case req.Consistency != "" && req.Consistency != bus.Linearizable && req.Consistency != bus.Stale:
-		rq.fail(bus.Errorf(bus.CodeBadRequest, "consistency %q: linearizable or stale", req.Consistency))
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "consistency %q: linearizable or stale", req.Consistency))
 	case req.MinSeq > 0:
-		n.waits = append(n.waits, pendingRead{rq: rq, req: req, deadline: time.Now().Add(4 * time.Second)})
+		n.waits = append(n.waits, pendingRead{msg: m, req: req, deadline: time.Now().Add(4 * time.Second)})
 	case req.Consistency == bus.Stale:
-		n.serveGet(rq, req)
+		n.serveGet(m, req)
 	default:
 		n.nextID++
-		n.reads[n.nextID] = pendingRead{rq: rq, req: req}
+		n.reads[n.nextID] = pendingRead{msg: m, req: req}
 		n.pn.Read(n.nextID)
 	}
 }
 
-func (n *Node) serveGet(rq request, req bus.GetRequest) {
+func (n *Node) serveGet(m *nats.Msg, req bus.GetRequest) {
 	line, err := n.tree.GetJSON(req.Path)
 	if err != nil {
-		rq.fail(treeError(err))
+		respondErr(m, treeError(err))
 		return
 	}
 	// bus.GetReply with the stored line's fields spliced in, undecoded.
@@ -347,7 +363,9 @@ func (n *Node) serveGet(rq request, req bus.GetRequest) {
 	b = append(b, `,"applied_seq":`...)
 	b = strconv.AppendUint(b, n.tree.AppliedPoint().Seq, 10)
 	b = append(b, '}')
-	rq.reply(b)
+	if m.Reply != "" {
+		_ = m.Respond(b)
+	}
 }
 
 func (n *Node) answerRead(r protocol.ReadState) {
@@ -357,10 +375,10 @@ func (n *Node) answerRead(r protocol.ReadState) {
 	}
 	delete(n.reads, r.ID)
 	if r.Err != nil {
-		p.rq.fail(bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
+		respondErr(p.msg, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
 		return
 	}
-	n.serveGet(p.rq, p.req)
+	n.serveGet(p.msg, p.req)
 }
 
 // serveWaits answers min_seq reads whose seq is applied.
@@ -369,7 +387,7 @@ func (n *Node) serveWaits() {
 	kept := n.waits[:0]
 	for _, w := range n.waits {
 		if applied >= w.req.MinSeq {
-			n.serveGet(w.rq, w.req)
+			n.serveGet(w.msg, w.req)
 			continue
 		}
 		kept = append(kept, w)
@@ -382,7 +400,7 @@ func (n *Node) expireWaits() {
 	kept := n.waits[:0]
 	for _, w := range n.waits {
 		if now.After(w.deadline) {
-			w.rq.fail(bus.Errorf(bus.CodeTimeout, "node %d has not applied seq %d yet", n.cfg.ID, w.req.MinSeq))
+			respondErr(w.msg, bus.Errorf(bus.CodeTimeout, "node %d has not applied seq %d yet", n.cfg.ID, w.req.MinSeq))
 			continue
 		}
 		kept = append(kept, w)
@@ -390,25 +408,25 @@ func (n *Node) expireWaits() {
 	n.waits = kept
 }
 
-func (n *Node) handleHistory(rq request) {
+func (n *Node) handleHistory(m *nats.Msg) {
 	var req bus.HistoryRequest
-	if e := bus.DecodeRequest(rq.data, &req); e != nil {
-		rq.fail(e)
+	if e := bus.DecodeRequest(m.Data, &req); e != nil {
+		respondErr(m, e)
 		return
 	}
 	if req.Limit < 0 {
-		rq.fail(bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit))
+		respondErr(m, bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit))
 		return
 	}
 	q := tree.HistoryQuery{AfterSeq: req.AfterSeq, Limit: req.Limit}
 	var e *bus.Error
 	if q.Since, q.Until, e = parseRange(req.Since, req.Until); e != nil {
-		rq.fail(e)
+		respondErr(m, e)
 		return
 	}
 	lines, more, err := n.tree.HistoryJSON(req.Path, q)
 	if err != nil {
-		rq.fail(treeError(err))
+		respondErr(m, treeError(err))
 		return
 	}
 	// The stored lines are the wire's versions: splice them, decoding none.
@@ -427,5 +445,7 @@ func (n *Node) handleHistory(rq request) {
 	b = append(b, `],"more":`...)
 	b = strconv.AppendBool(b, more)
 	b = append(b, '}')
-	rq.reply(b)
+	if m.Reply != "" {
+		_ = m.Respond(b)
+	}
 }

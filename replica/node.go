@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -71,18 +70,11 @@ type Node struct {
 	pn   *protocol.Node
 
 	in       chan protocol.Message
-	reqs     chan request
+	reqs     chan *nats.Msg
 	leave    chan struct{}
 	snapDone chan snapResult
-	diskq    chan *protocol.Write // the loop → writeLoop, in order
-	diskNote chan struct{}        // writeLoop → the loop: see disk
-	disk     struct {
-		mu   sync.Mutex
-		done uint64 // the last write that is durable
-		err  error  // the write that failed; the node stops
-	}
-	subs  []*nats.Subscription
-	snaps *snapServer
+	subs     []*nats.Subscription
+	snaps    *snapServer
 
 	// Owned by the loop.
 	nextID     uint64
@@ -106,12 +98,12 @@ type Node struct {
 }
 
 type pendingPut struct {
-	rq request
-	ts string
+	msg *nats.Msg
+	ts  string
 }
 
 type pendingRead struct {
-	rq       request
+	msg      *nats.Msg
 	req      bus.GetRequest
 	deadline time.Time
 }
@@ -126,7 +118,7 @@ type snapResult struct {
 // its loop until Close (node_start_up).
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
-		in: make(chan protocol.Message, 8192), reqs: make(chan request, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1), aggs: make(chan struct{}, 4),
+		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
 	if err := n.open(); err != nil {
@@ -221,16 +213,11 @@ func (n *Node) subscribe() error {
 		}
 	}
 	forward := func(m *nats.Msg) {
-		op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-		if op == bus.OpPuts {
-			n.takePuts(m)
-			return
+		select {
+		case n.reqs <- m:
+		default:
+			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID)))
 		}
-		n.take(request{op: op, user: m.Header.Get(bus.HeaderUser), data: m.Data, reply: func(b []byte) {
-			if m.Reply != "" {
-				_ = m.Respond(b)
-			}
-		}})
 	}
 	for subj, h := range map[string]nats.MsgHandler{
 		n.sub.All():              decode,
@@ -255,66 +242,6 @@ func (n *Node) subscribe() error {
 	}
 	return nil
 }
-
-// take hands a request to the loop, or refuses it when the loop is that
-// far behind.
-func (n *Node) take(rq request) {
-	select {
-	case n.reqs <- rq:
-	default:
-		rq.fail(bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID))
-	}
-}
-
-// takePuts splits a batch of puts the router forwarded (frames: user,
-// request, user, request, …) into requests, and answers the batch with a
-// frame per put once every put is answered.
-func (n *Node) takePuts(m *nats.Msg) {
-	frames, err := bus.UnpackFrames(m.Data)
-	if err != nil || len(frames) == 0 || len(frames)%2 != 0 {
-		n.log.WithField("bytes", len(m.Data)).Warn("malformed batch of forwarded puts dropped")
-		return
-	}
-	b := &putBatch{msg: m, replies: make([][]byte, len(frames)/2), left: len(frames) / 2}
-	for i := 0; i < len(frames); i += 2 {
-		n.take(request{op: bus.OpPut, user: string(frames[i]), data: frames[i+1], reply: func(rep []byte) { b.answer(i/2, rep) }})
-	}
-}
-
-// putBatch collects the replies to a batch of forwarded puts. They come
-// from the loop and from the NATS callback that refuses an overload.
-type putBatch struct {
-	msg     *nats.Msg
-	mu      sync.Mutex
-	replies [][]byte
-	left    int
-}
-
-func (b *putBatch) answer(i int, rep []byte) {
-	b.mu.Lock()
-	if b.replies[i] != nil { // answered already
-		b.mu.Unlock()
-		return
-	}
-	b.replies[i] = rep
-	b.left--
-	done := b.left == 0
-	b.mu.Unlock()
-	if done && b.msg.Reply != "" {
-		_ = b.msg.Respond(bus.PackFrames(b.replies))
-	}
-}
-
-// request is a user request the router forwarded: its API op, payload and
-// writer, and where its one reply goes.
-type request struct {
-	op, user string
-	data     []byte
-	reply    func([]byte)
-}
-
-func (rq request) respond(v any)     { rq.reply(bus.Encode(v)) }
-func (rq request) fail(e *bus.Error) { rq.reply(bus.ErrorReply(e)) }
 
 func (n *Node) unsubscribe() {
 	for _, s := range n.subs {
