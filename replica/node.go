@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -73,8 +74,15 @@ type Node struct {
 	reqs     chan *nats.Msg
 	leave    chan struct{}
 	snapDone chan snapResult
-	subs     []*nats.Subscription
-	snaps    *snapServer
+	diskq    chan *protocol.Write // the loop → writeLoop, in order
+	diskNote chan struct{}        // writeLoop → the loop: see disk
+	disk     struct {
+		mu   sync.Mutex
+		done uint64 // the last write that is durable
+		err  error  // the write that failed; the node stops
+	}
+	subs  []*nats.Subscription
+	snaps *snapServer
 
 	// Owned by the loop.
 	nextID     uint64
@@ -91,7 +99,7 @@ type Node struct {
 
 	ctx    context.Context // ends when the node closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the snapshot fetcher and aggregates
+	wg     sync.WaitGroup // writeLoop, the snapshot fetcher and aggregates
 	done   chan struct{}
 	errMu  sync.Mutex // guards err
 	err    error
@@ -118,7 +126,8 @@ type snapResult struct {
 // its loop until Close (node_start_up).
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
-		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1), aggs: make(chan struct{}, 4),
+		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
+		diskq: make(chan *protocol.Write, 256), diskNote: make(chan struct{}, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
 	if err := n.open(); err != nil {
@@ -130,6 +139,8 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Add(1)
+	go n.writeLoop()
 	go n.run(n.ctx)
 	return n, nil
 }
@@ -252,6 +263,7 @@ func (n *Node) unsubscribe() {
 // run is the loop that owns the protocol node and storage.
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
+	defer close(n.diskq) // writeLoop finishes what it was given, then ends
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -271,6 +283,15 @@ func (n *Node) run(ctx context.Context) {
 				n.leaving = n.pn.Status().Epoch + 1
 				n.pn.Leave()
 			}
+		case <-n.diskNote:
+			n.disk.mu.Lock()
+			done, err := n.disk.done, n.disk.err
+			n.disk.mu.Unlock()
+			if err != nil {
+				n.fail(err)
+				return
+			}
+			n.pn.DiskDone(done)
 		case s := <-n.snapDone:
 			if err := n.installSnapshot(s); err != nil {
 				n.fail(err)
@@ -351,11 +372,12 @@ func (n *Node) process() error {
 					Warn("protocol message not sent")
 			}
 		}
-		if rd.Write != nil {
-			if err := n.persist(rd.Write); err != nil {
-				return err
+		if w := rd.Write; w != nil {
+			for _, e := range w.Entries {
+				n.noteTS(commandTS(e.Data))
 			}
-			n.pn.DiskDone(rd.Write.ID)
+			w.Entries = slices.Clone(w.Entries) // writeLoop reads them beside the loop
+			n.diskq <- w
 		}
 		leading := len(rd.Apply) > 0 && n.pn.Status().Leading
 		for _, e := range rd.Apply {
@@ -391,6 +413,34 @@ func (n *Node) process() error {
 	return n.maybeCheckpoint()
 }
 
+// writeLoop carries out the protocol's disk writes in order, beside the
+// loop, and reports how far they are durable: while the WAL fsyncs one
+// batch the loop goes on taking writes, acks and reads, and cuts the next
+// batch (DESIGN.md rule 7: several batches in flight). Nothing is acked,
+// promised or applied before its write is durable: only DiskDone lets the
+// protocol do that.
+func (n *Node) writeLoop() {
+	defer n.wg.Done()
+	failed := false
+	for w := range n.diskq {
+		if failed {
+			continue // the loop stops on the error: drain until it closes diskq
+		}
+		err := n.persist(w)
+		n.disk.mu.Lock()
+		if err != nil {
+			n.disk.err, failed = err, true
+		} else {
+			n.disk.done = w.ID
+		}
+		n.disk.mu.Unlock()
+		select {
+		case n.diskNote <- struct{}{}:
+		default: // a note is pending: the loop will read the latest
+		}
+	}
+}
+
 // persist carries out one Write: state, reset, truncate, append, fsync.
 func (n *Node) persist(w *protocol.Write) error {
 	if w.State != nil {
@@ -405,9 +455,6 @@ func (n *Node) persist(w *protocol.Write) error {
 	}
 	if len(w.Entries) == 0 {
 		return nil
-	}
-	for _, e := range w.Entries {
-		n.noteTS(commandTS(e.Data))
 	}
 	if first := w.Entries[0].Seq; first <= n.wal.Last().Seq {
 		if err := n.wal.TruncateAfter(first - 1); err != nil {
