@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -376,7 +375,6 @@ func (n *Node) process() error {
 			for _, e := range w.Entries {
 				n.noteTS(commandTS(e.Data))
 			}
-			w.Entries = slices.Clone(w.Entries) // writeLoop reads them beside the loop
 			n.diskq <- w
 		}
 		leading := len(rd.Apply) > 0 && n.pn.Status().Leading

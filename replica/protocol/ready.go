@@ -29,7 +29,9 @@ func (rd Ready) Empty() bool {
 }
 
 // Write is one ordered, atomic-enough disk action: the driver does its parts
-// in this order, then one fsync covers them all.
+// in this order, then one fsync covers them all. Ready hands it over: the
+// protocol keeps no reference to it or to its Entries' backing array, so
+// the driver may carry it out on another goroutine.
 type Write struct {
 	ID uint64
 	// State, if set, replaces the durable state (the promised epoch).
