@@ -37,10 +37,11 @@ type Config struct {
 	// CheckpointEvery is how often the tree is checkpointed and the log
 	// compacted behind it. Default 1 s.
 	CheckpointEvery time.Duration
-	// KeepLog is how many entries before the checkpoint stay in the log
-	// for followers to catch up from; further behind they get a snapshot.
-	// Default 100,000.
-	KeepLog uint64
+	// KeepLogBytes is how much entry data before the checkpoint stays in
+	// the log for followers to catch up from; further behind they get a
+	// snapshot, which ships the tree's files and is the faster way to
+	// catch up on much. Default 8 MiB.
+	KeepLogBytes int
 	// MaxValueBytes bounds one value. Default 64 KiB.
 	MaxValueBytes int
 	// MaxBatch bounds the puts of one batch request. Default 1,000.
@@ -55,7 +56,7 @@ type Config struct {
 func DefaultConfig(id protocol.NodeID, dataDir string) Config {
 	return Config{ID: id, DataDir: dataDir, Prefix: bus.DefaultPrefix, Tick: 100 * time.Millisecond,
 		Protocol: protocol.DefaultConfig(id), Tree: tree.DefaultConfig(), Sync: storage.SyncAlways,
-		CheckpointEvery: time.Second, KeepLog: 100_000, MaxValueBytes: 64 << 10, MaxBatch: 1000, MaxRequestBytes: 1 << 20, FS: vfs.OS}
+		CheckpointEvery: time.Second, KeepLogBytes: 8 << 20, MaxValueBytes: 64 << 10, MaxBatch: 1000, MaxRequestBytes: 1 << 20, FS: vfs.OS}
 }
 
 // Node is a running replica.

@@ -2,13 +2,13 @@ package replica
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
 	"memstore/bus"
 	"memstore/replica/protocol"
@@ -21,12 +21,10 @@ type snapRequest struct {
 	Index   int    `json:"index"`
 }
 
-// snapReply carries one chunk (tree.Chunk, encoded) of a session.
-type snapReply struct {
-	bus.Result
-	Session string          `json:"session,omitempty"`
-	Chunk   json.RawMessage `json:"chunk,omitempty"`
-}
+// snapSessionHeader names the session of a chunk reply, whose data is the
+// chunk as tree.MarshalChunk encodes it; a reply without it is an error
+// reply (bus.Result).
+const snapSessionHeader = "Ms-Snap-Session"
 
 // snapIdle is how long an unused snapshot session lives.
 const snapIdle = 30 * time.Second
@@ -90,7 +88,10 @@ func (s *snapServer) serve(m *nats.Msg) {
 		ss.snap.Close()
 		delete(s.sessions, req.Session)
 	}
-	_ = m.Respond(bus.Encode(snapReply{Result: bus.Result{OK: true}, Session: req.Session, Chunk: tree.MarshalChunk(c)}))
+	rep := nats.NewMsg(m.Reply)
+	rep.Header.Set(snapSessionHeader, req.Session)
+	rep.Data = tree.MarshalChunk(c)
+	_ = m.RespondMsg(rep)
 }
 
 func (s *snapServer) close() {
@@ -106,46 +107,89 @@ func (s *snapServer) close() {
 // (get_master_copy_from_leader when the log is compacted away), then hands
 // it to the loop to install.
 func (n *Node) fetchSnapshot(ctx context.Context, req protocol.SnapshotRequest) {
-	res := snapResult{}
+	res, start := snapResult{}, time.Now()
 	res.in, res.err = n.tree.NewInstaller()
-	session, start := "", time.Now()
-	for idx := 0; res.err == nil; idx++ {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		m, err := n.nc.RequestWithContext(rctx, n.sub.Snap(req.Leader), bus.Encode(snapRequest{Session: session, Index: idx}))
-		cancel()
-		if err != nil {
-			res.err = fmt.Errorf("replica: snapshot chunk %d from node %d: %w", idx, req.Leader, err)
-			break
-		}
-		var rep snapReply
-		if e := bus.Decode(m.Data, &rep); e != nil {
-			res.err = e
-			break
-		}
-		if err := rep.Err(); err != nil {
-			res.err = err
-			break
-		}
-		c, err := tree.UnmarshalChunk(rep.Chunk)
-		if err == nil {
-			err = res.in.Add(c)
-		}
-		if err != nil {
-			res.err = err
-			break
-		}
-		session = rep.Session
-		res.at = protocol.Point{Epoch: c.Epoch, Seq: c.Seq}
-		if c.Last {
-			n.log.WithFields(logrus.Fields{"from": req.Leader, "at": c.Seq, "chunks": idx + 1,
-				"took": time.Since(start).Round(time.Millisecond)}).Info("snapshot received")
-			break
-		}
+	if res.err == nil {
+		res.at, res.err = n.pullSnapshot(ctx, req, res.in)
+	}
+	if res.err == nil {
+		n.log.WithFields(logrus.Fields{"from": req.Leader, "at": res.at.Seq,
+			"took": time.Since(start).Round(time.Millisecond)}).Info("snapshot received")
 	}
 	select {
 	case n.snapDone <- res:
 	case <-ctx.Done():
 	}
+}
+
+// pullSnapshot writes the chunks of a snapshot into in while a goroutine
+// requests and decodes the next one, so the network, the decoding and the
+// disk work side by side. It returns the snapshot's point once the last
+// chunk is written.
+func (n *Node) pullSnapshot(ctx context.Context, req protocol.SnapshotRequest, in *tree.Installer) (protocol.Point, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan tree.Chunk, 1)
+	var g errgroup.Group
+	g.Go(func() error {
+		defer close(chunks)
+		session := ""
+		for idx := 0; ; idx++ {
+			c, s, err := n.snapChunk(ctx, req.Leader, session, idx)
+			if err != nil {
+				return err
+			}
+			session = s
+			select {
+			case chunks <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if c.Last {
+				return nil
+			}
+		}
+	})
+	var at protocol.Point
+	var err error
+	for c := range chunks {
+		if err != nil {
+			continue // the puller stops at cancel; drain what it sent
+		}
+		if err = in.Add(c); err != nil {
+			cancel()
+			continue
+		}
+		at = protocol.Point{Epoch: c.Epoch, Seq: c.Seq}
+	}
+	if gerr := g.Wait(); err == nil {
+		err = gerr
+	}
+	return at, err
+}
+
+// snapChunk requests and decodes chunk idx of a snapshot session ("" starts
+// one) and returns it with its session.
+func (n *Node) snapChunk(ctx context.Context, leader protocol.NodeID, session string, idx int) (tree.Chunk, string, error) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := n.nc.RequestWithContext(rctx, n.sub.Snap(leader), bus.Encode(snapRequest{Session: session, Index: idx}))
+	if err != nil {
+		return tree.Chunk{}, "", fmt.Errorf("replica: snapshot chunk %d from node %d: %w", idx, leader, err)
+	}
+	session = m.Header.Get(snapSessionHeader)
+	if session == "" {
+		var rep bus.Result
+		if err := bus.Decode(m.Data, &rep); err != nil {
+			return tree.Chunk{}, "", err
+		}
+		if err := rep.Err(); err != nil {
+			return tree.Chunk{}, "", fmt.Errorf("replica: snapshot chunk %d from node %d: %w", idx, leader, err)
+		}
+		return tree.Chunk{}, "", fmt.Errorf("replica: snapshot chunk %d from node %d: a reply with neither chunk nor error", idx, leader)
+	}
+	c, err := tree.UnmarshalChunk(m.Data)
+	return c, session, err
 }
 
 // installSnapshot swaps a received snapshot in and tells the protocol.
@@ -167,8 +211,8 @@ func (n *Node) installSnapshot(s snapResult) error {
 }
 
 // maybeCheckpoint checkpoints the tree now and then, applies retention, and
-// compacts the log behind the checkpoint, keeping KeepLog entries for
-// followers that lag.
+// compacts the log behind the checkpoint, keeping KeepLogBytes of entries
+// for followers that lag.
 func (n *Node) maybeCheckpoint() error {
 	if time.Since(n.checkpoint) < n.cfg.CheckpointEvery {
 		return nil
@@ -181,10 +225,5 @@ func (n *Node) maybeCheckpoint() error {
 	if err := n.tree.Compact(); err != nil {
 		return err
 	}
-	if p.Seq <= n.cfg.KeepLog {
-		return nil
-	}
-	c := p.Seq - n.cfg.KeepLog
-	n.pn.Compact(c)
-	return n.wal.DropThrough(c)
+	return n.wal.DropThrough(n.pn.Compact(p.Seq, n.cfg.KeepLogBytes))
 }

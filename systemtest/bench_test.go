@@ -95,7 +95,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		}
 		for id := range c.nodes { // compact: the newcomer must take a snapshot
 			c.stopNode(id)
-			c.startNodeWith(id, func(cfg *replica.Config) { cfg.KeepLog = 10 })
+			c.startNodeWith(id, func(cfg *replica.Config) { cfg.KeepLogBytes = 1 })
 		}
 		c.waitFor("leader", 15*time.Second, func() error { _, err := c.cl.Put(cx, "x/y", value); return err })
 		time.Sleep(300 * time.Millisecond)

@@ -329,7 +329,7 @@ func TestNodeJoinsWithSnapshot(t *testing.T) {
 	// Restart the nodes with a short log so the leader has compacted.
 	for id := protocol.NodeID(1); id <= 5; id++ {
 		c.stopNode(id)
-		c.startNodeWith(id, func(cfg *replica.Config) { cfg.KeepLog = 10 })
+		c.startNodeWith(id, func(cfg *replica.Config) { cfg.KeepLogBytes = 1 })
 	}
 	c.waitFor("a leader after restart", 15*time.Second, func() error {
 		_, err := c.cl.Put(cx, "j/after", json.RawMessage(`1`))

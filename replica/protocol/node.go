@@ -184,10 +184,19 @@ func (n *Node) DiskDone(id uint64) {
 	}
 }
 
-// Compact forgets the log up to seq (at most the applied seq): a snapshot
-// (the tree) covers it. Followers behind it will need a snapshot.
-func (n *Node) Compact(seq uint64) {
-	n.log.compact(min(seq, n.applied))
+// Compact forgets the log up to seq (at most the applied seq), all but the
+// entries just before seq that hold at most keepBytes of data: a snapshot
+// (the tree) covers what it forgets, and followers behind what it keeps
+// will need one. It returns the log's start: every entry up to it is gone.
+func (n *Node) Compact(seq uint64, keepBytes int) uint64 {
+	seq = min(seq, n.applied, n.log.lastSeq())
+	for kept := 0; seq > n.log.start.Seq; seq-- {
+		if kept += len(n.log.entries[seq-n.log.start.Seq-1].Data); kept > keepBytes {
+			break
+		}
+	}
+	n.log.compact(seq)
+	return n.log.start.Seq
 }
 
 // Ready returns what the driver must do now and clears it. Proposals waiting

@@ -1,6 +1,8 @@
 package tree
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
 
 	"memstore/replica/storage/vfs"
 )
@@ -30,56 +35,95 @@ type Chunk struct {
 	Sources map[string]Source `json:"sources,omitempty"`
 }
 
-// ChunkPath is one path's versions in a chunk (a long history may span
-// several chunks).
+// ChunkPath is some of one path's versions, oldest first, as the lines of
+// its versions file (each ending in a newline): a snapshot ships the files'
+// bytes, not decoded versions. A long history may span several chunks.
 type ChunkPath struct {
-	Path     string    `json:"path"`
-	Versions []Version `json:"versions"`
+	Path  string `json:"path"`
+	Lines []byte `json:"-"`
+	N     int    `json:"n"` // len(Lines), in the encoded header
+	refs  []ref  // the lines' index, offsets within Lines: set by UnmarshalChunk
+	lines [][]byte
 }
 
-// MarshalChunk encodes a chunk for the wire.
+// MarshalChunk encodes a chunk for the wire: a 4-byte big-endian length,
+// a JSON header (the chunk without the lines' bytes), then every path's
+// lines one after the other.
 func MarshalChunk(c Chunk) []byte {
-	b, err := json.Marshal(c)
+	size := 0
+	c.Paths = slices.Clone(c.Paths)
+	for i := range c.Paths {
+		c.Paths[i].N = len(c.Paths[i].Lines)
+		size += c.Paths[i].N
+	}
+	head, err := json.Marshal(c)
 	if err != nil {
 		panic(fmt.Sprintf("tree: marshal chunk: %v", err)) // plain data always marshals
+	}
+	b := make([]byte, 4, 4+len(head)+size)
+	binary.BigEndian.PutUint32(b, uint32(len(head)))
+	b = append(b, head...)
+	for _, cp := range c.Paths {
+		b = append(b, cp.Lines...)
 	}
 	return b
 }
 
 // UnmarshalChunk decodes and checks a chunk from the wire: valid paths,
-// versions with increasing seqs at or below the snapshot's.
+// every line a version, seqs increasing and at or below the snapshot's.
 func UnmarshalChunk(b []byte) (Chunk, error) {
-	if len(b) > 2*MaxChunkBytes {
+	if len(b) > 2*MaxChunkBytes || len(b) < 4 || int(binary.BigEndian.Uint32(b)) > len(b)-4 {
 		return Chunk{}, fmt.Errorf("%w: chunk of %d bytes", ErrCorrupt, len(b))
 	}
+	hlen := int(binary.BigEndian.Uint32(b))
 	var c Chunk
-	if err := json.Unmarshal(b, &c); err != nil {
+	if err := json.Unmarshal(b[4:4+hlen], &c); err != nil {
 		return Chunk{}, fmt.Errorf("%w: chunk: %v", ErrCorrupt, err)
 	}
 	if c.Index < 0 {
 		return Chunk{}, fmt.Errorf("%w: chunk index %d", ErrCorrupt, c.Index)
 	}
-	for _, cp := range c.Paths {
+	body := b[4+hlen:]
+	for i := range c.Paths {
+		cp := &c.Paths[i]
 		if err := ValidatePath(cp.Path); err != nil {
 			return Chunk{}, err
 		}
-		prev := uint64(0)
-		for _, v := range cp.Versions {
-			if v.Seq <= prev || v.Seq > c.Seq || !json.Valid(v.Value) {
-				return Chunk{}, fmt.Errorf("%w: chunk %d: bad version %d of %s", ErrCorrupt, c.Index, v.Seq, cp.Path)
-			}
-			if _, err := parseLine(mustLine(v)); err != nil {
-				return Chunk{}, fmt.Errorf("%w: chunk %d: version %d of %s: %v", ErrCorrupt, c.Index, v.Seq, cp.Path, err)
-			}
-			prev = v.Seq
+		if cp.N <= 0 || cp.N > len(body) {
+			return Chunk{}, fmt.Errorf("%w: chunk %d: %d bytes of %s", ErrCorrupt, c.Index, cp.N, cp.Path)
 		}
+		cp.Lines, body = body[:cp.N:cp.N], body[cp.N:]
+		if err := cp.index(c.Seq); err != nil {
+			return Chunk{}, fmt.Errorf("%w: chunk %d: %s: %v", ErrCorrupt, c.Index, cp.Path, err)
+		}
+	}
+	if len(body) != 0 {
+		return Chunk{}, fmt.Errorf("%w: chunk %d: %d bytes past its paths", ErrCorrupt, c.Index, len(body))
 	}
 	return c, nil
 }
 
-func mustLine(v Version) []byte {
-	b, _ := json.Marshal(v)
-	return b
+// index parses every line: whole versions with increasing seqs, none
+// above the snapshot's.
+func (cp *ChunkPath) index(max uint64) error {
+	for off := 0; off < len(cp.Lines); {
+		end := bytes.IndexByte(cp.Lines[off:], '\n')
+		if end < 0 {
+			return errors.New("a line without its newline")
+		}
+		line := cp.Lines[off : off+end]
+		r, err := parseLine(line)
+		if err != nil {
+			return fmt.Errorf("line at %d: %v", off, err)
+		}
+		if r.seq > max || (len(cp.refs) > 0 && r.seq <= cp.refs[len(cp.refs)-1].seq) {
+			return fmt.Errorf("version %d out of order", r.seq)
+		}
+		r.loc = locate(int64(off), int64(end))
+		cp.refs, cp.lines = append(cp.refs, r), append(cp.lines, line)
+		off += end + 1
+	}
+	return nil
 }
 
 // Snapshot is a consistent stream of the tree at one applied point. Files
@@ -129,32 +173,22 @@ func (s *Snapshot) Next() (Chunk, error) {
 	for s.next < len(s.paths) && size < MaxChunkBytes {
 		p := s.paths[s.next]
 		refs := s.refs[p][s.skip:]
-		f, err := vfs.Open(s.t.fs, filepath.Join(s.t.diskPath(p), versionsFile))
-		if err != nil {
-			return Chunk{}, fmt.Errorf("tree: snapshot %s: %w", p, err)
+		k := 0 // versions of p that fit, at least one if the chunk is empty
+		for k < len(refs) && (size+int(refs[k].n())+1 <= MaxChunkBytes || (len(c.Paths) == 0 && k == 0)) {
+			size += int(refs[k].n()) + 1
+			k++
 		}
-		cp := ChunkPath{Path: p}
-		for _, r := range refs {
-			if size+int(r.n())+16 > MaxChunkBytes && (len(c.Paths) > 0 || len(cp.Versions) > 0) {
-				break
-			}
-			line := make([]byte, r.n())
-			if _, err := f.ReadAt(line, r.off()); err != nil && !errors.Is(err, io.EOF) {
-				f.Close()
-				return Chunk{}, fmt.Errorf("tree: snapshot %s: %w", p, err)
-			}
-			v, err := decodeVersion(line)
-			if err != nil {
-				f.Close()
-				return Chunk{}, err
-			}
-			cp.Versions = append(cp.Versions, v)
-			size += int(r.n()) + 16
+		if k == 0 {
+			break
 		}
-		f.Close()
-		c.Paths = append(c.Paths, cp)
+		first, last := refs[0], refs[k-1]
+		lines := make([]byte, last.off()+last.n()+1-first.off()) // the lines lie one after the other
+		if err := s.readAt(p, lines, first.off()); err != nil {
+			return Chunk{}, err
+		}
+		c.Paths = append(c.Paths, ChunkPath{Path: p, Lines: lines})
 		size += len(p) + 32
-		s.skip += len(cp.Versions)
+		s.skip += k
 		if s.skip == len(s.refs[p]) {
 			s.next, s.skip = s.next+1, 0
 		}
@@ -165,6 +199,18 @@ func (s *Snapshot) Next() (Chunk, error) {
 	return c, nil
 }
 
+func (s *Snapshot) readAt(p string, b []byte, off int64) error {
+	f, err := vfs.Open(s.t.fs, filepath.Join(s.t.diskPath(p), versionsFile))
+	if err != nil {
+		return fmt.Errorf("tree: snapshot %s: %w", p, err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(b, off); err != nil {
+		return fmt.Errorf("tree: snapshot %s: %w", p, err)
+	}
+	return nil
+}
+
 // Close ends the snapshot.
 func (s *Snapshot) Close() {
 	s.t.mu.Lock()
@@ -173,7 +219,8 @@ func (s *Snapshot) Close() {
 }
 
 // Installer receives a snapshot stream into a staging folder (tree.new)
-// while the node goes on; Tree.Install swaps it in.
+// while the node goes on, and indexes it as it writes; Tree.Install swaps
+// both in.
 type Installer struct {
 	sources map[string]Source
 	t       *Tree
@@ -182,7 +229,8 @@ type Installer struct {
 	at      Point
 	ts      int64
 	last    bool
-	written map[string]struct{}
+	idx     *Tree               // the staged tree's index: paths and children
+	dirs    map[string]struct{} // staged folders, to make durable
 }
 
 // NewInstaller starts receiving a snapshot, discarding any older staging.
@@ -194,10 +242,12 @@ func (t *Tree) NewInstaller() (*Installer, error) {
 	if err := t.fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("tree: create %s: %w", dir, err)
 	}
-	return &Installer{t: t, dir: dir, written: map[string]struct{}{}}, nil
+	idx := &Tree{cfg: t.cfg, dir: dir, paths: map[string]*pathState{}, children: map[string]map[string]struct{}{"": {}}}
+	return &Installer{t: t, dir: dir, idx: idx, dirs: map[string]struct{}{dir: {}}}, nil
 }
 
-// Add writes one chunk; chunks must come in order, from one snapshot.
+// Add writes one chunk, as it came from UnmarshalChunk; chunks must come
+// in order, from one snapshot.
 func (in *Installer) Add(c Chunk) error {
 	if c.Index != in.next || in.last || (in.next > 0 && (c.Seq != in.at.Seq || c.Epoch != in.at.Epoch)) {
 		return fmt.Errorf("%w: chunk %d of snapshot %d, want chunk %d of %d", ErrCorrupt, c.Index, c.Seq, in.next, in.at.Seq)
@@ -208,7 +258,20 @@ func (in *Installer) Add(c Chunk) error {
 		in.sources = c.Sources
 	}
 	for _, cp := range c.Paths {
-		dir := filepath.Join(in.dir, filepath.FromSlash(cp.Path))
+		ps := in.idx.paths[cp.Path]
+		if ps == nil {
+			ps = &pathState{}
+			in.idx.paths[cp.Path] = ps
+			folder := ""
+			for _, seg := range strings.Split(cp.Path, "/") {
+				in.idx.addChild(folder, seg)
+				folder = join(folder, seg)
+				in.dirs[in.idx.diskPath(folder)] = struct{}{}
+			}
+		} else if len(cp.refs) > 0 && cp.refs[0].seq <= ps.refs[len(ps.refs)-1].seq {
+			return fmt.Errorf("%w: chunk %d: version %d of %s out of order", ErrCorrupt, c.Index, cp.refs[0].seq, cp.Path)
+		}
+		dir := in.idx.diskPath(cp.Path)
 		if err := in.t.fs.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("tree: install %s: %w", cp.Path, err)
 		}
@@ -216,18 +279,18 @@ func (in *Installer) Add(c Chunk) error {
 		if err != nil {
 			return fmt.Errorf("tree: install %s: %w", cp.Path, err)
 		}
-		var buf []byte
-		for _, v := range cp.Versions {
-			buf = append(append(buf, mustLine(v)...), '\n')
-		}
-		_, err = f.Write(buf)
+		_, err = f.Write(cp.Lines)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return fmt.Errorf("tree: install %s: %w", cp.Path, err)
 		}
-		in.written[cp.Path] = struct{}{}
+		for i, r := range cp.refs {
+			r.loc = locate(ps.size+r.off(), r.n())
+			in.idx.push(ps, r, cp.lines[i])
+		}
+		ps.size += int64(len(cp.Lines))
 	}
 	return nil
 }
@@ -239,26 +302,17 @@ func (t *Tree) Install(in *Installer) error {
 	if !in.last {
 		return fmt.Errorf("tree: install of snapshot %d before its last chunk", in.at.Seq)
 	}
-	dirs := map[string]struct{}{in.dir: {}}
-	for p := range in.written {
-		name := filepath.Join(in.dir, filepath.FromSlash(p), versionsFile)
-		f, err := t.fs.OpenFile(name, os.O_WRONLY, 0)
-		if err != nil {
-			return fmt.Errorf("tree: install: %w", err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("tree: install: fsync %s: %w", name, err)
-		}
-		for d := filepath.Dir(name); len(d) >= len(in.dir); d = filepath.Dir(d) {
-			dirs[d] = struct{}{}
-		}
+	var g errgroup.Group
+	g.SetLimit(syncWorkers)
+	for p := range in.idx.paths {
+		name := filepath.Join(in.idx.diskPath(p), versionsFile)
+		g.Go(func() error { return syncFile(t.fs, name, nil, false) })
 	}
-	for d := range dirs {
-		if err := t.fs.SyncDir(d); err != nil {
-			return fmt.Errorf("tree: install: fsync %s: %w", d, err)
-		}
+	for d := range in.dirs {
+		g.Go(func() error { return syncDir(t.fs, d) })
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("tree: install: %w", err)
 	}
 	if err := writeMarker(t.fs, in.dir, marker{Point: in.at, TS: in.ts, Sources: in.sources}); err != nil {
 		return err
@@ -275,8 +329,16 @@ func (t *Tree) Install(in *Installer) error {
 	if err := t.fs.SyncDir(t.dataDir); err != nil {
 		return fmt.Errorf("tree: install: %w", err)
 	}
+	t.appends.Purge() // its files are in the old tree
 	if err := t.fs.RemoveAll(old); err != nil {
 		return fmt.Errorf("tree: install: remove old tree: %w", err)
 	}
-	return t.load()
+	t.paths, t.children = in.idx.paths, in.idx.children
+	clear(t.dirtyFiles)
+	clear(t.dirtyDirs)
+	t.applied, t.lastTS, t.sources = in.at, in.ts, in.sources
+	if t.sources == nil {
+		t.sources = map[string]Source{}
+	}
+	return nil
 }

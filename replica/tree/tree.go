@@ -503,12 +503,7 @@ func (t *Tree) Checkpoint() (Point, error) {
 		g.Go(func() error { return syncFile(t.fs, name, f, cached) })
 	}
 	for d := range t.dirtyDirs {
-		g.Go(func() error {
-			if err := t.fs.SyncDir(d); err != nil {
-				return fmt.Errorf("tree: fsync %s: %w", d, err)
-			}
-			return nil
-		})
+		g.Go(func() error { return syncDir(t.fs, d) })
 	}
 	if err := g.Wait(); err != nil {
 		return Point{}, err
@@ -526,6 +521,13 @@ func (t *Tree) Checkpoint() (Point, error) {
 // one and 40 ms sixteen at a time on the 2-core VM), and the node loop
 // waits for the checkpoint.
 const syncWorkers = 16
+
+func syncDir(fsys vfs.FS, d string) error {
+	if err := fsys.SyncDir(d); err != nil {
+		return fmt.Errorf("tree: fsync %s: %w", d, err)
+	}
+	return nil
+}
 
 // syncFile makes a versions file durable, through its open append handle
 // when it has one.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -451,9 +450,11 @@ func FuzzValidatePath(f *testing.F) {
 }
 
 func FuzzUnmarshalChunk(f *testing.F) {
-	f.Add(MarshalChunk(Chunk{Epoch: 1, Seq: 5, Paths: []ChunkPath{{Path: "a/b", Versions: []Version{{Seq: 2, TS: tsOf(2), User: "u", Value: json.RawMessage(`1`)}}}}}))
-	f.Add([]byte(`{"seq":1,"paths":[{"path":"../x","versions":[]}]}`))
-	f.Add([]byte(`{}`))
+	line, _ := json.Marshal(Version{Seq: 2, TS: tsOf(2), User: "u", Value: json.RawMessage(`1`)})
+	f.Add(MarshalChunk(Chunk{Epoch: 1, Seq: 5, Paths: []ChunkPath{{Path: "a/b", Lines: append(line, '\n')}}}))
+	f.Add(MarshalChunk(Chunk{Epoch: 1, Seq: 5, Paths: []ChunkPath{{Path: "../x", Lines: append(line, '\n')}}}))
+	f.Add(MarshalChunk(Chunk{Epoch: 1, Seq: 1, Paths: []ChunkPath{{Path: "a", Lines: append(line, '\n')}}}))
+	f.Add([]byte{0, 0, 0, 2, '{', '}'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := UnmarshalChunk(b)
 		if err != nil {
@@ -463,8 +464,16 @@ func FuzzUnmarshalChunk(f *testing.F) {
 			if ValidatePath(cp.Path) != nil {
 				t.Fatalf("accepted bad path %q", cp.Path)
 			}
-			if !sort.SliceIsSorted(cp.Versions, func(i, j int) bool { return cp.Versions[i].Seq < cp.Versions[j].Seq }) {
-				t.Fatal("unsorted versions accepted")
+			if len(cp.refs) == 0 || len(cp.refs) != len(cp.lines) {
+				t.Fatalf("%s: %d refs for %d lines", cp.Path, len(cp.refs), len(cp.lines))
+			}
+			for i, r := range cp.refs {
+				if r.seq > c.Seq || (i > 0 && r.seq <= cp.refs[i-1].seq) {
+					t.Fatalf("%s: version %d accepted out of order or above %d", cp.Path, r.seq, c.Seq)
+				}
+				if _, err := decodeVersion(cp.lines[i]); err != nil {
+					t.Fatalf("%s: accepted a line that does not decode: %v", cp.Path, err)
+				}
 			}
 		}
 	})

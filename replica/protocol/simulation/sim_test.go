@@ -381,19 +381,17 @@ func (s *sim) diskDone(sn *simNode, k int) {
 }
 
 // checkpoint makes the node's applied state durable (the tree) and compacts
-// the log behind it, keeping a few entries.
+// the log behind it, keeping a few entries' worth of bytes.
 func (s *sim) checkpoint(sn *simNode) {
 	d := &sn.disk
 	if !sn.up || sn.applied.Seq <= d.tree.Seq {
 		return
 	}
 	d.tree, d.treeKV = sn.applied, maps.Clone(sn.kv)
-	keep := uint64(s.rng.Intn(6))
-	if sn.applied.Seq <= d.start.Seq+keep {
+	c := sn.n.Compact(sn.applied.Seq, s.rng.Intn(48)) // a write is about 8 bytes: keep up to ~6
+	if c <= d.start.Seq {
 		return
 	}
-	c := sn.applied.Seq - keep
-	sn.n.Compact(c)
 	i := c - d.start.Seq
 	d.start = protocol.Point{Epoch: d.log[i-1].Epoch, Seq: c}
 	d.log = slices.Clone(d.log[i:])
