@@ -66,15 +66,48 @@ func (fsys *journaled) SyncDir(name string) error {
 	if err := fsys.FS.SyncDir(name); err != nil {
 		return err
 	}
+	_, err := fsys.recordDir(name)
+	return err
+}
+
+// recordDir records the entries of folder name as durable and returns them.
+func (fsys *journaled) recordDir(name string) ([]os.DirEntry, error) {
 	entries, err := fsys.FS.ReadDir(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	names := make([]string, len(entries))
 	for i, e := range entries {
 		names[i] = e.Name()
 	}
-	return fsys.record(journalRecord{Op: "dir", Path: abs(name), Names: names})
+	return entries, fsys.record(journalRecord{Op: "dir", Path: abs(name), Names: names})
+}
+
+// SyncAll records a sync of every file and folder under name, as SyncDir
+// and File.Sync would.
+func (fsys *journaled) SyncAll(name string) error {
+	if err := fsys.FS.SyncAll(name); err != nil {
+		return err
+	}
+	return fsys.recordAll(name)
+}
+
+func (fsys *journaled) recordAll(name string) error {
+	entries, err := fsys.recordDir(name)
+	for _, e := range entries {
+		if err != nil {
+			break
+		}
+		p := filepath.Join(name, e.Name())
+		if e.IsDir() {
+			err = fsys.recordAll(p)
+		} else if st, serr := fsys.FS.Lstat(p); serr != nil {
+			err = serr
+		} else {
+			err = fsys.record(journalRecord{Op: "sync", Path: abs(p), Size: st.Size()})
+		}
+	}
+	return err
 }
 
 func (fsys *journaled) Rename(oldname, newname string) error {

@@ -45,6 +45,14 @@ func TestPowerLoss(t *testing.T) {
 	_, _ = h.Write([]byte("never"))
 	must(h.Close())
 	must(fsys.SyncDir(dir)) // the entry is durable, its data is not
+	must(fsys.MkdirAll(filepath.Join(dir, "tree", "p", "q"), 0o700))
+	k, err := fsys.OpenFile(filepath.Join(dir, "tree", "p", "q", "v"), os.O_CREATE|os.O_WRONLY, 0o600)
+	must(err)
+	_, _ = k.Write([]byte("all"))
+	must(fsys.SyncDir(dir))
+	must(fsys.SyncAll(filepath.Join(dir, "tree"))) // everything under tree, as fsyncs of each would
+	_, _ = k.Write([]byte(" and more"))            // after it: lost
+	must(k.Close())
 
 	rep, err := PowerLoss(dir, journal)
 	must(err)
@@ -67,10 +75,13 @@ func TestPowerLoss(t *testing.T) {
 	if got := read("state"); got != "v2" {
 		t.Errorf("state = %q, want v2", got)
 	}
+	if got := read("tree/p/q/v"); got != "all" {
+		t.Errorf("tree/p/q/v = %q, want %q as of SyncAll", got, "all")
+	}
 	if got := read("unsynced"); got != "" {
 		t.Errorf("unsynced = %q, want empty", got)
 	}
-	if rep.FilesCut != 2 || rep.EntriesRemoved != 2 {
+	if rep.FilesCut != 3 || rep.EntriesRemoved != 2 {
 		t.Errorf("report %+v", rep)
 	}
 }

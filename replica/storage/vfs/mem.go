@@ -260,6 +260,30 @@ func (m *MemFS) SyncDir(name string) error {
 	return nil
 }
 
+// SyncAll implements FS.
+func (m *MemFS) SyncAll(name string) error {
+	m.mutate()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.lookup(name)
+	if err != nil {
+		return pathErr("syncall", name, err)
+	}
+	var sync func(n *inode)
+	sync = func(n *inode) {
+		if !n.dir {
+			n.synced = bytes.Clone(n.data)
+			return
+		}
+		n.durable = maps.Clone(n.children)
+		for _, c := range n.children {
+			sync(c)
+		}
+	}
+	sync(n)
+	return nil
+}
+
 // CrashClone returns the filesystem a power loss would leave: folder
 // entries as of their last SyncDir (the root's entries always survive), file contents as of their last Sync.
 // With torn, a random prefix of each file's unsynced appended bytes

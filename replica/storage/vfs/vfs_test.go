@@ -123,3 +123,35 @@ func TestCrashClone(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncAllSurvivesCrash: after SyncAll of a folder, everything under it
+// survives a crash, and nothing written after it does.
+func TestSyncAllSurvivesCrash(t *testing.T) {
+	m := NewMem()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(m.MkdirAll("/d/x/y", 0o700))
+	must(m.SyncDir("/"))
+	f, err := m.OpenFile("/d/x/y/f", os.O_CREATE|os.O_WRONLY, 0o600)
+	must(err)
+	f.Write([]byte("kept"))
+	must(m.SyncAll("/d"))
+	f.Write([]byte("-lost"))
+	g, err := m.OpenFile("/d/x/g", os.O_CREATE|os.O_WRONLY, 0o600)
+	must(err)
+	g.Write([]byte("lost"))
+	c := m.CrashClone(rand.New(rand.NewSource(1)), false)
+	r, err := Open(c, "/d/x/y/f")
+	must(err)
+	b, _ := io.ReadAll(r)
+	if string(b) != "kept" {
+		t.Fatalf("after SyncAll and a crash: %q", b)
+	}
+	if _, err := c.Lstat("/d/x/g"); !os.IsNotExist(err) {
+		t.Fatalf("a file created after SyncAll survived: %v", err)
+	}
+}
