@@ -2,6 +2,7 @@ package groupsvc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -151,11 +152,12 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	stale := op == bus.OpGet && isStale(data)
 	// An unkeyed put is sent once: a retry could write it twice. It may
 	// wait for the whole deadline (a big batch on a busy disk takes
-	// seconds); everything else tries again after 2 s without an answer.
+	// seconds).
 	once := op == bus.OpPut && !keyed(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
 	for time.Now().Before(deadline) {
-		view, nodes := r.svc.View()
+		cur := r.svc.current()
+		view, nodes := cur.view, cur.nodes
 		target := view.Leader
 		if stale {
 			target = pickLive(view, nodes)
@@ -169,11 +171,16 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		if user != "" {
 			msg.Header.Set(bus.HeaderUser, user)
 		}
-		attempt := time.Until(deadline)
-		if !once {
-			attempt = min(attempt, 2*time.Second)
+		// Anything but an unkeyed put is sent again after 2 s without an
+		// answer, or at once when a new view comes (the leader it went to
+		// may be dead: waiting out the 2 s would stall every writer).
+		parent, attempt := cur.changed, 2*time.Second
+		if once {
+			parent, attempt = context.Background(), time.Until(deadline)
 		}
-		rep, err := r.nc.RequestMsg(msg, attempt)
+		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
+		rep, err := r.nc.RequestMsgWithContext(ctx, msg)
+		cancel()
 		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) {
 			// The leader may have committed it: a retry could write twice.
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout

@@ -66,6 +66,10 @@ type Service struct {
 type snapshot struct {
 	view  protocol.View
 	nodes []election.NodeInfo
+	// changed is cancelled when a view of a later epoch replaces view:
+	// the router cuts a request to the old leader short with it.
+	changed context.Context
+	cancel  context.CancelFunc
 }
 
 // Start opens the view bucket, subscribes, and runs the coordinator until
@@ -92,6 +96,7 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Service, error) 
 	s := &Service{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), store: store,
 		in: make(chan protocol.Message, 4096), done: make(chan struct{})}
 	s.state.view = view
+	s.state.changed, s.state.cancel = context.WithCancel(context.Background())
 	for _, subj := range []string{s.sub.Group(), s.sub.To(cfg.Election.ID)} {
 		sub, err := nc.Subscribe(subj, s.receive)
 		if err != nil {
@@ -168,9 +173,7 @@ func (s *Service) handle(ctx context.Context, c *election.Coordinator) {
 	}
 	view, _ := c.View()
 	nodes := c.Nodes()
-	s.mu.Lock()
-	s.state = snapshot{view: view, nodes: nodes}
-	s.mu.Unlock()
+	s.setState(view, nodes)
 	viewEpoch.Set(float64(view.Epoch))
 	viewLeader.Set(float64(view.Leader))
 	var commit uint64
@@ -197,6 +200,26 @@ func (s *Service) View() (protocol.View, []election.NodeInfo) {
 	return s.state.view, s.state.nodes
 }
 
+// setState publishes the coordinator's view and node states to the router
+// and Status; a view of a new epoch cancels the old one's context.
+func (s *Service) setState(view protocol.View, nodes []election.NodeInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if view.Epoch != s.state.view.Epoch {
+		s.state.cancel()
+		s.state.changed, s.state.cancel = context.WithCancel(context.Background())
+	}
+	s.state.view, s.state.nodes = view, nodes
+}
+
+// current returns the view, the node states and a context cancelled when
+// the view changes.
+func (s *Service) current() snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
 func (s *Service) unsubscribe() {
 	for _, sub := range s.subs {
 		_ = sub.Unsubscribe()
@@ -208,4 +231,7 @@ func (s *Service) Close() {
 	s.unsubscribe()
 	s.cancel()
 	<-s.done
+	s.mu.Lock()
+	s.state.cancel()
+	s.mu.Unlock()
 }

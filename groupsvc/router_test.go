@@ -1,0 +1,66 @@
+package groupsvc
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+
+	"memstore/bus"
+	"memstore/replica/protocol"
+)
+
+// TestForwardFollowsANewViewAtOnce: a keyed put in flight to a leader that
+// never answers (it died with the request) is sent to the new leader as
+// soon as the new view comes, not after the 2 s attempt: the whole request
+// here has 1.5 s.
+func TestForwardFollowsANewViewAtOnce(t *testing.T) {
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	cfg := bus.DefaultServerConfig(t.TempDir())
+	cfg.Port = -1
+	srv, err := bus.StartServer(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect("test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	svc := &Service{nc: nc, sub: bus.NewSubjects(bus.DefaultPrefix), log: log}
+	svc.state.changed, svc.state.cancel = context.WithCancel(context.Background())
+	defer svc.state.cancel()
+	svc.setState(protocol.View{Epoch: 1, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, nil)
+	var mu sync.Mutex
+	sent := map[protocol.NodeID]int{}
+	for _, id := range []protocol.NodeID{1, 2} {
+		_, err := nc.Subscribe(svc.sub.Fwd(id, bus.OpPut), func(m *nats.Msg) {
+			mu.Lock()
+			sent[id]++
+			mu.Unlock()
+			if id == 1 { // dies with the request: no answer; the group names node 2
+				svc.setState(protocol.View{Epoch: 2, Leader: 2, Members: []protocol.NodeID{1, 2, 3}}, nil)
+				return
+			}
+			_ = m.Respond([]byte(`{"ok":true,"seq":7,"ts":"2026-11-24T00:00:00Z"}`))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &Router{svc: svc, nc: nc, sub: svc.sub, log: log}
+	rep, code := r.forward(bus.OpPut, []byte(`{"path":"a/b","value":1,"source":"s","source_seq":1}`), "u", 1500*time.Millisecond)
+	if code != "ok" {
+		t.Fatalf("forward answered %s: %s", code, rep)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sent[1] != 1 || sent[2] != 1 {
+		t.Fatalf("sent to node 1 %d times, to node 2 %d times; want once each", sent[1], sent[2])
+	}
+}
