@@ -548,3 +548,69 @@ func TestCrashThenPowerLoss(t *testing.T) {
 		t.Fatalf("a/b after crash, checkpoint and power loss: %+v %v", v, err)
 	}
 }
+
+// TestParseLineReadsWhatApplyWrites: the direct reading of a line as
+// json.Marshal spells a Version agrees with encoding/json, escapes and
+// nested "value" keys included, and other spellings still parse.
+func TestParseLineReadsWhatApplyWrites(t *testing.T) {
+	for _, v := range []Version{
+		{Seq: 1, TS: tsOf(1), User: "u", Value: json.RawMessage(`1`)},
+		{Seq: 18446744073709551615, TS: tsOf(2), User: "u", Value: json.RawMessage(`null`)},
+		{Seq: 42, TS: tsOf(3), EventTS: tsOf(1), User: `we"ird\user`, Value: json.RawMessage(`{"value":{"seq":9},"x":"\"}"}`)},
+		{Seq: 7, TS: "2026-11-24T22:07:11.123456789+01:00", User: "", Value: json.RawMessage(`"a,\"value\":2"`)},
+	} {
+		line, _ := json.Marshal(v)
+		want, _ := time.Parse(time.RFC3339Nano, v.TS)
+		r, err := parseLine(line)
+		if err != nil || r.seq != v.Seq || r.ts != want.UnixNano() {
+			t.Errorf("%s: got %+v %v", line, r, err)
+		}
+		_, direct := parseCanonical(line)
+		if direct != (v.Seq < 1e19) { // 20 digits go through encoding/json
+			t.Errorf("%s: read directly %v", line, direct)
+		}
+	}
+	for _, line := range []string{
+		`{"ts":"2026-11-24T00:00:00Z","seq":5,"user":"u","value":1}`,
+		`{"seq":5, "ts":"2026-11-24T00:00:00Z","user":"u","value":1}`,
+	} {
+		if r, err := parseLine([]byte(line)); err != nil || r.seq != 5 {
+			t.Errorf("%s: %+v %v", line, r, err)
+		}
+	}
+	for _, line := range []string{
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u","value":1,"seq":6}`, // encoding/json reads seq 6
+		`{"seq":0,"ts":"2026-11-24T00:00:00Z","user":"u","value":1}`,
+		`{"seq":5,"ts":"yesterday","user":"u","value":1}`,
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u"}`,
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u","value":1`,
+	} {
+		if r, ok := parseCanonical([]byte(line)); ok {
+			t.Errorf("%s: read directly as %+v", line, r)
+		}
+	}
+}
+
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u","value":1}`,
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","event_ts":"2026-11-24T00:00:00Z","user":"a\"b","value":{"value":1}}`,
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u","value":1,"seq":6}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		r, ok := parseCanonical(line)
+		if !ok {
+			return
+		}
+		var v Version
+		if err := json.Unmarshal(line, &v); err != nil {
+			t.Fatalf("read directly but encoding/json refuses it: %v", err)
+		}
+		ts, err := time.Parse(time.RFC3339Nano, v.TS)
+		if err != nil || v.Seq != r.seq || ts.UnixNano() != r.ts || len(v.Value) == 0 {
+			t.Fatalf("read directly as %+v, encoding/json reads %+v (%v)", r, v, err)
+		}
+	})
+}
