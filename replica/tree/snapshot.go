@@ -39,11 +39,11 @@ type Chunk struct {
 // its versions file (each ending in a newline): a snapshot ships the files'
 // bytes, not decoded versions. A long history may span several chunks.
 type ChunkPath struct {
-	Path  string `json:"path"`
-	Lines []byte `json:"-"`
-	N     int    `json:"n"` // len(Lines), in the encoded header
-	refs  []ref  // the lines' index, offsets within Lines: set by UnmarshalChunk
-	lines [][]byte
+	Path  string   `json:"path"`
+	Lines []byte   `json:"-"`
+	N     int      `json:"n"` // len(Lines), in the encoded header
+	refs  []ref    // the lines' index, offsets within Lines: set by UnmarshalChunk
+	lines [][]byte // each line without its newline, as refs are
 }
 
 // MarshalChunk encodes a chunk for the wire: a 4-byte big-endian length,
