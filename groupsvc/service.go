@@ -114,8 +114,8 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Service, error) 
 
 func (s *Service) receive(m *nats.Msg) {
 	var msg protocol.Message
-	if e := bus.Decode(m.Data, &msg); e != nil {
-		s.log.WithError(e).Debug("dropping malformed group message")
+	if err := msg.UnmarshalBinary(m.Data); err != nil {
+		s.log.WithError(err).Debug("dropping malformed group message")
 		return
 	}
 	select {
@@ -148,7 +148,8 @@ func (s *Service) handle(ctx context.Context, c *election.Coordinator) {
 	for {
 		rd := c.Ready()
 		for _, m := range rd.Messages {
-			if err := s.nc.Publish(s.sub.Address(m), bus.Encode(m)); err != nil {
+			b, _ := m.MarshalBinary()
+			if err := s.nc.Publish(s.sub.Address(m), b); err != nil {
 				s.log.WithError(err).Debug("publish failed")
 			}
 		}

@@ -3,7 +3,6 @@ package replica
 import (
 	"testing"
 
-	"memstore/bus"
 	"memstore/replica/protocol"
 )
 
@@ -22,12 +21,13 @@ func FuzzProtocolMessage(f *testing.F) {
 		{Type: protocol.MsgReadPing, From: 2, Epoch: 1, Seq: 3},
 		{Type: protocol.MsgSnapshotNeeded, From: 2, To: 1, Epoch: 1, Seq: 2},
 	} {
-		f.Add(bus.Encode(m))
+		b, _ := m.MarshalBinary()
+		f.Add(b)
 	}
-	f.Add([]byte(`{"type":250}`))
+	f.Add([]byte{250, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var msg protocol.Message
-		if bus.Decode(data, &msg) != nil {
+		if msg.UnmarshalBinary(data) != nil {
 			return
 		}
 		restart := protocol.Restart{State: protocol.HardState{Epoch: 1}, Applied: 2}

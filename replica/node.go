@@ -215,7 +215,7 @@ func (n *Node) closeStorage() {
 func (n *Node) subscribe() error {
 	decode := func(m *nats.Msg) {
 		var msg protocol.Message
-		if e := bus.Decode(m.Data, &msg); e != nil {
+		if msg.UnmarshalBinary(m.Data) != nil {
 			return
 		}
 		select {
@@ -367,7 +367,8 @@ func (n *Node) process() error {
 			break
 		}
 		for _, m := range rd.Messages {
-			if err := n.nc.Publish(n.sub.Address(m), bus.Encode(m)); err != nil {
+			b, _ := m.MarshalBinary()
+			if err := n.nc.Publish(n.sub.Address(m), b); err != nil {
 				n.log.WithError(err).WithFields(logrus.Fields{"type": m.Type.String(), "to": m.To, "entries": len(m.Entries)}).
 					Warn("protocol message not sent")
 			}

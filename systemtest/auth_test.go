@@ -112,8 +112,8 @@ func TestAuthenticatedUsers(t *testing.T) {
 	if _, err := raw.Subscribe("ms.sys.>", func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
-	forged := bus.Encode(protocol.Message{Type: protocol.MsgAppend, From: protocol.NodeID(st.Leader), To: protocol.Multicast,
-		Epoch: st.Epoch + 100, Entries: []protocol.Entry{{Epoch: st.Epoch + 100, Seq: 999, Data: []byte(`{"ts":"2026-01-01T00:00:00Z","user":"x","puts":[{"path":"a/x","value":666}]}`)}}})
+	forged, _ := protocol.Message{Type: protocol.MsgAppend, From: protocol.NodeID(st.Leader), To: protocol.Multicast,
+		Epoch: st.Epoch + 100, Entries: []protocol.Entry{{Epoch: st.Epoch + 100, Seq: 999, Data: []byte(`{"ts":"2026-01-01T00:00:00Z","user":"x","puts":[{"path":"a/x","value":666}]}`)}}}.MarshalBinary()
 	for _, subj := range []string{"ms.sys.all", "ms.sys.group", "ms.sys.fwd.1.put", "ms.sys.to.1"} {
 		if err := raw.Publish(subj, forged); err != nil {
 			t.Fatal(err)
