@@ -73,18 +73,18 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 	for _, f := range fields {
 		*f = r.uvarint()
 	}
-	n := r.count()
+	n := r.count(3) // an entry takes at least 3 bytes
 	if n > 0 {
 		m.Entries = make([]Entry, n)
 	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		e.Epoch, e.Seq = r.uvarint(), r.uvarint()
-		e.Data = r.bytes(r.count())
+		e.Data = r.bytes(r.count(1))
 	}
 	if flags&flagView != 0 {
 		m.View = &View{Epoch: r.uvarint(), Leader: NodeID(r.uvarint())}
-		m.View.Members = make([]NodeID, r.count())
+		m.View.Members = make([]NodeID, r.count(1))
 		for i := range m.View.Members {
 			m.View.Members[i] = NodeID(r.uvarint())
 		}
@@ -127,11 +127,12 @@ func (r *reader) uvarint() uint64 {
 	return v
 }
 
-// count reads a length, which can never exceed the bytes left (every item
-// takes at least one).
-func (r *reader) count() int {
+// count reads the number of items that follow, each at least size bytes:
+// more than the bytes left can hold is an error, so a forged count never
+// allocates more than the message's size warrants.
+func (r *reader) count(size int) int {
 	n := r.uvarint()
-	if n > uint64(len(r.b)) {
+	if n > uint64(len(r.b)/size) {
 		r.err, r.b = true, nil
 		return 0
 	}

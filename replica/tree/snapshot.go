@@ -69,8 +69,9 @@ func MarshalChunk(c Chunk) []byte {
 	return b
 }
 
-// UnmarshalChunk decodes and checks a chunk from the wire: valid paths,
-// every line a version, seqs increasing and at or below the snapshot's.
+// UnmarshalChunk decodes and checks a chunk from the wire: valid paths in
+// increasing order, every line a version, seqs increasing and at or below
+// the snapshot's.
 func UnmarshalChunk(b []byte) (Chunk, error) {
 	if len(b) > 2*MaxChunkBytes || len(b) < 4 || int(binary.BigEndian.Uint32(b)) > len(b)-4 {
 		return Chunk{}, fmt.Errorf("%w: chunk of %d bytes", ErrCorrupt, len(b))
@@ -91,6 +92,9 @@ func UnmarshalChunk(b []byte) (Chunk, error) {
 		}
 		if cp.N <= 0 || cp.N > len(body) {
 			return Chunk{}, fmt.Errorf("%w: chunk %d: %d bytes of %s", ErrCorrupt, c.Index, cp.N, cp.Path)
+		}
+		if i > 0 && cp.Path <= c.Paths[i-1].Path { // Next sends them sorted, each once
+			return Chunk{}, fmt.Errorf("%w: chunk %d: %s after %s", ErrCorrupt, c.Index, cp.Path, c.Paths[i-1].Path)
 		}
 		cp.Lines, body = body[:cp.N:cp.N], body[cp.N:]
 		if err := cp.index(c.Seq); err != nil {
@@ -259,6 +263,11 @@ func (in *Installer) Add(c Chunk) error {
 	// Folders and files are made several at a time: on this kind of disk
 	// a mkdir or create costs tens of microseconds in the kernel, most of
 	// a snapshot's install.
+	for _, cp := range c.Paths { // check all before writing any: a refused chunk leaves no write running
+		if ps := in.idx.paths[cp.Path]; ps != nil && cp.refs[0].seq <= ps.refs[len(ps.refs)-1].seq {
+			return fmt.Errorf("%w: chunk %d: version %d of %s out of order", ErrCorrupt, c.Index, cp.refs[0].seq, cp.Path)
+		}
+	}
 	var g errgroup.Group
 	g.SetLimit(syncWorkers)
 	for _, cp := range c.Paths {
@@ -271,8 +280,6 @@ func (in *Installer) Add(c Chunk) error {
 				in.idx.addChild(folder, seg)
 				folder = join(folder, seg)
 			}
-		} else if len(cp.refs) > 0 && cp.refs[0].seq <= ps.refs[len(ps.refs)-1].seq {
-			return fmt.Errorf("%w: chunk %d: version %d of %s out of order", ErrCorrupt, c.Index, cp.refs[0].seq, cp.Path)
 		}
 		for i, r := range cp.refs {
 			r.loc = locate(ps.size+r.off(), r.n())
@@ -330,15 +337,15 @@ func (t *Tree) Install(in *Installer) error {
 		return fmt.Errorf("tree: install: %w", err)
 	}
 	t.appends.Purge() // its files are in the old tree
-	if err := t.fs.RemoveAll(old); err != nil {
-		return fmt.Errorf("tree: install: remove old tree: %w", err)
-	}
 	t.paths, t.children = in.idx.paths, in.idx.children
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
 	t.applied, t.lastTS, t.sources = in.at, in.ts, in.sources
 	if t.sources == nil {
 		t.sources = map[string]Source{}
+	}
+	if err := t.fs.RemoveAll(old); err != nil {
+		return fmt.Errorf("tree: install: remove old tree: %w", err)
 	}
 	return nil
 }

@@ -362,7 +362,12 @@ func TestInstallIsAtomicAtEveryCrashPoint(t *testing.T) {
 		if err != nil {
 			break
 		}
-		in.Add(c)
+		if c, err = UnmarshalChunk(MarshalChunk(c)); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Add(c); err != nil {
+			t.Fatal(err)
+		}
 	}
 	snap.Close()
 	var images []*vfs.MemFS
@@ -371,6 +376,9 @@ func TestInstallIsAtomicAtEveryCrashPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.BeforeMutate(nil)
+	if v, err := dst.Get("n/p1"); err != nil || v.Seq != 15 { // the index swapped in with the files
+		t.Fatalf("n/p1 after the install: %+v %v", v, err)
+	}
 	images = append(images, m.CrashClone(rand.New(rand.NewSource(1)), false))
 	sawNew := false
 	for i, img := range images {
@@ -449,6 +457,21 @@ func FuzzValidatePath(f *testing.F) {
 	})
 }
 
+// TestChunkPathsInOrder: a chunk naming a path twice, or paths out of
+// order, is refused: two writes of one path would race.
+func TestChunkPathsInOrder(t *testing.T) {
+	l1, _ := json.Marshal(Version{Seq: 1, TS: tsOf(1), User: "u", Value: json.RawMessage(`1`)})
+	l2, _ := json.Marshal(Version{Seq: 2, TS: tsOf(2), User: "u", Value: json.RawMessage(`2`)})
+	for _, paths := range [][]ChunkPath{
+		{{Path: "a", Lines: append(l1, '\n')}, {Path: "a", Lines: append(l2, '\n')}},
+		{{Path: "b", Lines: append(l1, '\n')}, {Path: "a", Lines: append(l2, '\n')}},
+	} {
+		if _, err := UnmarshalChunk(MarshalChunk(Chunk{Epoch: 1, Seq: 2, Paths: paths})); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s then %s: %v", paths[0].Path, paths[1].Path, err)
+		}
+	}
+}
+
 func FuzzUnmarshalChunk(f *testing.F) {
 	line, _ := json.Marshal(Version{Seq: 2, TS: tsOf(2), User: "u", Value: json.RawMessage(`1`)})
 	f.Add(MarshalChunk(Chunk{Epoch: 1, Seq: 5, Paths: []ChunkPath{{Path: "a/b", Lines: append(line, '\n')}}}))
@@ -460,9 +483,12 @@ func FuzzUnmarshalChunk(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, cp := range c.Paths {
+		for i, cp := range c.Paths {
 			if ValidatePath(cp.Path) != nil {
 				t.Fatalf("accepted bad path %q", cp.Path)
+			}
+			if i > 0 && cp.Path <= c.Paths[i-1].Path {
+				t.Fatalf("accepted %s after %s", cp.Path, c.Paths[i-1].Path)
 			}
 			if len(cp.refs) == 0 || len(cp.refs) != len(cp.lines) {
 				t.Fatalf("%s: %d refs for %d lines", cp.Path, len(cp.refs), len(cp.lines))
