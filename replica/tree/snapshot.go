@@ -226,14 +226,10 @@ func (s *Snapshot) Close() {
 // while the node goes on, and indexes it as it writes; Tree.Install swaps
 // both in.
 type Installer struct {
-	sources map[string]Source
-	t       *Tree
-	dir     string
-	next    int
-	at      Point
-	ts      int64
-	last    bool
-	idx     *Tree // the staged tree's index: paths and children
+	t    *Tree
+	idx  *Tree // the staged tree: its folder, index, applied point, ts and dedup table
+	next int
+	last bool
 }
 
 // NewInstaller starts receiving a snapshot, discarding any older staging.
@@ -246,28 +242,28 @@ func (t *Tree) NewInstaller() (*Installer, error) {
 		return nil, fmt.Errorf("tree: create %s: %w", dir, err)
 	}
 	idx := &Tree{cfg: t.cfg, dir: dir, paths: map[string]*pathState{}, children: map[string]map[string]struct{}{"": {}}}
-	return &Installer{t: t, dir: dir, idx: idx}, nil
+	return &Installer{t: t, idx: idx}, nil
 }
 
 // Add writes one chunk, as it came from UnmarshalChunk; chunks must come
 // in order, from one snapshot.
 func (in *Installer) Add(c Chunk) error {
-	if c.Index != in.next || in.last || (in.next > 0 && (c.Seq != in.at.Seq || c.Epoch != in.at.Epoch)) {
-		return fmt.Errorf("%w: chunk %d of snapshot %d, want chunk %d of %d", ErrCorrupt, c.Index, c.Seq, in.next, in.at.Seq)
+	if c.Index != in.next || in.last || (in.next > 0 && (c.Seq != in.idx.applied.Seq || c.Epoch != in.idx.applied.Epoch)) {
+		return fmt.Errorf("%w: chunk %d of snapshot %d, want chunk %d of %d", ErrCorrupt, c.Index, c.Seq, in.next, in.idx.applied.Seq)
 	}
 	in.next++
-	in.at, in.ts, in.last = Point{Epoch: c.Epoch, Seq: c.Seq}, c.TS, c.Last
+	in.idx.applied, in.idx.lastTS, in.last = Point{Epoch: c.Epoch, Seq: c.Seq}, c.TS, c.Last
 	if c.Index == 0 {
-		in.sources = c.Sources
+		in.idx.sources = c.Sources
 	}
-	// Folders and files are made several at a time: on this kind of disk
-	// a mkdir or create costs tens of microseconds in the kernel, most of
-	// a snapshot's install.
 	for _, cp := range c.Paths { // check all before writing any: a refused chunk leaves no write running
 		if ps := in.idx.paths[cp.Path]; ps != nil && cp.refs[0].seq <= ps.refs[len(ps.refs)-1].seq {
 			return fmt.Errorf("%w: chunk %d: version %d of %s out of order", ErrCorrupt, c.Index, cp.refs[0].seq, cp.Path)
 		}
 	}
+	// Folders and files are made several at a time: on this kind of disk
+	// a mkdir or create costs tens of microseconds in the kernel, most of
+	// a snapshot's install.
 	var g errgroup.Group
 	g.SetLimit(syncWorkers)
 	for _, cp := range c.Paths {
@@ -316,12 +312,12 @@ func (in *Installer) write(cp ChunkPath) error {
 // that Open finishes or undoes after a crash.
 func (t *Tree) Install(in *Installer) error {
 	if !in.last {
-		return fmt.Errorf("tree: install of snapshot %d before its last chunk", in.at.Seq)
+		return fmt.Errorf("tree: install of snapshot %d before its last chunk", in.idx.applied.Seq)
 	}
-	if err := t.fs.SyncAll(in.dir); err != nil { // thousands of new files and folders: one syncfs
+	if err := t.fs.SyncAll(in.idx.dir); err != nil { // thousands of new files and folders: one syncfs
 		return fmt.Errorf("tree: install: %w", err)
 	}
-	if err := writeMarker(t.fs, in.dir, marker{Point: in.at, TS: in.ts, Sources: in.sources}); err != nil {
+	if err := writeMarker(t.fs, in.idx.dir, marker{Point: in.idx.applied, TS: in.idx.lastTS, Sources: in.idx.sources}); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -330,7 +326,7 @@ func (t *Tree) Install(in *Installer) error {
 	if err := t.fs.Rename(t.dir, old); err != nil {
 		return fmt.Errorf("tree: install: %w", err)
 	}
-	if err := t.fs.Rename(in.dir, t.dir); err != nil {
+	if err := t.fs.Rename(in.idx.dir, t.dir); err != nil {
 		return fmt.Errorf("tree: install: %w", err)
 	}
 	if err := t.fs.SyncDir(t.dataDir); err != nil {
@@ -340,7 +336,7 @@ func (t *Tree) Install(in *Installer) error {
 	t.paths, t.children = in.idx.paths, in.idx.children
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
-	t.applied, t.lastTS, t.sources = in.at, in.ts, in.sources
+	t.applied, t.lastTS, t.sources = in.idx.applied, in.idx.lastTS, in.idx.sources
 	if t.sources == nil {
 		t.sources = map[string]Source{}
 	}
