@@ -278,8 +278,8 @@ func (n *Node) handlePut(m *nats.Msg) {
 			respondErr(m, bus.Errorf(bus.CodeBadPath, "%v", err))
 			return
 		}
-		if len(p.Value) == 0 || !json.Valid(p.Value) {
-			respondErr(m, bus.Errorf(bus.CodeBadRequest, "value of %s is missing or not JSON", p.Path))
+		if len(p.Value) == 0 { // the request decoder has checked it is JSON
+			respondErr(m, bus.Errorf(bus.CodeBadRequest, "value of %s is missing", p.Path))
 			return
 		}
 		if p.EventTS != "" {
