@@ -163,7 +163,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			target = pickLive(view, nodes)
 		}
 		if target == 0 {
-			time.Sleep(50 * time.Millisecond)
+			waitForChange(cur.changed, deadline)
 			continue
 		}
 		msg := nats.NewMsg(r.sub.Fwd(target, op))
@@ -187,7 +187,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		}
 		if err != nil {
 			last = bus.Errorf(bus.CodeUnavailable, "node %d did not answer: %v", target, err)
-			r.waitForChange(view, deadline)
+			waitForChange(cur.changed, deadline)
 			continue
 		}
 		if bytes.HasPrefix(rep.Data, okPrefix) { // every encoder writes ok first: no need to read the rest
@@ -197,7 +197,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		e := bus.Decode(rep.Data, &res)
 		if e == nil && res.Error != nil && (res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
 			last = res.Error
-			r.waitForChange(view, deadline)
+			waitForChange(cur.changed, deadline)
 			continue
 		}
 		code := "ok"
@@ -209,18 +209,14 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last.Message)), bus.CodeUnavailable
 }
 
-// waitForChange waits for a new view (a new leader) for up to 200 ms, then
-// lets the caller retry anyway: the failure may have been a blip.
-func (r *Router) waitForChange(old protocol.View, deadline time.Time) {
-	until := time.Now().Add(200 * time.Millisecond)
-	if deadline.Before(until) {
-		until = deadline
-	}
-	for time.Now().Before(until) {
-		time.Sleep(10 * time.Millisecond)
-		if v, _ := r.svc.View(); v.Epoch != old.Epoch {
-			return
-		}
+// waitForChange waits for a new view (changed is done) for up to 200 ms,
+// then lets the caller retry anyway: the failure may have been a blip.
+func waitForChange(changed context.Context, deadline time.Time) {
+	t := time.NewTimer(min(200*time.Millisecond, time.Until(deadline)))
+	defer t.Stop()
+	select {
+	case <-changed.Done():
+	case <-t.C:
 	}
 }
 

@@ -232,7 +232,4 @@ func (s *Service) Close() {
 	s.unsubscribe()
 	s.cancel()
 	<-s.done
-	s.mu.Lock()
-	s.state.cancel()
-	s.mu.Unlock()
 }
