@@ -75,14 +75,17 @@ const (
 // authenticated sender of a request that crossed a service import.
 const HeaderRequestInfo = "Nats-Request-Info"
 
-// RequestUser returns the user the NATS server authenticated for a request
-// that crossed from the USERS account, if the header says so.
-func RequestUser(info string) (string, bool) {
+// RequestUser reads the header the NATS server stamps on a request that
+// crossed a service import from another account: crossed says there is
+// one, user is the user the server authenticated. The user is empty when
+// the import does not share it (no share: true), and then nobody vouches
+// for the writer.
+func RequestUser(info string) (user string, crossed bool) {
 	var ci struct {
 		Account string `json:"acc"`
 		User    string `json:"user"`
 	}
-	if info == "" || json.Unmarshal([]byte(info), &ci) != nil || ci.User == "" {
+	if info == "" || json.Unmarshal([]byte(info), &ci) != nil || ci.Account == "" {
 		return "", false
 	}
 	return ci.User, true

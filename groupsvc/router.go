@@ -62,7 +62,13 @@ func (r *Router) Close() {
 // that a request is refused at once, so one user's flood cannot queue
 // ahead of everyone else's requests.
 func (r *Router) serve(m *nats.Msg) {
-	user := writer(m)
+	user, e := writer(m)
+	if e != nil {
+		if m.Reply != "" {
+			_ = m.Respond(bus.ErrorReply(e))
+		}
+		return
+	}
 	r.mu.Lock()
 	busy := r.inflight[user] >= r.svc.cfg.MaxInflightPerUser
 	if !busy {
@@ -118,12 +124,17 @@ var okPrefix = []byte(`{"ok":true`)
 // writer names who sent a request: the user the NATS server authenticated
 // when the request crossed from the USERS account (it cannot be forged
 // there: the server replaces the header), else the self-declared Ms-User
-// of a server without auth.
-func writer(m *nats.Msg) string {
-	if user, ok := bus.RequestUser(m.Header.Get(bus.HeaderRequestInfo)); ok {
-		return user
+// of a server without auth. A request that crossed without its user is
+// refused: a self-declared name would let anyone write as anyone.
+func writer(m *nats.Msg) (string, *bus.Error) {
+	user, crossed := bus.RequestUser(m.Header.Get(bus.HeaderRequestInfo))
+	switch {
+	case crossed && user == "":
+		return "", bus.Errorf(bus.CodeForbidden, "the NATS server does not say who sent this request: its import of ms.api.> and ms.in.> needs share: true")
+	case crossed:
+		return user, nil
 	}
-	return m.Header.Get(bus.HeaderUser)
+	return m.Header.Get(bus.HeaderUser), nil
 }
 
 // route maps a message to an API op and its request payload.

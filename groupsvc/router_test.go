@@ -64,3 +64,26 @@ func TestForwardFollowsANewViewAtOnce(t *testing.T) {
 		t.Fatalf("sent to node 1 %d times, to node 2 %d times; want once each", sent[1], sent[2])
 	}
 }
+
+// TestWriterNeedsTheServersWord: a request that crossed the USERS import
+// is written as the user the server names; one whose import does not
+// share the user is refused, never taken at its self-declared Ms-User.
+func TestWriterNeedsTheServersWord(t *testing.T) {
+	msg := func(info string) *nats.Msg {
+		m := nats.NewMsg("ms.api.put")
+		m.Header.Set(bus.HeaderUser, "mallory-claims-alice")
+		if info != "" {
+			m.Header.Set(bus.HeaderRequestInfo, info)
+		}
+		return m
+	}
+	if u, e := writer(msg(`{"acc":"USERS","user":"alice"}`)); e != nil || u != "alice" {
+		t.Errorf("shared import: %q %v, want alice", u, e)
+	}
+	if u, e := writer(msg(`{"acc":"USERS"}`)); e == nil || e.Code != bus.CodeForbidden {
+		t.Errorf("import without share: %q %v, want forbidden", u, e)
+	}
+	if u, e := writer(msg("")); e != nil || u != "mallory-claims-alice" {
+		t.Errorf("no auth: %q %v, want the declared name", u, e)
+	}
+}
