@@ -412,14 +412,14 @@ func (r *runner) catchUp(context.Context) error {
 			i := k*batch + j
 			vals[j] = bus.PathValue{Path: fmt.Sprintf("site%d/dev%d/temp", i%100, (i/100)%100), Value: json.RawMessage(`{"temp":21.5,"unit":"C"}`)}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		var rep bus.PutReply
 		err := retry(time.Minute, func() error { // keyed: a batch resent after a timeout is written once
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
 			var err error
 			rep, err = c.cl.Write(ctx, bus.PutRequest{Values: vals, Source: "bench-w5", SourceSeq: uint64(k + 1)})
 			return err
 		})
-		cancel()
 		if err != nil {
 			return fmt.Errorf("bench: W5 load: %w", err)
 		}

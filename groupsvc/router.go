@@ -237,12 +237,17 @@ func keyed(data []byte) bool {
 	if !bytes.Contains(data, []byte(`"source"`)) {
 		return false // skip the decode (a tenth of the router's CPU); a key spelt "Source" only loses the resend
 	}
-	var req bus.PutRequest
+	var req struct { // only the key: the values may be a megabyte
+		Source    string `json:"source"`
+		SourceSeq uint64 `json:"source_seq"`
+	}
 	return bus.Decode(data, &req) == nil && req.Source != "" && req.SourceSeq > 0
 }
 
 func isStale(data []byte) bool {
-	var req bus.GetRequest
+	var req struct {
+		Consistency string `json:"consistency"`
+	}
 	return bus.Decode(data, &req) == nil && req.Consistency == bus.Stale
 }
 

@@ -196,9 +196,8 @@ func (s *Service) handle(ctx context.Context, c *election.Coordinator) {
 
 // View returns the current view and node states.
 func (s *Service) View() (protocol.View, []election.NodeInfo) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state.view, s.state.nodes
+	cur := s.current()
+	return cur.view, cur.nodes
 }
 
 // setState publishes the coordinator's view and node states to the router
