@@ -277,6 +277,11 @@ func (n *Node) run(ctx context.Context) {
 		case <-t.C:
 			n.pn.Tick()
 			n.expireWaits()
+			lead := 0.0 // on every tick: a deposed leader applies nothing, yet must stop saying it leads
+			if n.pn.Status().Leading {
+				lead = 1
+			}
+			leadingGauge.WithLabelValues(n.label).Set(lead)
 		case <-n.leave:
 			if n.leaving == 0 {
 				n.log.Info("leaving the group")
@@ -374,8 +379,11 @@ func (n *Node) process() error {
 			}
 		}
 		if w := rd.Write; w != nil {
-			for _, e := range w.Entries {
-				n.noteTS(commandTS(e.Data))
+			for i := len(w.Entries) - 1; i >= 0; i-- { // commit times only go up: the last put's is the one
+				if len(w.Entries[i].Data) > 0 {
+					n.noteTS(commandTS(w.Entries[i].Data))
+					break
+				}
 			}
 			n.diskq <- w
 		}
@@ -388,11 +396,6 @@ func (n *Node) process() error {
 		if len(rd.Apply) > 0 {
 			commits.WithLabelValues(n.label).Add(float64(len(rd.Apply)))
 			appliedSeq.WithLabelValues(n.label).Set(float64(rd.Apply[len(rd.Apply)-1].Seq))
-			lead := 0.0
-			if leading {
-				lead = 1
-			}
-			leadingGauge.WithLabelValues(n.label).Set(lead)
 		}
 		for _, r := range rd.Replies {
 			n.answerPut(r)
