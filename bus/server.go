@@ -42,7 +42,7 @@ func DefaultServerConfig(dir string) ServerConfig {
 }
 
 // MaxPayload is the embedded server's largest message: room for a put of
-// the largest request (1 MiB) in a replication message, base64 and all.
+// the largest request (1 MiB) in a replication message, with room to spare.
 const MaxPayload = 8 << 20
 
 // Errors of the embedded server.
