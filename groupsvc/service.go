@@ -52,6 +52,7 @@ type Service struct {
 	nc    *nats.Conn
 	sub   bus.Subjects
 	store *viewStore
+	watch jetstream.KeyWatcher // views other coordinators write
 	in    chan protocol.Message
 	subs  []*nats.Subscription
 
@@ -74,7 +75,7 @@ type snapshot struct {
 
 // Start opens the view bucket, subscribes, and runs the coordinator until
 // Close.
-func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Service, error) {
+func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (_ *Service, err error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("groupsvc: jetstream: %w", err)
@@ -85,6 +86,19 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Service, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Watch before loading, so no view written in between is missed.
+	watch, err := store.watch()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), store: store, watch: watch,
+		in: make(chan protocol.Message, 4096), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.unsubscribe()
+			_ = watch.Stop()
+		}
+	}()
 	view, rev, err := store.load(ctx)
 	if err != nil {
 		return nil, err
@@ -93,14 +107,11 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Service, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), store: store,
-		in: make(chan protocol.Message, 4096), done: make(chan struct{})}
 	s.state.view = view
 	s.state.changed, s.state.cancel = context.WithCancel(context.Background())
 	for _, subj := range []string{s.sub.Group(), s.sub.To(cfg.Election.ID)} {
 		sub, err := nc.Subscribe(subj, s.receive)
 		if err != nil {
-			s.unsubscribe()
 			return nil, fmt.Errorf("groupsvc: subscribe %s: %w", subj, err)
 		}
 		s.subs = append(s.subs, sub)
@@ -130,6 +141,7 @@ func (s *Service) run(ctx context.Context, c *election.Coordinator) {
 	defer close(s.done)
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
+	updates := s.watch.Updates()
 	for {
 		select {
 		case <-ctx.Done():
@@ -138,6 +150,20 @@ func (s *Service) run(ctx context.Context, c *election.Coordinator) {
 			c.Step(m)
 		case <-t.C:
 			c.Tick()
+		case e, ok := <-updates:
+			if !ok {
+				updates = nil // the watch ended; lost CASes still teach the coordinator
+				break
+			}
+			if e == nil {
+				break
+			}
+			v, rev, err := decodeView(e)
+			if err != nil {
+				s.log.WithError(err).Warn("ignoring a view update")
+				break
+			}
+			c.Stored(v, rev)
 		}
 		s.handle(ctx, c)
 	}
@@ -231,4 +257,5 @@ func (s *Service) Close() {
 	s.unsubscribe()
 	s.cancel()
 	<-s.done
+	_ = s.watch.Stop()
 }

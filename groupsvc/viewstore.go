@@ -41,6 +41,21 @@ func (s *viewStore) load(ctx context.Context) (protocol.View, uint64, error) {
 	if err != nil {
 		return protocol.View{}, 0, fmt.Errorf("groupsvc: read view: %w", err)
 	}
+	return decodeView(e)
+}
+
+// watch reports every view written after it starts, by this coordinator or
+// another one, until it is stopped. (The watch lives as long as the context
+// it is made with, so it gets none.)
+func (s *viewStore) watch() (jetstream.KeyWatcher, error) {
+	w, err := s.kv.Watch(context.Background(), viewKey, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("groupsvc: watch view: %w", err)
+	}
+	return w, nil
+}
+
+func decodeView(e jetstream.KeyValueEntry) (protocol.View, uint64, error) {
 	var v protocol.View
 	if err := json.Unmarshal(e.Value(), &v); err != nil {
 		return protocol.View{}, 0, fmt.Errorf("groupsvc: stored view at revision %d is corrupt: %w", e.Revision(), err)
