@@ -22,11 +22,7 @@ func Connect(url, name string, log logrus.FieldLogger, extra ...nats.Option) (*n
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1),
-		// A cut network often leaves the socket open: ping every 2 s and
-		// reconnect after 2 unanswered pings, not the default 2 minutes
-		// (found by the compose test's partition of host B).
-		nats.PingInterval(2 * time.Second),
-		nats.MaxPingsOutstanding(2),
+		KeepAlive(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close
 				log.WithError(err).Warn("disconnected from nats")
@@ -40,4 +36,16 @@ func Connect(url, name string, log logrus.FieldLogger, extra ...nats.Option) (*n
 		return nil, fmt.Errorf("bus: connect %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// KeepAlive makes a connection notice a dead link within about 6 s: a cut
+// network often leaves the socket open, so it pings every 2 s and
+// reconnects after 2 unanswered pings, not after the default 2 minutes
+// (found by the compose test's partition of host B).
+func KeepAlive() nats.Option {
+	return func(o *nats.Options) error {
+		o.PingInterval = 2 * time.Second
+		o.MaxPingsOut = 2
+		return nil
+	}
 }

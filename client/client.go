@@ -40,12 +40,13 @@ type Client struct {
 	opts Options
 }
 
-// Dial connects to the NATS server at url.
+// Dial connects to the NATS server at url. It reconnects forever and
+// notices a dead link within seconds (bus.KeepAlive).
 func Dial(url string, opts Options) (*Client, error) {
 	if opts.Name == "" {
 		opts.Name = "memstore-client"
 	}
-	nopts := []nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1)}
+	nopts := []nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), bus.KeepAlive()}
 	if opts.TLSCA != "" {
 		nopts = append(nopts, nats.RootCAs(opts.TLSCA))
 	}
