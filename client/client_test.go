@@ -1,11 +1,13 @@
 package client
 
 import (
-	"net"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/sirupsen/logrus"
 
 	"memstore/bus"
@@ -25,8 +27,13 @@ func TestDialNoticesAFrozenLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	p := newFreezer(t, srv.ClientURL())
-	c, err := Dial("nats://"+p.ln.Addr().String(), Options{})
+	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	p := toxiproxy.NewProxy(tox, "nats", "127.0.0.1:0", strings.TrimPrefix(srv.ClientURL(), "nats://"))
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	c, err := Dial("nats://"+p.Listen, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,84 +41,18 @@ func TestDialNoticesAFrozenLink(t *testing.T) {
 	if !c.nc.IsConnected() {
 		t.Fatal("not connected through the proxy")
 	}
-	p.freeze()
+	// timeout 0: nothing gets through, and the sockets stay open.
+	for _, stream := range []string{"upstream", "downstream"} {
+		spec := `{"name":"freeze_` + stream + `","type":"timeout","stream":"` + stream + `","attributes":{"timeout":0}}`
+		if _, err := p.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for c.nc.IsConnected() {
 		if time.Now().After(deadline) {
 			t.Fatal("the client still thinks it is connected 20 s after its link froze")
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freezer forwards TCP connections to a server until freeze, after which
-// it keeps the sockets open and carries nothing.
-type freezer struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	frozen bool
-	conns  []net.Conn
-}
-
-func newFreezer(t *testing.T, url string) *freezer {
-	t.Helper()
-	target := url[len("nats://"):]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &freezer{ln: ln}
-	t.Cleanup(f.close)
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			f.mu.Lock()
-			f.conns = append(f.conns, in, out)
-			f.mu.Unlock()
-			go f.pipe(in, out)
-			go f.pipe(out, in)
-		}
-	}()
-	return f
-}
-
-func (f *freezer) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		f.mu.Lock()
-		frozen := f.frozen
-		f.mu.Unlock()
-		if n > 0 && !frozen {
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (f *freezer) freeze() {
-	f.mu.Lock()
-	f.frozen = true
-	f.mu.Unlock()
-}
-
-func (f *freezer) close() {
-	f.ln.Close()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range f.conns {
-		c.Close()
 	}
 }

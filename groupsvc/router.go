@@ -245,6 +245,9 @@ func keyed(data []byte) bool {
 }
 
 func isStale(data []byte) bool {
+	if !bytes.Contains(data, []byte(`"`+bus.Stale+`"`)) {
+		return false // skip the decode (a tenth of the middleware's CPU under linearizable reads)
+	}
 	var req struct {
 		Consistency string `json:"consistency"`
 	}
