@@ -377,3 +377,48 @@ func TestNodeJoinsAndLeaves(t *testing.T) {
 		t.Fatalf("write after leave: %+v", w)
 	}
 }
+
+// TestFollowerReadsShareOneReadIndex: reads asked of a follower together
+// cost one read-index request to the leader, and each is served at an
+// index that covers the write acknowledged before it.
+func TestFollowerReadsShareOneReadIndex(t *testing.T) {
+	s := newScenario(t, 3, 1)
+	l := s.leader()
+	w := s.write(l.id, "k0=v1")
+	if !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("write: %+v", w)
+	}
+	f := s.node(protocol.NodeID(1 + l.id%3))
+	var reads []*op
+	for i := 0; i < 10; i++ {
+		s.opID++
+		r := &op{id: s.opID, at: f.id, issueMax: s.chk.maxApplied}
+		s.ops[r.id] = r
+		reads = append(reads, r)
+		f.n.Read(r.id)
+	}
+	s.flushNode(f)
+	asks := 0
+	for _, e := range s.net {
+		if e.msg.Type == protocol.MsgReadIndex {
+			asks++
+		}
+	}
+	if asks != 1 {
+		t.Fatalf("%d read-index requests for 10 reads, want 1", asks)
+	}
+	s.until(100, func() bool {
+		for _, r := range reads {
+			if !r.done {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range reads {
+		if !r.done || r.err != nil || r.seq < w.seq {
+			t.Fatalf("read at follower %d: %+v, want it served at seq >= %d", f.id, r, w.seq)
+		}
+	}
+	s.settle(t)
+}

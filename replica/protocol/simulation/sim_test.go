@@ -145,7 +145,8 @@ func (s *sim) node(id protocol.NodeID) *simNode {
 
 func (s *sim) startNode(sn *simNode) {
 	d := &sn.disk
-	r := protocol.Restart{State: d.hs, Start: d.start, Entries: slices.Clone(d.log), Applied: d.tree.Seq}
+	r := protocol.Restart{State: d.hs, Start: d.start, Entries: slices.Clone(d.log), Applied: d.tree.Seq,
+		Incarnation: s.rng.Uint64()}
 	last := d.start
 	if len(d.log) > 0 {
 		last = protocol.Point{Epoch: d.log[len(d.log)-1].Epoch, Seq: d.log[len(d.log)-1].Seq}
