@@ -46,12 +46,18 @@ func TestTable(t *testing.T) {
 }
 
 func TestMeasure(t *testing.T) {
-	s, err := measure(context.Background(), 4, 200*time.Millisecond, func(context.Context, int, int) error {
-		time.Sleep(time.Millisecond)
+	// One call in 25 takes 30 ms, the rest 1 ms: the p50 sees the fast
+	// ones, the p99 the slow ones.
+	s, err := measure(context.Background(), 4, 400*time.Millisecond, func(_ context.Context, _, i int) error {
+		d := time.Millisecond
+		if i%25 == 24 {
+			d = 30 * time.Millisecond
+		}
+		time.Sleep(d)
 		return nil
 	})
-	if err != nil || s.ops <= 0 || s.p50 < 1 || s.p99 < s.p50 {
-		t.Fatalf("%+v %v", s, err)
+	if err != nil || s.ops <= 0 || s.p50 < 1 || s.p50 > 10 || s.p99 < 25 {
+		t.Fatalf("p50 %.1f ms (want 1–10), p99 %.1f ms (want ≥ 25), %.0f ops/s: %v", s.p50, s.p99, s.ops, err)
 	}
 	boom := errors.New("boom")
 	if _, err := measure(context.Background(), 2, 100*time.Millisecond, func(context.Context, int, int) error { return boom }); !errors.Is(err, boom) {

@@ -145,10 +145,17 @@ func TestSensorToQueryEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	found := false
 	for _, r := range asOf {
-		if r.Path == p0 && r.Seq != mid.seq {
-			t.Fatalf("as of %v, %s is at seq %d, want %d", mid.ts, p0, r.Seq, mid.seq)
+		if r.Path == p0 {
+			found = true
+			if r.Seq != mid.seq {
+				t.Fatalf("as of %v, %s is at seq %d, want %d", mid.ts, p0, r.Seq, mid.seq)
+			}
 		}
+	}
+	if !found {
+		t.Fatalf("as of %v, %s is missing: %+v", mid.ts, p0, asOf)
 	}
 	if before, err := query.Latest(cx, c.cl, "q", start.Add(-time.Hour), 0); err != nil || len(before) != 0 {
 		t.Fatalf("as of before any write: %v %v", before, err)

@@ -119,6 +119,8 @@ func TestTorture(t *testing.T) {
 		t.Errorf("audit: lost=%d dup=%d foreign=%d misplaced=%d order=%d", a.lost, a.dup, a.foreign, a.misplaced, a.orderViolations)
 	case lin == "false":
 		t.Errorf("not linearizable: see %s", html)
+	case lin == "unknown":
+		t.Error("porcupine could not decide linearizability within its 3 minutes: nothing was checked")
 	case len(diverged) > 0:
 		t.Errorf("replicas differ on %d paths: %s", len(diverged), strings.Join(diverged[:min(len(diverged), 10)], ", "))
 	}
