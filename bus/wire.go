@@ -141,8 +141,10 @@ type LsReply struct {
 // TreeRequest is ms.api.tree. At (RFC 3339) makes it an as-of read: each
 // path's latest version committed at or before At.
 type TreeRequest struct {
-	Path  string `json:"path"`
-	At    string `json:"at,omitempty"`
+	Path string `json:"path"`
+	At   string `json:"at,omitempty"`
+	// After pages on: only paths after this one, in the reply's order.
+	After string `json:"after,omitempty"`
 	Limit int    `json:"limit,omitempty"`
 }
 

@@ -161,6 +161,27 @@ func (c *Client) Tree(ctx context.Context, req bus.TreeRequest) (bus.TreeReply, 
 	return rep, err
 }
 
+// Subtree calls fn with the latest version of every path under req.Path,
+// in path order, paging through the store's pages (req.Limit is the page
+// size) until fn returns an error or the paths end.
+func (c *Client) Subtree(ctx context.Context, req bus.TreeRequest, fn func(bus.PathVersion) error) error {
+	for {
+		rep, err := c.Tree(ctx, req)
+		if err != nil {
+			return err
+		}
+		for _, pv := range rep.Values {
+			if err := fn(pv); err != nil {
+				return err
+			}
+		}
+		if !rep.More || len(rep.Values) == 0 {
+			return nil
+		}
+		req.After = rep.Values[len(rep.Values)-1].Path
+	}
+}
+
 // Agg summarises a path's versions in the store: count, min, max, mean,
 // first and last, overall and per bucket.
 func (c *Client) Agg(ctx context.Context, req bus.AggRequest) (bus.AggReply, error) {

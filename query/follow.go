@@ -138,11 +138,15 @@ func (f *follower) fill(ctx context.Context, p string) error {
 // is behind. The first time, without AfterSeq, it prints the latest
 // versions and starts from them.
 func (f *follower) resync(ctx context.Context, first bool) error {
-	t, err := f.cl.Tree(ctx, bus.TreeRequest{Path: f.path})
+	var latest []bus.PathVersion
+	err := f.cl.Subtree(ctx, bus.TreeRequest{Path: f.path}, func(pv bus.PathVersion) error {
+		latest = append(latest, pv)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("query: follow %s: %w", f.path, err)
 	}
-	for _, pv := range t.Values {
+	for _, pv := range latest {
 		switch {
 		case first:
 			if err := f.emit(Row{Path: pv.Path, Version: pv.Version}); err != nil {
@@ -155,7 +159,7 @@ func (f *follower) resync(ctx context.Context, first bool) error {
 		}
 	}
 	if first {
-		for _, pv := range t.Values {
+		for _, pv := range latest {
 			f.base = max(f.base, pv.Seq)
 		}
 	}

@@ -55,8 +55,9 @@ type Row struct {
 }
 
 // Latest returns the latest version of path if it holds values, else of
-// every path under it (up to limit, 0 for the store's page). A non-zero at
-// makes it an as-of read: each path's latest version committed by then.
+// every path under it (at most limit, 0 for all), paging through the
+// store's pages. A non-zero at makes it an as-of read: each path's latest
+// version committed by then.
 func Latest(ctx context.Context, cl *client.Client, path string, at time.Time, limit int) ([]Row, error) {
 	if path != "" && at.IsZero() {
 		g, err := cl.Get(ctx, bus.GetRequest{Path: path})
@@ -68,20 +69,26 @@ func Latest(ctx context.Context, cl *client.Client, path string, at time.Time, l
 			return nil, err
 		}
 	}
-	req := bus.TreeRequest{Path: path, Limit: limit}
+	req := bus.TreeRequest{Path: path}
 	if !at.IsZero() {
 		req.At = at.UTC().Format(time.RFC3339Nano)
 	}
-	t, err := cl.Tree(ctx, req)
-	if err != nil {
+	var rows []Row
+	err := cl.Subtree(ctx, req, func(pv bus.PathVersion) error {
+		if limit > 0 && len(rows) == limit {
+			return errEnough
+		}
+		rows = append(rows, Row{Path: pv.Path, Version: pv.Version})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
 		return nil, err
-	}
-	rows := make([]Row, len(t.Values))
-	for i, pv := range t.Values {
-		rows[i] = Row{Path: pv.Path, Version: pv.Version}
 	}
 	return rows, nil
 }
+
+// errEnough stops a walk that has what it needs.
+var errEnough = errors.New("query: enough rows")
 
 // History returns a path's versions in [since, until], oldest first,
 // paging through the store's pages, at most limit (0: all).

@@ -115,7 +115,7 @@ func (n *Node) handleRequest(m *nats.Msg) {
 			respondErr(m, e)
 			return
 		}
-		pvs, more, err := n.tree.Subtree(req.Path, at, req.Limit)
+		pvs, more, err := n.tree.Subtree(req.Path, at, req.After, req.Limit)
 		if err != nil {
 			respondErr(m, treeError(err))
 			return

@@ -241,6 +241,14 @@ func TestClusterWireAPI(t *testing.T) {
 	if err != nil || len(tr.Values) != 3 {
 		t.Fatalf("tree: %+v %v", tr, err)
 	}
+	var walked []string // page by page, one path a page
+	err = c.cl.Subtree(cx, bus.TreeRequest{Limit: 1}, func(pv bus.PathVersion) error {
+		walked = append(walked, pv.Path)
+		return nil
+	})
+	if err != nil || fmt.Sprint(walked) != "[plant1/line1/hum plant1/line3/temp plant2/state]" {
+		t.Fatalf("tree paged with after: %v %v", walked, err)
+	}
 	for _, bad := range []string{"../x", "a//b", "/a"} {
 		if _, err := c.cl.Put(cx, bad, json.RawMessage(`1`)); code(err) != bus.CodeBadPath {
 			t.Fatalf("put %q: %v", bad, err)

@@ -125,7 +125,7 @@ Times are RFC 3339 (2026-01-02T15:04:05Z) or a duration before now (15m, 2h).`,
 	f.StringVar(&timeBase, "time", "commit", "time of --agg/--every ranges and buckets: commit or event (the writer's own)")
 	f.BoolVar(&follow, "follow", false, "keep printing new versions until interrupted")
 	f.Uint64Var(&afterSeq, "after-seq", 0, "with --follow: resume after this seq (print every later version)")
-	f.IntVar(&limit, "limit", 0, "most rows (0: all history, or the store's page of paths)")
+	f.IntVar(&limit, "limit", 0, "most rows (0: all)")
 	f.StringVar(&format, "format", query.Table, "table, jsonl or csv")
 	cmd.AddCommand(plotCommand(g))
 	return cmd

@@ -170,6 +170,7 @@ func lsCommand(g *globals) *cobra.Command {
 
 func treeCommand(g *globals) *cobra.Command {
 	var limit int
+	var after string
 	cmd := &cobra.Command{
 		Use:   "tree [PATH]",
 		Short: "Show the latest value of every path under PATH",
@@ -177,7 +178,7 @@ func treeCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := optionalPath(args)
 			return withClient(g, func(c *client.Client) error {
-				rep, err := c.Tree(cmd.Context(), bus.TreeRequest{Path: path, Limit: limit})
+				rep, err := c.Tree(cmd.Context(), bus.TreeRequest{Path: path, After: after, Limit: limit})
 				if err != nil || g.json {
 					return orPrint(rep, err)
 				}
@@ -186,11 +187,15 @@ func treeCommand(g *globals) *cobra.Command {
 				for _, v := range rep.Values {
 					fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", v.Path, v.Seq, v.TS, v.Value)
 				}
+				if rep.More && len(rep.Values) > 0 {
+					fmt.Fprintf(w, "… more: --after %s\n", rep.Values[len(rep.Values)-1].Path)
+				}
 				return w.Flush()
 			})
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 0, "most paths (0: the store's page size)")
+	cmd.Flags().StringVar(&after, "after", "", "page on: only the paths after this one (the last path of the previous page)")
 	return cmd
 }
 

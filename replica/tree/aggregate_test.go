@@ -287,7 +287,7 @@ func TestSubtreeAsOf(t *testing.T) {
 		{epoch0.Add(time.Hour), map[string]string{"f/a": `"a3"`, "f/b": `"b4"`}},
 	}
 	for _, c := range cases {
-		got, _, err := tr.Subtree("f", c.at, 0)
+		got, _, err := tr.Subtree("f", c.at, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -722,12 +722,19 @@ func (t *Tree) Ls(folder string) ([]string, error) {
 }
 
 // Subtree returns the latest version of every path under folder (folder
-// itself included), in path order, at most limit (capped by MaxPage). With
-// a non-zero at it is an as-of read: each path's latest version committed
-// at or before at, paths with none by then left out.
-func (t *Tree) Subtree(folder string, at time.Time, limit int) ([]PathVersion, bool, error) {
+// itself included), in path order (a folder, then what is under it, names
+// sorted), at most limit (capped by MaxPage), and whether more follow;
+// a non-empty after pages on: only the paths after it. With a non-zero at
+// it is an as-of read: each path's latest version committed at or before
+// at, paths with none by then left out.
+func (t *Tree) Subtree(folder string, at time.Time, after string, limit int) ([]PathVersion, bool, error) {
 	if err := ValidateFolder(folder); err != nil {
 		return nil, false, err
+	}
+	if after != "" {
+		if err := ValidatePath(after); err != nil {
+			return nil, false, err
+		}
 	}
 	if limit <= 0 || limit > t.cfg.MaxPage {
 		limit = t.cfg.MaxPage
@@ -738,7 +745,11 @@ func (t *Tree) Subtree(folder string, at time.Time, limit int) ([]PathVersion, b
 	more := false
 	var visit func(p string) error
 	visit = func(p string) error {
-		if ps := t.paths[p]; ps != nil && p != "" {
+		if after != "" && p != "" && !walksAfter(p, after) {
+			if p != after && !strings.HasPrefix(after, p+"/") {
+				return nil // the whole subtree comes before the cursor
+			}
+		} else if ps := t.paths[p]; ps != nil && p != "" {
 			k := len(ps.refs) - 1
 			if !at.IsZero() {
 				_, k = timeRange(ps.refs, time.Time{}, at)
@@ -772,6 +783,19 @@ func (t *Tree) Subtree(folder string, at time.Time, limit int) ([]PathVersion, b
 		return nil, false, err
 	}
 	return out, more, nil
+}
+
+// walksAfter reports whether Subtree's walk (a folder, then what is under
+// it, names sorted) reaches path p after path c: the first segment that
+// differs decides, and a folder comes before what is under it.
+func walksAfter(p, c string) bool {
+	ps, cs := strings.Split(p, "/"), strings.Split(c, "/")
+	for i := 0; i < len(ps) && i < len(cs); i++ {
+		if ps[i] != cs[i] {
+			return ps[i] > cs[i]
+		}
+	}
+	return len(ps) > len(cs)
 }
 
 var errStop = errors.New("stop")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,11 +138,11 @@ func TestApplyReadBack(t *testing.T) {
 	if root, _ := tr.Ls(""); !reflect.DeepEqual(root, []string{"plant1"}) {
 		t.Fatalf("ls root: %v", root)
 	}
-	sub, more, err := tr.Subtree("plant1", time.Time{}, 0)
+	sub, more, err := tr.Subtree("plant1", time.Time{}, "", 0)
 	if err != nil || more || len(sub) != 3 || sub[0].Path != "plant1/line0/hum" || sub[2].Path != "plant1/line3/temp" {
 		t.Fatalf("subtree: %+v %v %v", sub, more, err)
 	}
-	if sub, more, _ := tr.Subtree("", time.Time{}, 2); len(sub) != 2 || !more {
+	if sub, more, _ := tr.Subtree("", time.Time{}, "", 2); len(sub) != 2 || !more {
 		t.Fatalf("limited subtree: %d %v", len(sub), more)
 	}
 	// The file is human readable: one JSON line per version.
@@ -190,7 +191,7 @@ func sameAs(t *testing.T, tr *Tree, m model) {
 			t.Fatalf("get %s: %+v %v", p, v, err)
 		}
 	}
-	all, _, err := tr.Subtree("", time.Time{}, 1<<30)
+	all, _, err := tr.Subtree("", time.Time{}, "", 1<<30)
 	if err != nil || len(all) != min(len(m), tr.cfg.MaxPage) {
 		t.Fatalf("subtree: %d paths, want %d (%v)", len(all), len(m), err)
 	}
@@ -639,4 +640,56 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("read directly as %+v, encoding/json reads %+v (%v)", r, v, err)
 		}
 	})
+}
+
+// TestSubtreePagesOn: paging with after walks every path once, in the
+// walk's order (a folder, then what is under it), whatever the page size,
+// also where a name sorts between a folder and its children ("a-x" after
+// "a/…"), and from a cursor that no longer names a path.
+func TestSubtreePagesOn(t *testing.T) {
+	tr := openTree(t, vfs.NewMem(), "/d", DefaultConfig())
+	paths := []string{"a", "a/b", "a/b/c", "a/c", "a-x", "a-x/y", "b", "b/a", "c"}
+	for i, p := range paths {
+		if err := tr.Apply(1, uint64(i+1), "2026-11-25T00:00:00Z", "u", []Put{{Path: p, Value: json.RawMessage(`1`)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, _, err := tr.Subtree("", time.Time{}, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a", "a/b", "a/b/c", "a/c", "a-x", "a-x/y", "b", "b/a", "c"}
+	var got []string
+	for _, pv := range all {
+		got = append(got, pv.Path)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("walk %v, want %v", got, want)
+	}
+	for size := 1; size <= 4; size++ {
+		var paged []string
+		after := ""
+		for {
+			page, more, err := tr.Subtree("", time.Time{}, after, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pv := range page {
+				paged = append(paged, pv.Path)
+			}
+			if !more {
+				break
+			}
+			after = page[len(page)-1].Path
+		}
+		if !slices.Equal(paged, want) {
+			t.Fatalf("pages of %d: %v, want %v", size, paged, want)
+		}
+	}
+	if page, _, _ := tr.Subtree("a", time.Time{}, "a/b/zz", 0); len(page) != 1 || page[0].Path != "a/c" {
+		t.Fatalf("after a cursor that names no path: %+v", page)
+	}
+	if _, _, err := tr.Subtree("", time.Time{}, "../x", 0); !errors.Is(err, ErrBadPath) {
+		t.Fatalf("bad cursor: %v", err)
+	}
 }
