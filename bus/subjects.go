@@ -35,9 +35,7 @@ const HeaderDeadline = "Ms-Deadline-Ms"
 
 // Queue groups.
 const (
-	// RouterQueue is the queue group the routers serve ms.api.> in. The
-	// member nodes join it on ms.api.get: NATS hands each read to one
-	// member of the group, router or node.
+	// RouterQueue is the queue group the routers serve ms.api.> in.
 	RouterQueue = "ms-router"
 )
 

@@ -21,8 +21,7 @@ import (
 
 // Router serves the public API as a queue group and forwards each request
 // to a node: writes and linearizable reads to the leader, stale reads to
-// any live member. The member nodes share the queue group on ms.api.get
-// and answer most reads without this hop. A failover shows as a slower reply, not an error: on
+// any live member. A failover shows as a slower reply, not an error: on
 // not_leader, unavailable or no answer it waits for the next view and
 // retries until the request's deadline.
 type Router struct {

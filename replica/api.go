@@ -351,7 +351,7 @@ func (n *Node) handleGet(m *nats.Msg) {
 }
 
 func (n *Node) serveGet(m *nats.Msg, req bus.GetRequest) {
-	line, applied, err := n.tree.GetJSON(req.Path)
+	line, err := n.tree.GetJSON(req.Path)
 	if err != nil {
 		respondErr(m, treeError(err))
 		return
@@ -361,7 +361,7 @@ func (n *Node) serveGet(m *nats.Msg, req bus.GetRequest) {
 	b = append(b, bus.Encode(req.Path)...)
 	b = append(append(b, ','), line[1:len(line)-1]...)
 	b = append(b, `,"applied_seq":`...)
-	b = strconv.AppendUint(b, applied, 10)
+	b = strconv.AppendUint(b, n.tree.AppliedPoint().Seq, 10)
 	b = append(b, '}')
 	if m.Reply != "" {
 		_ = m.Respond(b)
@@ -374,11 +374,7 @@ func (n *Node) answerRead(r protocol.ReadState) {
 		return
 	}
 	delete(n.reads, r.ID)
-	switch {
-	case r.Err != nil && p.msg.Subject == n.sub.API(bus.OpGet): // straight from the user
-		respondErr(p.msg, bus.Errorf(bus.CodeUnavailable, "node %d: no leader confirmed this read in time; try again", n.cfg.ID))
-		return
-	case r.Err != nil: // the router tries the next leader
+	if r.Err != nil {
 		respondErr(p.msg, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
 		return
 	}

@@ -1,12 +1,9 @@
 package replica
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -84,9 +81,8 @@ type Node struct {
 		done uint64 // the last write that is durable
 		err  error  // the write that failed; the node stops
 	}
-	subs    []*nats.Subscription
-	snaps   *snapServer
-	readSub *nats.Subscription // ms.api.get in the router queue group, while a member (owned by the loop)
+	subs  []*nats.Subscription
+	snaps *snapServer
 
 	// Owned by the loop.
 	nextID     uint64
@@ -182,7 +178,7 @@ func (n *Node) open() error {
 		n.closeStorage()
 		return fmt.Errorf("replica: the tree is at seq %d but the log starts after %d: entries are missing", applied.Seq, first.Seq)
 	}
-	r := protocol.Restart{State: protocol.HardState{Epoch: st.Epoch}, Start: first, Applied: applied.Seq, Incarnation: rand.Uint64()}
+	r := protocol.Restart{State: protocol.HardState{Epoch: st.Epoch}, Start: first, Applied: applied.Seq}
 	n.noteTS(tr.AppliedTS())
 	err = wal.Replay(first.Seq, func(e protocol.Entry) error {
 		e.Data = append([]byte(nil), e.Data...) // Replay's data is only valid during the call
@@ -227,10 +223,17 @@ func (n *Node) subscribe() error {
 		default: // overloaded: the protocol retries what matters
 		}
 	}
+	forward := func(m *nats.Msg) {
+		select {
+		case n.reqs <- m:
+		default:
+			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID)))
+		}
+	}
 	for subj, h := range map[string]nats.MsgHandler{
 		n.sub.All():              decode,
 		n.sub.To(n.cfg.ID):       decode,
-		n.sub.Fwd(n.cfg.ID, "*"): n.enqueue,
+		n.sub.Fwd(n.cfg.ID, "*"): forward,
 		n.sub.Snap(n.cfg.ID):     n.snaps.serve,
 		n.sub.Leave(n.cfg.ID): func(m *nats.Msg) {
 			select {
@@ -251,51 +254,6 @@ func (n *Node) subscribe() error {
 	return nil
 }
 
-// enqueue hands a user request to the loop, or refuses it at once when the
-// loop is that far behind.
-func (n *Node) enqueue(m *nats.Msg) {
-	select {
-	case n.reqs <- m:
-	default:
-		_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID)))
-	}
-}
-
-// userRead takes a read straight from a user (ms.api.get): a stale one is
-// answered here (the tree is safe to read beside the loop), the rest goes
-// to the loop (a linearizable read asks the leader for a read index).
-func (n *Node) userRead(m *nats.Msg) {
-	if bytes.Contains(m.Data, []byte(`"`+bus.Stale+`"`)) {
-		var req bus.GetRequest
-		if bus.DecodeRequest(m.Data, &req) == nil && req.Consistency == bus.Stale && req.MinSeq == 0 {
-			n.serveGet(m, req)
-			return
-		}
-	}
-	n.enqueue(m)
-}
-
-// joinReaders keeps the node in the router queue group on ms.api.get while
-// it is a member of the view, so users' reads reach it without the
-// router's hop; a node that is not a member has no complete state to read
-// from. Called by the loop on every tick.
-func (n *Node) joinReaders(st protocol.Status) {
-	member := n.leaving == 0 && slices.Contains(st.Members, n.cfg.ID)
-	switch {
-	case member && n.readSub == nil:
-		s, err := n.nc.QueueSubscribe(n.sub.API(bus.OpGet), bus.RouterQueue, n.userRead)
-		if err != nil {
-			n.log.WithError(err).Warn("reads keep going through the router")
-			return
-		}
-		s.SetPendingLimits(-1, -1)
-		n.readSub = s
-	case !member && n.readSub != nil:
-		_ = n.readSub.Unsubscribe()
-		n.readSub = nil
-	}
-}
-
 func (n *Node) unsubscribe() {
 	for _, s := range n.subs {
 		_ = s.Unsubscribe()
@@ -306,11 +264,6 @@ func (n *Node) unsubscribe() {
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
 	defer close(n.diskq) // writeLoop finishes what it was given, then ends
-	defer func() {
-		if n.readSub != nil {
-			_ = n.readSub.Unsubscribe()
-		}
-	}()
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -324,10 +277,8 @@ func (n *Node) run(ctx context.Context) {
 		case <-t.C:
 			n.pn.Tick()
 			n.expireWaits()
-			st := n.pn.Status()
-			n.joinReaders(st)
 			lead := 0.0 // on every tick: a deposed leader applies nothing, yet must stop saying it leads
-			if st.Leading {
+			if n.pn.Status().Leading {
 				lead = 1
 			}
 			leadingGauge.WithLabelValues(n.label).Set(lead)

@@ -17,10 +17,6 @@ type Config struct {
 	// within this many ticks refuses new writes with ErrNoQuorum rather
 	// than queue them. Default 10.
 	QuorumTicks int
-	// ReadTicks: a linearizable read not answered within this many ticks
-	// fails with ErrNotLeader (no majority confirmed a leader for it).
-	// Default 20.
-	ReadTicks int
 	// MaxBatch is the most entries in one append message: a write batch or a
 	// catch-up chunk. Default 512.
 	MaxBatch int
@@ -47,21 +43,18 @@ type TestingKnobs struct {
 	// SkipPrevCheck makes followers accept a batch without checking that
 	// they hold (prev_epoch, prev_seq).
 	SkipPrevCheck bool
-	// FollowerReadsWithoutIndex makes followers serve linearizable reads
-	// from their applied state at once, without the leader's read index.
-	FollowerReadsWithoutIndex bool
 }
 
 // DefaultConfig returns the defaults for node id.
 func DefaultConfig(id NodeID) Config {
-	return Config{ID: id, HeartbeatTicks: 1, RetryTicks: 5, QuorumTicks: 10, ReadTicks: 20, MaxBatch: 512, MaxBytes: 512 << 10, MaxInflight: 8}
+	return Config{ID: id, HeartbeatTicks: 1, RetryTicks: 5, QuorumTicks: 10, MaxBatch: 512, MaxBytes: 512 << 10, MaxInflight: 8}
 }
 
 func (c Config) validate() error {
 	switch {
 	case c.ID == 0 || c.ID >= Group:
 		return fmt.Errorf("%w: id %d", errConfig, c.ID)
-	case c.HeartbeatTicks < 1, c.RetryTicks < 1, c.QuorumTicks < 1, c.ReadTicks < 1, c.MaxBatch < 1, c.MaxBytes < 1, c.MaxInflight < 1:
+	case c.HeartbeatTicks < 1, c.RetryTicks < 1, c.QuorumTicks < 1, c.MaxBatch < 1, c.MaxBytes < 1, c.MaxInflight < 1:
 		return fmt.Errorf("%w: every tick count and limit must be at least 1: %+v", errConfig, c)
 	}
 	return nil

@@ -48,12 +48,8 @@
 //   - Linearizable reads: the leader records its commit seq as the read
 //     index once its epoch's no-op is committed, confirms with a read-index
 //     round that a majority still follows it in its epoch (one round serves
-//     every read registered before it started; rounds may overlap), and
-//     answers once it has applied up to the index. A follower asks the
-//     leader for a read index (one request per batch of reads, numbered
-//     from the driver's Restart.Incarnation), gets it once a round started
-//     after the ask confirms, and answers once it has applied up to it.
-//     Reads unanswered after ReadTicks fail with ErrNotLeader.
+//     every read registered before it started), and answers once it has
+//     applied up to the index.
 //   - A leader that has not heard from a majority of the members within
 //     QuorumTicks refuses new writes (ErrNoQuorum: nothing written) instead
 //     of queueing them where they would hang.

@@ -35,9 +35,7 @@ func (n *Node) stepDown() {
 		n.out.Replies = append(n.out.Replies, Reply{ID: p.id, Err: ErrNotLeader})
 	}
 	for _, r := range n.lead.reads {
-		if r.from == 0 { // a follower's read times out there
-			n.out.Reads = append(n.out.Reads, ReadState{ID: r.id, Err: ErrNotLeader})
-		}
+		n.out.Reads = append(n.out.Reads, ReadState{ID: r.id, Err: ErrNotLeader})
 	}
 	n.proposals = nil
 	n.lead = nil

@@ -44,21 +44,13 @@ const (
 	// MsgStatus (node → Group): the node's heartbeat. Fields: Epoch (the
 	// node's promise), Last (durable log end), Commit, Applied, Leading.
 	MsgStatus
-	// MsgReadIndex (follower → leader): give me a read index for my reads
-	// of batch Seq. Fields: Epoch, Seq.
-	MsgReadIndex
-	// MsgReadIndexAck (leader → follower): a majority confirmed, after batch
-	// Seq was asked, that I still lead; Commit is its read index. Fields:
-	// Epoch, Seq, Commit.
-	MsgReadIndexAck
 )
 
 var msgNames = [...]string{
 	MsgPrepare: "prepare", MsgPromise: "promise", MsgReject: "reject",
 	MsgView: "view", MsgAppend: "append", MsgAck: "ack", MsgCatchUp: "catchup",
 	MsgSnapshotNeeded: "snapshot_needed", MsgReadPing: "read_ping",
-	MsgReadAck: "read_ack", MsgStatus: "status", MsgReadIndex: "read_index",
-	MsgReadIndexAck: "read_index_ack",
+	MsgReadAck: "read_ack", MsgStatus: "status",
 }
 
 func (t MsgType) String() string {

@@ -38,7 +38,6 @@ type Node struct {
 	catchUpAt  uint64 // tick it was sent
 	snapshot   bool   // a snapshot fetch is outstanding
 	leaving    bool   // asked to leave the group
-	reads      followerReads
 
 	lead *leaderState // non-nil while leading epoch
 
@@ -92,8 +91,6 @@ func NewNode(cfg Config, r Restart) (*Node, error) {
 	n.durableEpoch = r.State.Epoch
 	n.durable = n.log.lastSeq()
 	n.commit, n.applied, n.match = r.Applied, r.Applied, r.Applied
-	n.reads.batch = r.Incarnation >> 2 // room to count up
-	n.reads.acked = n.reads.batch
 	return n, nil
 }
 
@@ -146,10 +143,6 @@ func (n *Node) Step(m Message) {
 		n.handleReadPing(m)
 	case MsgReadAck:
 		n.handleReadAck(m)
-	case MsgReadIndex:
-		n.handleReadIndex(m)
-	case MsgReadIndexAck:
-		n.handleReadIndexAck(m)
 	case MsgReject:
 		if n.lead != nil && m.Epoch > n.epoch {
 			n.stepDown()
@@ -173,7 +166,6 @@ func (n *Node) Tick() {
 	if n.lead != nil {
 		n.retryReadRound()
 	}
-	n.expireReads()
 }
 
 // DiskDone reports that every write up to id is durable.
@@ -373,7 +365,6 @@ func (n *Node) adopt(epoch uint64, leader NodeID) {
 	if n.lead != nil {
 		n.stepDown()
 	}
-	n.failFollowerReads() // asked of the old leader
 	n.epoch, n.leader, n.members = epoch, leader, nil
 	n.match = n.commit
 	n.catchingUp, n.snapshot = false, false

@@ -87,9 +87,4 @@ type Restart struct {
 	// Applied is the seq up to which the state machine (the tree) holds the
 	// entries durably; Start.Seq <= Applied <= the last entry's seq.
 	Applied uint64
-	// Incarnation differs at every start of the node (the driver draws it
-	// at random): the read-index batches a follower asks for are numbered
-	// from it, so a leader's late answer to a batch of an earlier start is
-	// never taken for a new one.
-	Incarnation uint64
 }

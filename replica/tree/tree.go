@@ -650,27 +650,25 @@ func (t *Tree) LatestSeq(p string) uint64 {
 
 // Get returns a path's latest version.
 func (t *Tree) Get(p string) (Version, error) {
-	line, _, err := t.GetJSON(p)
+	line, err := t.GetJSON(p)
 	if err != nil {
 		return Version{}, err
 	}
 	return decodeVersion(line)
 }
 
-// GetJSON is Get as the stored line (see HistoryJSON), with the seq
-// applied when it was read: no later version of the path was applied by
-// then, also while the node's loop applies beside the reader.
-func (t *Tree) GetJSON(p string) (json.RawMessage, uint64, error) {
+// GetJSON is Get as the stored line (see HistoryJSON).
+func (t *Tree) GetJSON(p string) (json.RawMessage, error) {
 	if err := ValidatePath(p); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	ps := t.paths[p]
 	if ps == nil {
-		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, p)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
-	return ps.recent[len(ps.recent)-1], t.applied.Seq, nil
+	return ps.recent[len(ps.recent)-1], nil
 }
 
 // version reads a path's k-th version, from memory if recent. Lock should

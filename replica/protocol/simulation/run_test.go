@@ -302,7 +302,6 @@ func TestRuleBreaksAreCaught(t *testing.T) {
 	}{
 		{name: "ack before fsync", node: protocol.TestingKnobs{AckBeforeDurable: true}},
 		{name: "skip the prev check", node: protocol.TestingKnobs{SkipPrevCheck: true}},
-		{name: "follower reads without a read index", node: protocol.TestingKnobs{FollowerReadsWithoutIndex: true}},
 		{name: "skip the prepare round", coord: election.TestingKnobs{SkipPrepare: true}},
 		{name: "leader after the first promise", coord: election.TestingKnobs{FirstPromise: true}},
 	}

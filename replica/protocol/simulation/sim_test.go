@@ -145,8 +145,7 @@ func (s *sim) node(id protocol.NodeID) *simNode {
 
 func (s *sim) startNode(sn *simNode) {
 	d := &sn.disk
-	r := protocol.Restart{State: d.hs, Start: d.start, Entries: slices.Clone(d.log), Applied: d.tree.Seq,
-		Incarnation: s.rng.Uint64()}
+	r := protocol.Restart{State: d.hs, Start: d.start, Entries: slices.Clone(d.log), Applied: d.tree.Seq}
 	last := d.start
 	if len(d.log) > 0 {
 		last = protocol.Point{Epoch: d.log[len(d.log)-1].Epoch, Seq: d.log[len(d.log)-1].Seq}
@@ -434,7 +433,11 @@ func (s *sim) propose() {
 
 func (s *sim) read() {
 	s.opID++
-	o := &op{id: s.opID, at: s.target(), issueMax: s.chk.maxApplied}
+	at := s.target()
+	if s.rng.Intn(2) == 0 { // a read may reach any node: only the leader may answer it
+		at = protocol.NodeID(1 + s.rng.Intn(len(s.nodes)))
+	}
+	o := &op{id: s.opID, at: at, issueMax: s.chk.maxApplied}
 	s.ops[o.id] = o
 	if sn := s.node(o.at); sn.up {
 		sn.n.Read(o.id)
