@@ -18,7 +18,8 @@ import (
 // leader, publishes each new version on ms.ev.<tokens>.
 func (n *Node) apply(e protocol.Entry, leading bool) error {
 	if e.Data == nil {
-		return n.tree.Apply(e.Epoch, e.Seq, "", "", nil)
+		_, err := n.tree.Apply(e.Epoch, e.Seq, "", "", nil)
+		return err
 	}
 	var c command
 	if err := json.Unmarshal(e.Data, &c); err != nil {
@@ -35,22 +36,29 @@ func (n *Node) apply(e protocol.Entry, leading bool) error {
 			return nil
 		}
 	}
-	var prev []uint64
-	if leading {
-		prev = make([]uint64, len(c.Puts))
-		for i, p := range c.Puts {
-			prev[i] = n.tree.LatestSeq(p.Path)
-		}
-	}
-	if err := n.tree.Apply(e.Epoch, e.Seq, c.TS, c.User, c.treePuts()); err != nil {
+	written, err := n.tree.Apply(e.Epoch, e.Seq, c.TS, c.User, c.treePuts())
+	if err != nil || !leading {
 		return err
 	}
-	for i, p := range prev { // a batch names each path once (handlePut)
-		ev := bus.Event{PathVersion: bus.PathVersion{Path: c.Puts[i].Path, Version: bus.Version{Seq: e.Seq, TS: c.TS,
-			EventTS: c.Puts[i].EventTS, User: c.User, Value: c.Puts[i].Value}}, PrevSeq: p}
-		_ = n.nc.Publish(n.sub.Ev(ev.Path), bus.Encode(ev))
+	for i, w := range written { // a batch names each path once (handlePut)
+		if w.Line != nil {
+			_ = n.nc.Publish(n.sub.Ev(c.Puts[i].Path), eventJSON(c.Puts[i].Path, w))
+		}
 	}
 	return nil
+}
+
+// eventJSON is the bus.Event of a version Apply wrote: its line with the
+// path spliced in before and prev_seq after, not encoded again.
+func eventJSON(path string, w tree.Written) []byte {
+	b := append(make([]byte, 0, len(w.Line)+len(path)+40), `{"path":`...)
+	b = append(b, bus.Encode(path)...)
+	b = append(append(b, ','), w.Line[1:len(w.Line)-1]...)
+	if w.Prev > 0 {
+		b = append(b, `,"prev_seq":`...)
+		b = strconv.AppendUint(b, w.Prev, 10)
+	}
+	return append(b, '}')
 }
 
 func respond(m *nats.Msg, v any) {

@@ -53,3 +53,24 @@ func TestSplicedGetReply(t *testing.T) {
 		t.Fatalf("spliced %s\nencoded %s", b, want)
 	}
 }
+
+// TestSplicedEvent: the event spliced from a written line is byte for byte
+// the bus.Event the encoder would make, with and without prev_seq and
+// event_ts, and with a path and value JSON escapes.
+func TestSplicedEvent(t *testing.T) {
+	for _, c := range []struct {
+		v    tree.Version
+		prev uint64
+	}{
+		{tree.Version{Seq: 9, TS: "2026-01-02T03:04:06Z", User: "u", Value: json.RawMessage(`[1,"a<b>&"]`)}, 7},
+		{tree.Version{Seq: 1, TS: "2026-01-02T03:04:06.5Z", EventTS: "2026-01-02T03:04:05Z", User: "al\"ice", Value: json.RawMessage(`{"x":1}`)}, 0},
+	} {
+		line, _ := json.Marshal(c.v)
+		got := eventJSON("plant-1/line_3/t", tree.Written{Line: line, Prev: c.prev})
+		want := bus.Encode(bus.Event{PathVersion: bus.PathVersion{Path: "plant-1/line_3/t", Version: bus.Version{Seq: c.v.Seq, TS: c.v.TS,
+			EventTS: c.v.EventTS, User: c.v.User, Value: c.v.Value}}, PrevSeq: c.prev})
+		if string(got) != string(want) {
+			t.Fatalf("spliced %s\nencoded %s", got, want)
+		}
+	}
+}

@@ -146,7 +146,7 @@ func TestAggregateEdges(t *testing.T) {
 	offsets := []time.Duration{0, time.Minute - time.Nanosecond, time.Minute, 2 * time.Minute}
 	for i, off := range offsets {
 		ts := epoch0.Add(off).Format(time.RFC3339Nano)
-		if err := tr.Apply(1, uint64(i+1), ts, "u", []Put{put("p", float64(i+1))}); err != nil {
+		if _, err := tr.Apply(1, uint64(i+1), ts, "u", []Put{put("p", float64(i+1))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -186,7 +186,7 @@ func TestAggregateEdges(t *testing.T) {
 		}
 		for i := 5; i <= MaxBuckets+5; i++ {
 			ts := epoch0.Add(time.Duration(i) * time.Hour).Format(time.RFC3339Nano)
-			if err := tr.Apply(1, uint64(i), ts, "u", []Put{put("many", i)}); err != nil {
+			if _, err := tr.Apply(1, uint64(i), ts, "u", []Put{put("many", i)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -239,7 +239,7 @@ func TestAggregateBesideWrites(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		for seq := uint64(2); seq <= 400; seq++ {
-			if err := tr.Apply(1, seq, tsOf(seq), "u", []Put{put("p", 1)}); err != nil {
+			if _, err := tr.Apply(1, seq, tsOf(seq), "u", []Put{put("p", 1)}); err != nil {
 				done <- err
 				return
 			}

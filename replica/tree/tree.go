@@ -443,54 +443,69 @@ func (t *Tree) AppliedTS() time.Time {
 	return time.Unix(0, t.lastTS).UTC()
 }
 
+// Written is what Apply wrote for one put: the versions-file line (the
+// version as JSON, without the newline) and the seq of the path's version
+// before it (0: none). Line is nil for a put left alone (replayed).
+type Written struct {
+	Line []byte
+	Prev uint64
+}
+
 // Apply applies one committed log entry (write_to_file): each put becomes a
 // line in its path's versions file. It is idempotent by seq: a path that
 // already holds seq (or later) is left alone, which makes replay after a
-// crash safe. Every path is checked before anything is written.
-func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) error {
+// crash safe. Every path is checked before anything is written. It returns
+// what it wrote for each put, so the leader can publish the events without
+// encoding the versions again.
+func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) ([]Written, error) {
 	if len(puts) == 0 { // a no-op entry: only the applied point moves
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		if seq > t.applied.Seq {
 			t.applied.Epoch, t.applied.Seq = epoch, seq
 		}
-		return nil
+		return nil, nil
 	}
 	at, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
-		return fmt.Errorf("tree: entry %d: bad ts %q: %w", seq, ts, err)
+		return nil, fmt.Errorf("tree: entry %d: bad ts %q: %w", seq, ts, err)
 	}
 	lines := make([][]byte, len(puts))
 	for i, p := range puts {
 		if err := ValidatePath(p.Path); err != nil {
-			return err
+			return nil, err
 		}
 		if p.EventTS != "" {
 			if _, err := time.Parse(time.RFC3339Nano, p.EventTS); err != nil {
-				return fmt.Errorf("tree: entry %d: bad event ts %q of %s", seq, p.EventTS, p.Path)
+				return nil, fmt.Errorf("tree: entry %d: bad event ts %q of %s", seq, p.EventTS, p.Path)
 			}
 		}
 		line, err := json.Marshal(Version{Seq: seq, TS: ts, EventTS: p.EventTS, User: user, Value: p.Value})
 		if err != nil { // the value is not JSON
-			return fmt.Errorf("tree: entry %d: value of %s: %w", seq, p.Path, err)
+			return nil, fmt.Errorf("tree: entry %d: value of %s: %w", seq, p.Path, err)
 		}
 		lines[i] = line
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	out := make([]Written, len(puts))
 	for i, p := range puts {
 		ps := t.paths[p.Path]
 		if ps != nil && ps.refs[len(ps.refs)-1].seq >= seq {
 			continue
 		}
-		if err := t.writeLine(p.Path, ps, ref{seq: seq, ts: at.UnixNano()}, lines[i]); err != nil {
-			return err
+		if ps != nil {
+			out[i].Prev = ps.refs[len(ps.refs)-1].seq
 		}
+		if err := t.writeLine(p.Path, ps, ref{seq: seq, ts: at.UnixNano()}, lines[i]); err != nil {
+			return nil, err
+		}
+		out[i].Line = lines[i]
 	}
 	if seq > t.applied.Seq {
 		t.applied, t.lastTS = Point{Epoch: epoch, Seq: seq}, at.UnixNano()
 	}
-	return nil
+	return out, nil
 }
 
 // writeLine appends one version to a path's file. Lock should be held.

@@ -21,12 +21,12 @@ func BenchmarkApply(b *testing.B) {
 	tr := openTree(b, vfs.OS, b.TempDir(), DefaultConfig())
 	value := json.RawMessage(`{"temp":21.5,"unit":"C","ok":true,"pad":"0123456789"}`)
 	for i := 0; i < 1000; i++ {
-		tr.Apply(1, uint64(i+1), tsOf(uint64(i+1)), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", i), Value: value}})
+		_, _ = tr.Apply(1, uint64(i+1), tsOf(uint64(i+1)), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", i), Value: value}})
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		seq := uint64(i + 1001)
-		if err := tr.Apply(1, seq, tsOf(seq), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", i%1000), Value: value}}); err != nil {
+		if _, err := tr.Apply(1, seq, tsOf(seq), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", i%1000), Value: value}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -39,7 +39,7 @@ func BenchmarkOpen(b *testing.B) {
 	dir := b.TempDir()
 	tr := openTree(b, vfs.OS, dir, DefaultConfig())
 	for seq := uint64(1); seq <= 100_000; seq++ {
-		tr.Apply(1, seq, tsOf(seq), "u", []Put{{Path: fmt.Sprintf("s%d/d%d/t", seq%100, (seq/100)%100), Value: json.RawMessage(`21.5`)}})
+		_, _ = tr.Apply(1, seq, tsOf(seq), "u", []Put{{Path: fmt.Sprintf("s%d/d%d/t", seq%100, (seq/100)%100), Value: json.RawMessage(`21.5`)}})
 	}
 	tr.Checkpoint()
 	b.ResetTimer()
@@ -65,7 +65,7 @@ func BenchmarkMemoryPerVersion(b *testing.B) {
 		for v := 0; v < perPath; v++ {
 			for p := 0; p < paths; p++ {
 				seq++
-				tr.Apply(1, seq, tsOf(seq), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", p), Value: value}})
+				_, _ = tr.Apply(1, seq, tsOf(seq), "sensor", []Put{{Path: fmt.Sprintf("site/dev%d/temp", p), Value: value}})
 			}
 		}
 		runtime.GC()

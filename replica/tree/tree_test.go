@@ -34,7 +34,7 @@ func openTree(t testing.TB, fsys vfs.FS, dir string, cfg Config) *Tree {
 
 func apply(t testing.TB, tr *Tree, seq uint64, puts ...Put) {
 	t.Helper()
-	if err := tr.Apply(1, seq, tsOf(seq), "u", puts); err != nil {
+	if _, err := tr.Apply(1, seq, tsOf(seq), "u", puts); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -68,11 +68,11 @@ func TestBadPathsAreRefusedAndCreateNothing(t *testing.T) {
 		if err := ValidatePath(p); !errors.Is(err, ErrBadPath) {
 			t.Errorf("ValidatePath(%q) = %v", p, err)
 		}
-		if err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("ok/path", 1), put(p, 2)}); !errors.Is(err, ErrBadPath) {
+		if _, err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("ok/path", 1), put(p, 2)}); !errors.Is(err, ErrBadPath) {
 			t.Errorf("Apply(%q) = %v", p, err)
 		}
 	}
-	if err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("evil/x", 1)}); !errors.Is(err, ErrUnsafe) {
+	if _, err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("evil/x", 1)}); !errors.Is(err, ErrUnsafe) {
 		t.Errorf("apply through a planted symlink: %v", err)
 	}
 	if after := listing(t, dir); !reflect.DeepEqual(before, after) {
@@ -650,7 +650,7 @@ func TestSubtreePagesOn(t *testing.T) {
 	tr := openTree(t, vfs.NewMem(), "/d", DefaultConfig())
 	paths := []string{"a", "a/b", "a/b/c", "a/c", "a-x", "a-x/y", "b", "b/a", "c"}
 	for i, p := range paths {
-		if err := tr.Apply(1, uint64(i+1), "2026-11-25T00:00:00Z", "u", []Put{{Path: p, Value: json.RawMessage(`1`)}}); err != nil {
+		if _, err := tr.Apply(1, uint64(i+1), "2026-11-25T00:00:00Z", "u", []Put{{Path: p, Value: json.RawMessage(`1`)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -691,5 +691,22 @@ func TestSubtreePagesOn(t *testing.T) {
 	}
 	if _, _, err := tr.Subtree("", time.Time{}, "../x", 0); !errors.Is(err, ErrBadPath) {
 		t.Fatalf("bad cursor: %v", err)
+	}
+}
+
+// TestApplyReportsWhatItWrote: Apply returns each put's line and the seq
+// before it, and nothing for a put it leaves alone (a replay).
+func TestApplyReportsWhatItWrote(t *testing.T) {
+	tr := openTree(t, vfs.NewMem(), "/d", DefaultConfig())
+	w1, err := tr.Apply(1, 1, tsOf(1), "u", []Put{{Path: "a/b", Value: json.RawMessage(`1`)}})
+	if err != nil || len(w1) != 1 || w1[0].Prev != 0 || string(w1[0].Line) != `{"seq":1,"ts":"`+tsOf(1)+`","user":"u","value":1}` {
+		t.Fatalf("first version: %+v %v", w1, err)
+	}
+	w2, err := tr.Apply(1, 5, tsOf(5), "u", []Put{{Path: "a/b", Value: json.RawMessage(`2`)}, {Path: "a/c", Value: json.RawMessage(`3`)}})
+	if err != nil || len(w2) != 2 || w2[0].Prev != 1 || w2[1].Prev != 0 || w2[1].Line == nil {
+		t.Fatalf("second entry: %+v %v", w2, err)
+	}
+	if w3, err := tr.Apply(1, 5, tsOf(5), "u", []Put{{Path: "a/b", Value: json.RawMessage(`2`)}}); err != nil || w3[0].Line != nil {
+		t.Fatalf("replayed entry wrote %+v %v", w3, err)
 	}
 }
