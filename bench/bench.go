@@ -121,6 +121,9 @@ func measure(ctx context.Context, workers int, d time.Duration, op func(ctx cont
 		}()
 	}
 	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err() // interrupted: a cut measurement is no figure
+	}
 	if firstErr != nil {
 		return sample{}, firstErr
 	}
@@ -182,6 +185,9 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		{"W5", r.catchUp},
 	}
 	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return r.rows, err // interrupted between steps
+		}
 		if err := s.run(ctx); err != nil {
 			return r.rows, err
 		}

@@ -59,6 +59,11 @@ func TestMeasure(t *testing.T) {
 	if err != nil || s.ops <= 0 || s.p50 < 1 || s.p50 > 10 || s.p99 < 25 {
 		t.Fatalf("p50 %.1f ms (want 1–10), p99 %.1f ms (want ≥ 25), %.0f ops/s: %v", s.p50, s.p99, s.ops, err)
 	}
+	cut, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := measure(cut, 2, time.Second, func(context.Context, int, int) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("an interrupted measurement gave %v, not context.Canceled", err)
+	}
 	boom := errors.New("boom")
 	if _, err := measure(context.Background(), 2, 100*time.Millisecond, func(context.Context, int, int) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("error not returned: %v", err)

@@ -73,14 +73,18 @@ func freeAddr() (string, error) {
 }
 
 // retry calls f until it succeeds or within passes.
-func retry(within time.Duration, f func() error) error {
+func retry(ctx context.Context, within time.Duration, f func() error) error {
 	deadline := time.Now().Add(within)
 	for {
 		err := f()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
@@ -112,7 +116,7 @@ func startMemstore(bin, dir string, n int) (*memstoreCluster, error) {
 			return nil, err
 		}
 	}
-	err = retry(15*time.Second, func() error {
+	err = retry(context.Background(), 15*time.Second, func() error {
 		c.cl, err = client.Dial(c.url, client.Options{Timeout: 5 * time.Second, Name: "memstore-bench"})
 		return err
 	})
@@ -137,7 +141,7 @@ func (c *memstoreCluster) startNode(id int) error {
 
 // waitMembers waits for a leader, n members, all live, and a write.
 func (c *memstoreCluster) waitMembers(n int, within time.Duration) error {
-	return retry(within, func() error {
+	return retry(context.Background(), within, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		st, err := c.cl.Status(ctx)
@@ -226,7 +230,7 @@ cluster {
 		c.servers = append(c.servers, p)
 		urls = append(urls, "nats://"+clientAddrs[i])
 	}
-	err := retry(15*time.Second, func() error {
+	err := retry(context.Background(), 15*time.Second, func() error {
 		var err error
 		c.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name("memstore-bench-jetstream"))
 		return err
@@ -235,7 +239,7 @@ cluster {
 		js, jerr := jetstream.New(c.nc)
 		err = jerr
 		if err == nil {
-			err = retry(60*time.Second, func() error {
+			err = retry(context.Background(), 60*time.Second, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
 				var err error

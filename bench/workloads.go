@@ -69,13 +69,13 @@ func rawAppend(dir string, batch int, d time.Duration) (float64, error) {
 
 // writes is W1: each writer puts 64-byte values to its own key and waits
 // for each acknowledgement.
-func (r *runner) writes(system string, put func(ctx context.Context, key string) error) error {
+func (r *runner) writes(ctx context.Context, system string, put func(ctx context.Context, key string) error) error {
 	if !r.cfg.runs("W1") {
 		return nil
 	}
 	for _, n := range r.cfg.Writers {
 		err := r.repeat("W1", fmt.Sprintf("durable puts, 64 B, %d writers", n), system, func() (sample, error) {
-			return measure(context.Background(), n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
+			return measure(ctx, n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
 				return put(ctx, "w"+strconv.Itoa(w))
 			})
 		})
@@ -87,13 +87,13 @@ func (r *runner) writes(system string, put func(ctx context.Context, key string)
 }
 
 // reads is W2: readers read the latest value of their own key.
-func (r *runner) reads(kind, system string, get func(ctx context.Context, key string) error) error {
+func (r *runner) reads(ctx context.Context, kind, system string, get func(ctx context.Context, key string) error) error {
 	if !r.cfg.runs("W2") {
 		return nil
 	}
 	for _, n := range r.cfg.Readers {
 		err := r.repeat("W2", fmt.Sprintf("%s get, %d readers", kind, n), system, func() (sample, error) {
-			return measure(context.Background(), n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
+			return measure(ctx, n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
 				return get(ctx, "r"+strconv.Itoa(w))
 			})
 		})
@@ -105,12 +105,12 @@ func (r *runner) reads(kind, system string, get func(ctx context.Context, key st
 }
 
 // history is W3: 16 readers read the whole history (64 values) of a key.
-func (r *runner) history(system string, read func(ctx context.Context) (int, error)) error {
+func (r *runner) history(ctx context.Context, system string, read func(ctx context.Context) (int, error)) error {
 	if !r.cfg.runs("W3") {
 		return nil
 	}
 	return r.repeat("W3", "history of 64 values, 16 readers", system, func() (sample, error) {
-		return measure(context.Background(), 16, r.cfg.Duration, func(ctx context.Context, _, _ int) error {
+		return measure(ctx, 16, r.cfg.Duration, func(ctx context.Context, _, _ int) error {
 			n, err := read(ctx)
 			if err == nil && n != 64 {
 				err = fmt.Errorf("history holds %d values, want 64", n)
@@ -122,7 +122,7 @@ func (r *runner) history(system string, read func(ctx context.Context) (int, err
 
 // memstore runs W1–W3 on 3 nodes, W1 on 5 nodes, and NATS request-reply
 // through the 3-node cluster's server.
-func (r *runner) memstore(context.Context) error {
+func (r *runner) memstore(ctx context.Context) error {
 	if !r.cfg.runs("W1") && !r.cfg.runs("W2") && !r.cfg.runs("W3") && !r.cfg.runs("limits") {
 		return nil
 	}
@@ -139,7 +139,7 @@ func (r *runner) memstore(context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = r.memstoreWorkloads(c, system, n == 3)
+		err = r.memstoreWorkloads(ctx, c, system, n == 3)
 		c.close()
 		if err != nil {
 			return err
@@ -148,29 +148,29 @@ func (r *runner) memstore(context.Context) error {
 	return nil
 }
 
-func (r *runner) memstoreWorkloads(c *memstoreCluster, system string, all bool) error {
+func (r *runner) memstoreWorkloads(ctx context.Context, c *memstoreCluster, system string, all bool) error {
 	cl := c.cl
-	if err := r.writes(system, func(ctx context.Context, key string) error {
+	if err := r.writes(ctx, system, func(ctx context.Context, key string) error {
 		_, err := cl.Put(ctx, "bench/"+key, value64)
 		return err
 	}); err != nil || !all {
 		return err
 	}
-	if err := prefill(func(ctx context.Context, key string, v []byte) error {
+	if err := prefill(ctx, func(ctx context.Context, key string, v []byte) error {
 		_, err := cl.Put(ctx, "bench/"+key, v)
 		return err
 	}, max(16, maxOf(r.cfg.Readers))); err != nil {
 		return err
 	}
 	for _, kind := range []string{bus.Linearizable, bus.Stale} {
-		if err := r.reads(kind, system, func(ctx context.Context, key string) error {
+		if err := r.reads(ctx, kind, system, func(ctx context.Context, key string) error {
 			_, err := cl.Get(ctx, bus.GetRequest{Path: "bench/" + key, Consistency: kind})
 			return err
 		}); err != nil {
 			return err
 		}
 	}
-	if err := r.history(system, func(ctx context.Context) (int, error) {
+	if err := r.history(ctx, system, func(ctx context.Context) (int, error) {
 		h, err := cl.History(ctx, bus.HistoryRequest{Path: "bench/h"})
 		return len(h.Values), err
 	}); err != nil {
@@ -180,13 +180,13 @@ func (r *runner) memstoreWorkloads(c *memstoreCluster, system string, all bool) 
 		return nil
 	}
 	return r.repeat("limit", "NATS request-reply, 32 requesters", Limit, func() (sample, error) {
-		return natsRequestReply(c.url, r.cfg.Duration)
+		return natsRequestReply(ctx, c.url, r.cfg.Duration)
 	})
 }
 
 // prefill writes r0…r(n-1) and 64 versions of h.
-func prefill(put func(ctx context.Context, key string, v []byte) error, n int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+func prefill(ctx context.Context, put func(ctx context.Context, key string, v []byte) error, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for i := 0; i < n; i++ {
 		if err := put(ctx, "r"+strconv.Itoa(i), value64); err != nil {
@@ -211,7 +211,7 @@ func maxOf(xs []int) int {
 
 // natsRequestReply measures request-reply through a server: a responder
 // that echoes, and 32 requesters.
-func natsRequestReply(url string, d time.Duration) (sample, error) {
+func natsRequestReply(ctx context.Context, url string, d time.Duration) (sample, error) {
 	srv, err := nats.Connect(url, nats.Name("bench-echo"))
 	if err != nil {
 		return sample{}, err
@@ -230,7 +230,7 @@ func natsRequestReply(url string, d time.Duration) (sample, error) {
 		return sample{}, err
 	}
 	defer nc.Close()
-	return measure(context.Background(), 32, d, func(ctx context.Context, _, _ int) error {
+	return measure(ctx, 32, d, func(ctx context.Context, _, _ int) error {
 		_, err := nc.RequestWithContext(ctx, "bench.echo", value64)
 		return err
 	})
@@ -238,7 +238,7 @@ func natsRequestReply(url string, d time.Duration) (sample, error) {
 
 // jetstream runs W1–W3 on JetStream KV with sync always and W1 with its
 // default sync.
-func (r *runner) jetstream(context.Context) error {
+func (r *runner) jetstream(ctx context.Context) error {
 	for _, syncAlways := range []bool{true, false} {
 		system := JSSync
 		if !syncAlways {
@@ -254,7 +254,7 @@ func (r *runner) jetstream(context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = r.jetStreamWorkloads(js, system, syncAlways)
+		err = r.jetStreamWorkloads(ctx, js, system, syncAlways)
 		js.close()
 		if err != nil {
 			return err
@@ -263,25 +263,25 @@ func (r *runner) jetstream(context.Context) error {
 	return nil
 }
 
-func (r *runner) jetStreamWorkloads(js *jetStreamCluster, system string, all bool) error {
+func (r *runner) jetStreamWorkloads(ctx context.Context, js *jetStreamCluster, system string, all bool) error {
 	kv := js.kv
 	put := func(ctx context.Context, key string, v []byte) error {
 		_, err := kv.Put(ctx, key, v)
 		return err
 	}
-	if err := r.writes(system, func(ctx context.Context, key string) error { return put(ctx, key, value64) }); err != nil || !all {
+	if err := r.writes(ctx, system, func(ctx context.Context, key string) error { return put(ctx, key, value64) }); err != nil || !all {
 		return err
 	}
-	if err := prefill(put, max(16, maxOf(r.cfg.Readers))); err != nil {
+	if err := prefill(ctx, put, max(16, maxOf(r.cfg.Readers))); err != nil {
 		return err
 	}
-	if err := r.reads("direct", system, func(ctx context.Context, key string) error {
+	if err := r.reads(ctx, "direct", system, func(ctx context.Context, key string) error {
 		_, err := kv.Get(ctx, key)
 		return err
 	}); err != nil {
 		return err
 	}
-	return r.history(system, func(ctx context.Context) (int, error) {
+	return r.history(ctx, system, func(ctx context.Context) (int, error) {
 		h, err := kv.History(ctx, "h")
 		return len(h), err
 	})
@@ -290,7 +290,7 @@ func (r *runner) jetStreamWorkloads(js *jetStreamCluster, system string, all boo
 // failover is W4: 32 writers put keyed values continuously to a 3-node
 // cluster while the leader process is killed; it reports the longest gap
 // between acknowledgements and the acknowledged puts missing afterwards.
-func (r *runner) failover(context.Context) error {
+func (r *runner) failover(ctx context.Context) error {
 	if !r.cfg.runs("W4") {
 		return nil
 	}
@@ -300,7 +300,7 @@ func (r *runner) failover(context.Context) error {
 		if err != nil {
 			return err
 		}
-		gap, missing, err := failoverOnce(c, max(r.cfg.Duration, 4*time.Second))
+		gap, missing, err := failoverOnce(ctx, c, max(r.cfg.Duration, 4*time.Second))
 		c.close()
 		if err != nil {
 			return err
@@ -313,7 +313,7 @@ func (r *runner) failover(context.Context) error {
 	return nil
 }
 
-func failoverOnce(c *memstoreCluster, d time.Duration) (time.Duration, int, error) {
+func failoverOnce(ctx context.Context, c *memstoreCluster, d time.Duration) (time.Duration, int, error) {
 	st, err := c.status()
 	if err != nil {
 		return 0, 0, err
@@ -329,9 +329,9 @@ func failoverOnce(c *memstoreCluster, d time.Duration) (time.Duration, int, erro
 		go func() {
 			defer wg.Done()
 			path := fmt.Sprintf("failover/w%d", w)
-			for i := 1; time.Now().Before(end); i++ {
+			for i := 1; time.Now().Before(end) && ctx.Err() == nil; i++ {
 				v := fmt.Sprintf("%d-%d", w, i)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, err := c.cl.Write(ctx, bus.PutRequest{Path: path, Value: bus.Encode(v), Source: "w" + strconv.Itoa(w), SourceSeq: uint64(i)})
 				cancel()
 				if err != nil {
@@ -346,6 +346,9 @@ func failoverOnce(c *memstoreCluster, d time.Duration) (time.Duration, int, erro
 	time.Sleep(d / 3)
 	c.nodes[leader].kill()
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
 	sort.Slice(acks, func(i, j int) bool { return acks[i].Before(acks[j]) })
 	var gap time.Duration
 	for i := 1; i < len(acks); i++ {
@@ -353,7 +356,7 @@ func failoverOnce(c *memstoreCluster, d time.Duration) (time.Duration, int, erro
 	}
 	stored := map[string]bool{}
 	for w := 0; w < 32; w++ {
-		if err := readHistory(c.cl, fmt.Sprintf("failover/w%d", w), func(v bus.Version) {
+		if err := readHistory(ctx, c.cl, fmt.Sprintf("failover/w%d", w), func(v bus.Version) {
 			var s string
 			_ = json.Unmarshal(v.Value, &s)
 			stored[s] = true
@@ -371,10 +374,10 @@ func failoverOnce(c *memstoreCluster, d time.Duration) (time.Duration, int, erro
 }
 
 // readHistory calls fn for every version of a path.
-func readHistory(cl *client.Client, path string, fn func(bus.Version)) error {
+func readHistory(ctx context.Context, cl *client.Client, path string, fn func(bus.Version)) error {
 	req := bus.HistoryRequest{Path: path}
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		h, err := cl.History(ctx, req)
 		cancel()
 		if err != nil {
@@ -394,7 +397,7 @@ func readHistory(cl *client.Client, path string, fn func(bus.Version)) error {
 // batches of 1,000 over 10,000 paths, then a fresh node joins; the time
 // until it has applied them all, and the rate over the leader's versions
 // files.
-func (r *runner) catchUp(context.Context) error {
+func (r *runner) catchUp(ctx context.Context) error {
 	if !r.cfg.runs("W5") || r.cfg.CatchUp <= 0 {
 		return nil
 	}
@@ -413,8 +416,8 @@ func (r *runner) catchUp(context.Context) error {
 			vals[j] = bus.PathValue{Path: fmt.Sprintf("site%d/dev%d/temp", i%100, (i/100)%100), Value: json.RawMessage(`{"temp":21.5,"unit":"C"}`)}
 		}
 		var rep bus.PutReply
-		err := retry(time.Minute, func() error { // keyed: a batch resent after a timeout is written once
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := retry(ctx, time.Minute, func() error { // keyed: a batch resent after a timeout is written once
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			var err error
 			rep, err = c.cl.Write(ctx, bus.PutRequest{Values: vals, Source: "bench-w5", SourceSeq: uint64(k + 1)})
@@ -436,7 +439,7 @@ func (r *runner) catchUp(context.Context) error {
 	if err := c.startNode(4); err != nil {
 		return err
 	}
-	err = retry(30*time.Minute, func() error {
+	err = retry(ctx, 30*time.Minute, func() error {
 		st, err := c.status()
 		if err != nil {
 			return err

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -72,6 +74,9 @@ JetStream sync=always and against the limits) and writes it as Markdown.`,
 					return terr
 				}
 				fmt.Fprintf(os.Stderr, "wrote %s\n", out)
+			}
+			if errors.Is(err, context.Canceled) {
+				return fmt.Errorf("bench interrupted: the table holds the %d rows measured before", len(rows))
 			}
 			return err
 		},
