@@ -375,22 +375,16 @@ func failoverOnce(ctx context.Context, c *memstoreCluster, d time.Duration) (tim
 
 // readHistory calls fn for every version of a path.
 func readHistory(ctx context.Context, cl *client.Client, path string, fn func(bus.Version)) error {
-	req := bus.HistoryRequest{Path: path}
-	for {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		h, err := cl.History(ctx, req)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("bench: history of %s: %w", path, err)
-		}
-		for _, v := range h.Values {
-			fn(v)
-		}
-		if !h.More || len(h.Values) == 0 {
-			return nil
-		}
-		req.AfterSeq = h.Values[len(h.Values)-1].Seq
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err := cl.Versions(ctx, bus.HistoryRequest{Path: path}, func(v bus.Version) error {
+		fn(v)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bench: history of %s: %w", path, err)
 	}
+	return nil
 }
 
 // catchUp is W5: a 3-node cluster is loaded with CatchUp versions in

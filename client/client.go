@@ -146,6 +146,27 @@ func (c *Client) History(ctx context.Context, req bus.HistoryRequest) (bus.Histo
 	return rep, err
 }
 
+// Versions calls fn with every version of req.Path that req selects,
+// oldest first, paging through the store's pages (req.Limit is the page
+// size) until fn returns an error or the versions end.
+func (c *Client) Versions(ctx context.Context, req bus.HistoryRequest, fn func(bus.Version) error) error {
+	for {
+		h, err := c.History(ctx, req)
+		if err != nil {
+			return err
+		}
+		for _, v := range h.Values {
+			if err := fn(v); err != nil {
+				return err
+			}
+		}
+		if !h.More || len(h.Values) == 0 {
+			return nil
+		}
+		req.AfterSeq = h.Values[len(h.Values)-1].Seq
+	}
+}
+
 // Ls lists the children of a folder ("" is the root).
 func (c *Client) Ls(ctx context.Context, path string) ([]string, error) {
 	var rep bus.LsReply

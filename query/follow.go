@@ -116,22 +116,13 @@ func (f *follower) event(ctx context.Context, ev bus.Event) error {
 
 // fill prints a path's versions after the last one seen, from history.
 func (f *follower) fill(ctx context.Context, p string) error {
-	req := bus.HistoryRequest{Path: p, AfterSeq: f.known(p)}
-	for {
-		h, err := f.cl.History(ctx, req)
-		if err != nil {
-			return fmt.Errorf("query: follow %s: %w", p, err)
-		}
-		for _, v := range h.Values {
-			if err := f.emit(Row{Path: p, Version: v}); err != nil {
-				return err
-			}
-		}
-		if !h.More || len(h.Values) == 0 {
-			return nil
-		}
-		req.AfterSeq = h.Values[len(h.Values)-1].Seq
+	err := f.cl.Versions(ctx, bus.HistoryRequest{Path: p, AfterSeq: f.known(p)}, func(v bus.Version) error {
+		return f.emit(Row{Path: p, Version: v})
+	})
+	if err != nil {
+		return fmt.Errorf("query: follow %s: %w", p, err)
 	}
+	return nil
 }
 
 // resync reads the latest version of every path and fills each path that

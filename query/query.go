@@ -100,23 +100,19 @@ func History(ctx context.Context, cl *client.Client, path string, since, until t
 	if !until.IsZero() {
 		req.Until = until.UTC().Format(time.RFC3339Nano)
 	}
+	req.Limit = limit // a page of at most what is wanted (0: the store's page)
 	var rows []Row
-	for {
-		if limit > 0 {
-			req.Limit = limit - len(rows)
+	err := cl.Versions(ctx, req, func(v bus.Version) error {
+		if limit > 0 && len(rows) == limit {
+			return errEnough
 		}
-		h, err := cl.History(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range h.Values {
-			rows = append(rows, Row{Path: path, Version: v})
-		}
-		if !h.More || len(h.Values) == 0 || (limit > 0 && len(rows) >= limit) {
-			return rows, nil
-		}
-		req.AfterSeq = h.Values[len(h.Values)-1].Seq
+		rows = append(rows, Row{Path: path, Version: v})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
 	}
+	return rows, nil
 }
 
 // Writer prints rows one by one in a format; a table is aligned when

@@ -101,22 +101,15 @@ func (a *auditResult) problem(format string, args ...any) {
 // readAll reads every version of a path, paging to the end.
 func readAll(ctx context.Context, cl *client.Client, path string) ([]bus.Version, error) {
 	var out []bus.Version
-	req := bus.HistoryRequest{Path: path}
-	for {
-		h, err := cl.History(ctx, req)
-		if err != nil {
-			var be *bus.Error
-			if len(out) == 0 && errors.As(err, &be) && be.Code == bus.CodeNotFound {
-				return nil, nil
-			}
-			return nil, err
-		}
-		out = append(out, h.Values...)
-		if !h.More || len(h.Values) == 0 {
-			return out, nil
-		}
-		req.AfterSeq = h.Values[len(h.Values)-1].Seq
+	err := cl.Versions(ctx, bus.HistoryRequest{Path: path}, func(v bus.Version) error {
+		out = append(out, v)
+		return nil
+	})
+	var be *bus.Error
+	if len(out) == 0 && errors.As(err, &be) && be.Code == bus.CodeNotFound {
+		return nil, nil
 	}
+	return out, err
 }
 
 // audit checks the record against the stored histories: every
