@@ -3,13 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,60 +14,8 @@ import (
 
 	"memstore/bus"
 	"memstore/client"
+	"memstore/internal/proc"
 )
-
-// proc is one process the bench started; done closes when it exits.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// spawn starts the memstore binary with args, its output in logFile.
-func spawn(bin, logFile string, args ...string) (*proc, error) {
-	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("bench: start %s: %w", strings.Join(args[:1], " "), err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// kill sends SIGKILL and waits.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// stop asks for a graceful exit, killing after 10 s.
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.kill()
-	}
-}
-
-// freeAddr returns a free loopback address.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("bench: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
 
 // retry calls f until it succeeds or within passes.
 func retry(ctx context.Context, within time.Duration, f func() error) error {
@@ -91,22 +36,22 @@ func retry(ctx context.Context, within time.Duration, f func() error) error {
 // memstoreCluster is a middleware and n nodes, each a process.
 type memstoreCluster struct {
 	dir, url string
-	mw       *proc
-	nodes    map[int]*proc
+	mw       *proc.Proc
+	nodes    map[int]*proc.Proc
 	cl       *client.Client
 	bin      string
 }
 
 func startMemstore(bin, dir string, n int) (*memstoreCluster, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	c := &memstoreCluster{dir: dir, url: "nats://" + addr, nodes: map[int]*proc{}, bin: bin}
+	c := &memstoreCluster{dir: dir, url: "nats://" + addr, nodes: map[int]*proc.Proc{}, bin: bin}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if c.mw, err = spawn(bin, filepath.Join(dir, "middleware.log"), "middleware", "--listen", addr,
+	if c.mw, err = proc.Start(bin, filepath.Join(dir, "middleware.log"), "middleware", "--listen", addr,
 		"--data", filepath.Join(dir, "mw"), "--bootstrap", strconv.Itoa(n), "--log-level", "warn"); err != nil {
 		return nil, err
 	}
@@ -131,7 +76,7 @@ func startMemstore(bin, dir string, n int) (*memstoreCluster, error) {
 }
 
 func (c *memstoreCluster) startNode(id int) error {
-	p, err := spawn(c.bin, filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), "node", "--id", strconv.Itoa(id),
+	p, err := proc.Start(c.bin, filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), "node", "--id", strconv.Itoa(id),
 		"--server", c.url, "--data", filepath.Join(c.dir, fmt.Sprintf("node%d", id)), "--log-level", "warn")
 	if err == nil {
 		c.nodes[id] = p
@@ -167,15 +112,15 @@ func (c *memstoreCluster) close() {
 		c.cl.Close()
 	}
 	for _, p := range c.nodes {
-		p.stop()
+		p.Stop()
 	}
-	c.mw.stop()
+	c.mw.Stop()
 }
 
 // jetStreamCluster is 3 NATS servers with JetStream, each a process, and
 // a KV bucket with 3 replicas on file storage.
 type jetStreamCluster struct {
-	servers []*proc
+	servers []*proc.Proc
 	nc      *nats.Conn
 	kv      jetstream.KeyValue
 }
@@ -185,10 +130,10 @@ func startJetStream(bin, dir string, syncAlways bool) (*jetStreamCluster, error)
 	clientAddrs, routeAddrs := make([]string, n), make([]string, n)
 	for i := range clientAddrs {
 		var err error
-		if clientAddrs[i], err = freeAddr(); err != nil {
+		if clientAddrs[i], err = proc.FreeAddr(); err != nil {
 			return nil, err
 		}
-		if routeAddrs[i], err = freeAddr(); err != nil {
+		if routeAddrs[i], err = proc.FreeAddr(); err != nil {
 			return nil, err
 		}
 	}
@@ -222,7 +167,7 @@ cluster {
 			c.close()
 			return nil, fmt.Errorf("bench: %w", err)
 		}
-		p, err := spawn(bin, filepath.Join(dir, fmt.Sprintf("js%d.log", i+1)), "nats", "--config", file, "--log-level", "warn")
+		p, err := proc.Start(bin, filepath.Join(dir, fmt.Sprintf("js%d.log", i+1)), "nats", "--config", file, "--log-level", "warn")
 		if err != nil {
 			c.close()
 			return nil, err
@@ -264,6 +209,6 @@ func (c *jetStreamCluster) close() {
 		c.nc.Close()
 	}
 	for _, p := range c.servers {
-		p.stop()
+		p.Stop()
 	}
 }

@@ -344,7 +344,7 @@ func failoverOnce(ctx context.Context, c *memstoreCluster, d time.Duration) (tim
 		}()
 	}
 	time.Sleep(d / 3)
-	c.nodes[leader].kill()
+	c.nodes[leader].Kill()
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err

@@ -32,7 +32,7 @@ func startDeployCluster(t *testing.T, dir, certs string) []*bus.Server {
 	}
 	var client, route []string
 	for i := 0; i < 3; i++ {
-		client, route = append(client, fmt.Sprintf("127.0.0.1:%d", freePort(t))), append(route, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		client, route = append(client, freeAddr(t)), append(route, freeAddr(t))
 	}
 	var servers []*bus.Server
 	for i := 1; i <= 3; i++ {

@@ -4,18 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"memstore/bus"
 	"memstore/client"
+	"memstore/internal/proc"
 )
 
 // buildBinary builds cmd/memstore once for the process tests.
@@ -29,45 +27,24 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) int {
+// freeAddr returns a free loopback address.
+func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return addr
 }
 
-// proc is one memstore process with its log file.
-type proc struct {
-	cmd *exec.Cmd
-}
-
-func startProc(t *testing.T, bin, logPath string, args ...string) *proc {
+// startProc starts a memstore process, stopped when the test ends.
+func startProc(t *testing.T, bin, logPath string, args ...string) *proc.Proc {
 	t.Helper()
-	f, err := os.Create(logPath)
+	p, err := proc.Start(bin, logPath, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		f.Close()
-	})
+	t.Cleanup(p.Stop)
 	return p
 }
 
@@ -81,11 +58,11 @@ func TestKillLeaderProcess(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	port := freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	startProc(t, bin, filepath.Join(dir, "mw.log"), "middleware", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+	addr := freeAddr(t)
+	url := "nats://" + addr
+	startProc(t, bin, filepath.Join(dir, "mw.log"), "middleware", "--listen", addr,
 		"--data", filepath.Join(dir, "mw"), "--bootstrap", "3")
-	nodes := map[int]*proc{}
+	nodes := map[int]*proc.Proc{}
 	startNode := func(id int) {
 		nodes[id] = startProc(t, bin, filepath.Join(dir, fmt.Sprintf("node%d-%d.log", id, time.Now().UnixNano())),
 			"node", "--id", strconv.Itoa(id), "--server", url, "--data", filepath.Join(dir, fmt.Sprintf("node%d", id)))
@@ -152,10 +129,7 @@ func TestKillLeaderProcess(t *testing.T) {
 	st, _ := cl.Status(cx)
 	leader := int(st.Leader)
 	killed := time.Now()
-	if err := nodes[leader].cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = nodes[leader].cmd.Wait() // dead and reaped: its connection is closed
+	nodes[leader].Kill() // dead and reaped: its connection is closed
 	var rep bus.PutReply
 	for try := 0; ; try++ {
 		var err error

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,39 +33,13 @@ import (
 
 	"memstore/bus"
 	"memstore/client"
+	"memstore/internal/proc"
 	"memstore/replica/storage/vfs"
 )
 
 const nodes = 5
 
 // proc is one running process; done is closed when it exits.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	_ = p.cmd.Process.Signal(sig)
-}
-
-// kill sends SIGKILL and waits for the exit.
-func (p *proc) kill() {
-	p.signal(syscall.SIGCONT) // a paused process dies all the same, but say so
-	p.signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// stop asks for a graceful exit (SIGTERM), killing after 10 s.
-func (p *proc) stop() {
-	p.signal(syscall.SIGCONT)
-	p.signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.kill()
-	}
-}
-
 type harness struct {
 	t      *testing.T
 	dir    string
@@ -75,32 +48,26 @@ type harness struct {
 	tox    *toxiproxy.ApiServer
 
 	mu      sync.Mutex // guards mw, nodes, paused
-	mw      *proc
-	nodes   map[int]*proc
+	mw      *proc.Proc
+	nodes   map[int]*proc.Proc
 	paused  map[int]bool
 	proxies map[int]*toxiproxy.Proxy
 
 	cl *client.Client // the nemesis's and checker's own client
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startHarness builds memstore and starts the middleware and 5 nodes.
 func startHarness(t *testing.T, dir string) *harness {
-	h := &harness{t: t, dir: dir, nodes: map[int]*proc{}, paused: map[int]bool{}, proxies: map[int]*toxiproxy.Proxy{}}
+	h := &harness{t: t, dir: dir, nodes: map[int]*proc.Proc{}, paused: map[int]bool{}, proxies: map[int]*toxiproxy.Proxy{}}
 	h.bin = filepath.Join(dir, "memstore")
 	if out, err := exec.Command("go", "build", "-o", h.bin, "memstore/cmd/memstore").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	h.natsAt = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.natsAt = addr
 	h.tox = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	t.Cleanup(h.stopAll)
 	h.startMiddleware()
@@ -112,7 +79,6 @@ func startHarness(t *testing.T, dir string) *harness {
 		h.proxies[id] = p
 		h.startNode(id)
 	}
-	var err error
 	for start := time.Now(); time.Since(start) < 15*time.Second; time.Sleep(50 * time.Millisecond) {
 		if h.cl, err = client.Dial("nats://"+h.natsAt, client.Options{Timeout: 5 * time.Second, Name: "torture-nemesis"}); err == nil {
 			break
@@ -127,22 +93,11 @@ func startHarness(t *testing.T, dir string) *harness {
 	return h
 }
 
-func (h *harness) spawn(logName string, args ...string) *proc {
-	f, err := os.OpenFile(filepath.Join(h.dir, logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+func (h *harness) spawn(logName string, args ...string) *proc.Proc {
+	p, err := proc.Start(h.bin, filepath.Join(h.dir, logName), args...)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	cmd := exec.Command(h.bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	return p
 }
 
@@ -167,13 +122,13 @@ func (h *harness) startNode(id int) {
 	h.paused[id] = false
 }
 
-func (h *harness) node(id int) *proc {
+func (h *harness) node(id int) *proc.Proc {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.nodes[id]
 }
 
-func (h *harness) killNode(id int) { h.node(id).kill() }
+func (h *harness) killNode(id int) { h.node(id).Kill() }
 
 // powerLoss kills a node and cuts its data dir back to what it fsynced.
 func (h *harness) powerLoss(id int) (vfs.PowerLossReport, error) {
@@ -186,7 +141,7 @@ func (h *harness) pause(id int, on bool) {
 	if on {
 		sig = syscall.SIGSTOP
 	}
-	h.node(id).signal(sig)
+	h.node(id).Signal(sig)
 	h.mu.Lock()
 	h.paused[id] = on
 	h.mu.Unlock()
@@ -198,14 +153,14 @@ func (h *harness) stopAll() {
 	}
 	for id := 1; id <= nodes; id++ {
 		if p := h.node(id); p != nil {
-			p.stop()
+			p.Stop()
 		}
 		if px := h.proxies[id]; px != nil {
 			px.Stop()
 		}
 	}
 	if h.mw != nil {
-		h.mw.stop()
+		h.mw.Stop()
 	}
 }
 
@@ -288,7 +243,7 @@ func (h *harness) quiesce(within time.Duration) error {
 // files: replicas that converged hold identical files.
 func (h *harness) treeHashes() (map[int]map[string][32]byte, error) {
 	for id := 1; id <= nodes; id++ {
-		h.node(id).stop()
+		h.node(id).Stop()
 	}
 	out := map[int]map[string][32]byte{}
 	for id := 1; id <= nodes; id++ {

@@ -115,7 +115,7 @@ func (n *nemesis) inject(kind string) fault {
 			}
 		}}
 	case "middleware":
-		h.mw.kill()
+		h.mw.Kill()
 		return fault{what: "kill -9 the middleware (NATS, group service, router)", heal: h.startMiddleware}
 	case "powerloss":
 		ids, what := n.pick(1, n.rng.Intn(2) == 0), "one node"
