@@ -142,6 +142,7 @@ func (s *Service) run(ctx context.Context, c *election.Coordinator) {
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
 	updates := s.watch.Updates()
+	var ended time.Time // when the watch ended, if it did
 	for {
 		select {
 		case <-ctx.Done():
@@ -150,9 +151,13 @@ func (s *Service) run(ctx context.Context, c *election.Coordinator) {
 			c.Step(m)
 		case <-t.C:
 			c.Tick()
+			if updates == nil && time.Since(ended) >= time.Second {
+				updates, ended = s.rewatch(ctx, c), time.Now()
+			}
 		case e, ok := <-updates:
-			if !ok {
-				updates = nil // the watch ended; lost CASes still teach the coordinator
+			if !ok { // its consumer is gone: watch again on a tick
+				s.log.Warn("view watch ended: watching again")
+				updates, ended = nil, time.Now()
 				break
 			}
 			if e == nil {
@@ -167,6 +172,24 @@ func (s *Service) run(ctx context.Context, c *election.Coordinator) {
 		}
 		s.handle(ctx, c)
 	}
+}
+
+// rewatch starts a new watch of the view bucket and reports the view stored
+// meanwhile; nil if the bucket cannot be reached (tried again later).
+func (s *Service) rewatch(ctx context.Context, c *election.Coordinator) <-chan jetstream.KeyValueEntry {
+	w, err := s.store.watch()
+	if err != nil {
+		s.log.WithError(err).Warn("view watch")
+		return nil
+	}
+	_ = s.watch.Stop()
+	s.watch = w
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if v, rev, err := s.store.load(lctx); err == nil {
+		c.Stored(v, rev)
+	}
+	return w.Updates()
 }
 
 // handle carries out the coordinator's Ready: messages, then the CAS.

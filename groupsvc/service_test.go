@@ -14,7 +14,7 @@ import (
 
 // TestServiceLearnsAnotherCoordinatorsView: a view written by another
 // group-service instance reaches this one through the bucket's watch, without
-// it losing a CAS first. Two middlewares on one NATS cluster must not
+// it losing a CAS first, also after the watch ended and was started again. Two middlewares on one NATS cluster must not
 // prepare an epoch above a view they have not heard of: that disrupts the
 // leader the other one just named.
 func TestServiceLearnsAnotherCoordinatorsView(t *testing.T) {
@@ -52,12 +52,25 @@ func TestServiceLearnsAnotherCoordinatorsView(t *testing.T) {
 	if _, _, err := other.cas(ctx, want, 0); err != nil {
 		t.Fatal(err)
 	}
-	for ctx.Err() == nil {
-		if v, _ := svc.View(); v.Epoch == want.Epoch && v.Leader == want.Leader {
-			return
+	waitView := func(want protocol.View) {
+		t.Helper()
+		for ctx.Err() == nil {
+			if v, _ := svc.View(); v.Epoch == want.Epoch && v.Leader == want.Leader {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+		v, _ := svc.View()
+		t.Fatalf("the service still holds view %+v, not the stored %+v", v, want)
 	}
-	v, _ := svc.View()
-	t.Fatalf("the service still holds view %+v, not the stored %+v", v, want)
+	waitView(want)
+
+	// A watch that ends (its consumer gone) is started again, and a view
+	// written meanwhile is learned.
+	_ = svc.watch.Stop()
+	next := protocol.View{Epoch: 5, Leader: 3, Members: []protocol.NodeID{1, 2, 3}}
+	if _, _, err := other.cas(ctx, next, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitView(next)
 }
