@@ -334,6 +334,9 @@ func (t *Tree) Install(in *Installer) error {
 	}
 	t.appends.Purge() // its files are in the old tree
 	t.paths, t.children = in.idx.paths, in.idx.children
+	t.sortedMu.Lock()
+	t.sorted = nil
+	t.sortedMu.Unlock()
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
 	t.applied, t.lastTS, t.sources = in.idx.applied, in.idx.lastTS, in.idx.sources

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,8 @@ type Tree struct {
 	mu         sync.RWMutex // guards everything below; reads share it, Apply and the rest hold it alone
 	paths      map[string]*pathState
 	children   map[string]map[string]struct{} // folder ("" is the root) → child segment names
+	sortedMu   sync.Mutex                     // guards sorted: readers holding mu.RLock fill it
+	sorted     map[string][]string            // folder → its children sorted, until one is added
 	applied    Point
 	lastTS     int64               // ts of the latest applied entry
 	dirtyFiles map[string]struct{} // paths written since the last checkpoint
@@ -282,7 +285,34 @@ func (t *Tree) addChild(folder, name string) {
 		set = map[string]struct{}{}
 		t.children[folder] = set
 	}
-	set[name] = struct{}{}
+	if _, ok := set[name]; !ok {
+		set[name] = struct{}{}
+		t.sortedMu.Lock()
+		delete(t.sorted, folder)
+		t.sortedMu.Unlock()
+	}
+}
+
+// sortedChildren returns a folder's children sorted, sorting them once
+// until a child is added (a folder may hold 100,000 paths, and a tree read
+// pages through them). The slice is never changed: callers only read it.
+// mu must be held.
+func (t *Tree) sortedChildren(folder string) []string {
+	t.sortedMu.Lock()
+	defer t.sortedMu.Unlock()
+	if names, ok := t.sorted[folder]; ok {
+		return names
+	}
+	names := make([]string, 0, len(t.children[folder]))
+	for name := range t.children[folder] {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if t.sorted == nil {
+		t.sorted = map[string][]string{}
+	}
+	t.sorted[folder] = names
+	return names
 }
 
 // loadPath reads one versions file; a torn or garbage last line is cut, a
@@ -726,12 +756,10 @@ func (t *Tree) Ls(folder string) ([]string, error) {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, folder)
 		}
 	}
-	out := make([]string, 0, len(set))
-	for name := range set {
-		out = append(out, name)
+	if len(set) == 0 {
+		return []string{}, nil
 	}
-	slices.Sort(out)
-	return out, nil
+	return slices.Clone(t.sortedChildren(folder)), nil
 }
 
 // Subtree returns the latest version of every path under folder (folder
@@ -756,13 +784,21 @@ func (t *Tree) Subtree(folder string, at time.Time, after string, limit int) ([]
 	defer t.mu.RUnlock()
 	var out []PathVersion
 	more := false
+	past := after == "" // the walk has passed the cursor
 	var visit func(p string) error
 	visit = func(p string) error {
-		if after != "" && p != "" && !walksAfter(p, after) {
-			if p != after && !strings.HasPrefix(after, p+"/") {
-				return nil // the whole subtree comes before the cursor
-			}
-		} else if ps := t.paths[p]; ps != nil && p != "" {
+		// toward: p is the cursor or a folder above it, so not after it;
+		// some of what is under it may be.
+		toward := !past && (p == "" || p == after || strings.HasPrefix(after, p+"/"))
+		switch {
+		case toward:
+			past = p == after
+		case !past && !walksAfter(p, after):
+			return nil // before the cursor, and so is all under it
+		default:
+			past = true
+		}
+		if ps := t.paths[p]; ps != nil && p != "" && !toward {
 			k := len(ps.refs) - 1
 			if !at.IsZero() {
 				_, k = timeRange(ps.refs, time.Time{}, at)
@@ -780,11 +816,12 @@ func (t *Tree) Subtree(folder string, at time.Time, after string, limit int) ([]
 				out = append(out, PathVersion{Path: p, Version: v})
 			}
 		}
-		names := make([]string, 0, len(t.children[p]))
-		for name := range t.children[p] {
-			names = append(names, name)
+		names := t.sortedChildren(p)
+		if toward && !past { // skip the names before the cursor's next segment
+			next := strings.TrimPrefix(strings.TrimPrefix(after, p), "/")
+			seg, _, _ := strings.Cut(next, "/")
+			names = names[sort.SearchStrings(names, seg):]
 		}
-		slices.Sort(names)
 		for _, name := range names {
 			if err := visit(join(p, name)); err != nil {
 				return err

@@ -141,3 +141,33 @@ func BenchmarkAggregate1M(b *testing.B) {
 	b.ReportMetric(hist.Seconds()/agg.Seconds(), "history/agg")
 	b.ReportMetric(total/(agg.Seconds()/float64(b.N)), "agg-versions/s")
 }
+
+// BenchmarkSubtreePages pages through one folder of 20,000 paths, 1,000 a
+// page: a page costs the same wherever the cursor is.
+func BenchmarkSubtreePages(b *testing.B) {
+	tr := openTree(b, vfs.NewMem(), "/d", DefaultConfig())
+	for i := 0; i < 20_000; i++ {
+		seq := uint64(i + 1)
+		if _, err := tr.Apply(1, seq, tsOf(seq), "u", []Put{{Path: fmt.Sprintf("f/p%05d", i), Value: json.RawMessage(`1`)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		after, n := "", 0
+		for {
+			page, more, err := tr.Subtree("f", time.Time{}, after, 1000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(page)
+			if !more {
+				break
+			}
+			after = page[len(page)-1].Path
+		}
+		if n != 20_000 {
+			b.Fatalf("%d paths paged", n)
+		}
+	}
+}

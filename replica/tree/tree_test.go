@@ -689,6 +689,38 @@ func TestSubtreePagesOn(t *testing.T) {
 	if page, _, _ := tr.Subtree("a", time.Time{}, "a/b/zz", 0); len(page) != 1 || page[0].Path != "a/c" {
 		t.Fatalf("after a cursor that names no path: %+v", page)
 	}
+	pathsOf := func(pvs []PathVersion) string {
+		var ps []string
+		for _, pv := range pvs {
+			ps = append(ps, pv.Path)
+		}
+		return strings.Join(ps, " ")
+	}
+	for _, c := range []struct{ folder, after, want string }{
+		{"a", "a", "a/b a/b/c a/c"},   // the cursor is the folder itself
+		{"a", "0", "a a/b a/b/c a/c"}, // before the folder
+		{"a", "b", ""},                // after the folder
+		{"a-x", "a/zz", "a-x a-x/y"},  // a cursor in a folder that sorts before
+		{"", "b", "b/a c"},            // from the root
+		{"", "a/b/c", "a/c a-x a-x/y b b/a c"},
+	} {
+		page, more, err := tr.Subtree(c.folder, time.Time{}, c.after, 0)
+		if err != nil || more || pathsOf(page) != c.want {
+			t.Errorf("folder %q after %q: %q more=%v %v, want %q", c.folder, c.after, pathsOf(page), more, err, c.want)
+		}
+	}
+	// As of a time, a page leaves out the paths with nothing by then: a/bb
+	// is written a second after every other path.
+	if _, err := tr.Apply(1, 100, "2026-11-25T00:00:01Z", "u", []Put{{Path: "a/bb", Value: json.RawMessage(`1`)}}); err != nil {
+		t.Fatal(err)
+	}
+	at, _ := time.Parse(time.RFC3339, "2026-11-25T00:00:00Z")
+	if page, _, err := tr.Subtree("a", at, "a/b", 1); err != nil || pathsOf(page) != "a/b/c" {
+		t.Errorf("as of before a/bb, after a/b, one path: %q %v", pathsOf(page), err)
+	}
+	if page, _, err := tr.Subtree("a", at, "a/b/c", 0); err != nil || pathsOf(page) != "a/c" {
+		t.Errorf("as of before a/bb, after a/b/c: %q %v", pathsOf(page), err)
+	}
 	if _, _, err := tr.Subtree("", time.Time{}, "../x", 0); !errors.Is(err, ErrBadPath) {
 		t.Fatalf("bad cursor: %v", err)
 	}
