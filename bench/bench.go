@@ -189,6 +189,9 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 			return r.rows, err // interrupted between steps
 		}
 		if err := s.run(ctx); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err() // interrupted: what failed was cut short
+			}
 			return r.rows, err
 		}
 	}

@@ -71,7 +71,7 @@ func TestMeasure(t *testing.T) {
 }
 
 func TestRawAppend(t *testing.T) {
-	rate, err := rawAppend(t.TempDir(), 64, 100*time.Millisecond)
+	rate, err := rawAppend(context.Background(), t.TempDir(), 64, 100*time.Millisecond)
 	if err != nil || rate <= 0 {
 		t.Fatalf("%v %v", rate, err)
 	}

@@ -42,7 +42,7 @@ type memstoreCluster struct {
 	bin      string
 }
 
-func startMemstore(bin, dir string, n int) (*memstoreCluster, error) {
+func startMemstore(ctx context.Context, bin, dir string, n int) (*memstoreCluster, error) {
 	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -61,12 +61,12 @@ func startMemstore(bin, dir string, n int) (*memstoreCluster, error) {
 			return nil, err
 		}
 	}
-	err = retry(context.Background(), 15*time.Second, func() error {
+	err = retry(ctx, 15*time.Second, func() error {
 		c.cl, err = client.Dial(c.url, client.Options{Timeout: 5 * time.Second, Name: "memstore-bench"})
 		return err
 	})
 	if err == nil {
-		err = c.waitMembers(n, 60*time.Second)
+		err = c.waitMembers(ctx, n, 60*time.Second)
 	}
 	if err != nil {
 		c.close()
@@ -85,9 +85,9 @@ func (c *memstoreCluster) startNode(id int) error {
 }
 
 // waitMembers waits for a leader, n members, all live, and a write.
-func (c *memstoreCluster) waitMembers(n int, within time.Duration) error {
-	return retry(context.Background(), within, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+func (c *memstoreCluster) waitMembers(ctx context.Context, n int, within time.Duration) error {
+	return retry(ctx, within, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		st, err := c.cl.Status(ctx)
 		if err != nil {
@@ -125,7 +125,7 @@ type jetStreamCluster struct {
 	kv      jetstream.KeyValue
 }
 
-func startJetStream(bin, dir string, syncAlways bool) (*jetStreamCluster, error) {
+func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jetStreamCluster, error) {
 	const n = 3
 	clientAddrs, routeAddrs := make([]string, n), make([]string, n)
 	for i := range clientAddrs {
@@ -175,7 +175,7 @@ cluster {
 		c.servers = append(c.servers, p)
 		urls = append(urls, "nats://"+clientAddrs[i])
 	}
-	err := retry(context.Background(), 15*time.Second, func() error {
+	err := retry(ctx, 15*time.Second, func() error {
 		var err error
 		c.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name("memstore-bench-jetstream"))
 		return err
@@ -184,8 +184,8 @@ cluster {
 		js, jerr := jetstream.New(c.nc)
 		err = jerr
 		if err == nil {
-			err = retry(context.Background(), 60*time.Second, func() error {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = retry(ctx, 60*time.Second, func() error {
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
 				var err error
 				c.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench", Replicas: 3,

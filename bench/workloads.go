@@ -22,14 +22,14 @@ var value64 = json.RawMessage(`"` + fmt.Sprintf("%062d", 0) + `"`)
 
 // limits measures the disk: append + fdatasync of 64-byte records, one per
 // sync and 64 per sync.
-func (r *runner) limits(context.Context) error {
+func (r *runner) limits(ctx context.Context) error {
 	if !r.cfg.runs("limits") {
 		return nil
 	}
 	for _, batch := range []int{1, 64} {
 		var vals []float64
 		for i := 0; i < r.cfg.Reps; i++ {
-			rate, err := rawAppend(r.dir("raw"), batch, r.cfg.Duration)
+			rate, err := rawAppend(ctx, r.dir("raw"), batch, r.cfg.Duration)
 			if err != nil {
 				return err
 			}
@@ -42,7 +42,7 @@ func (r *runner) limits(context.Context) error {
 
 // rawAppend appends batches of 64-byte records to a file, each batch
 // followed by fdatasync, for d, and returns records per second.
-func rawAppend(dir string, batch int, d time.Duration) (float64, error) {
+func rawAppend(ctx context.Context, dir string, batch int, d time.Duration) (float64, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, fmt.Errorf("bench: %w", err)
 	}
@@ -56,6 +56,9 @@ func rawAppend(dir string, batch int, d time.Duration) (float64, error) {
 	n := 0
 	start := time.Now()
 	for time.Since(start) < d {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		if _, err := f.Write(buf); err != nil {
 			return 0, fmt.Errorf("bench: %w", err)
 		}
@@ -135,7 +138,7 @@ func (r *runner) memstore(ctx context.Context) error {
 			system = MS5
 		}
 		fmt.Fprintf(r.cfg.Progress, "starting %s\n", system)
-		c, err := startMemstore(r.cfg.Bin, r.dir(fmt.Sprintf("memstore%d", n)), n)
+		c, err := startMemstore(ctx, r.cfg.Bin, r.dir(fmt.Sprintf("memstore%d", n)), n)
 		if err != nil {
 			return err
 		}
@@ -250,7 +253,7 @@ func (r *runner) jetstream(ctx context.Context) error {
 			continue
 		}
 		fmt.Fprintf(r.cfg.Progress, "starting %s\n", system)
-		js, err := startJetStream(r.cfg.Bin, r.dir(fmt.Sprintf("jetstream-sync-%v", syncAlways)), syncAlways)
+		js, err := startJetStream(ctx, r.cfg.Bin, r.dir(fmt.Sprintf("jetstream-sync-%v", syncAlways)), syncAlways)
 		if err != nil {
 			return err
 		}
@@ -296,7 +299,7 @@ func (r *runner) failover(ctx context.Context) error {
 	}
 	var gaps, lost []float64
 	for rep := 0; rep < r.cfg.Reps; rep++ {
-		c, err := startMemstore(r.cfg.Bin, r.dir(fmt.Sprintf("failover%d", rep)), 3)
+		c, err := startMemstore(ctx, r.cfg.Bin, r.dir(fmt.Sprintf("failover%d", rep)), 3)
 		if err != nil {
 			return err
 		}
@@ -343,7 +346,10 @@ func failoverOnce(ctx context.Context, c *memstoreCluster, d time.Duration) (tim
 			}
 		}()
 	}
-	time.Sleep(d / 3)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d / 3):
+	}
 	c.nodes[leader].Kill()
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -395,7 +401,7 @@ func (r *runner) catchUp(ctx context.Context) error {
 	if !r.cfg.runs("W5") || r.cfg.CatchUp <= 0 {
 		return nil
 	}
-	c, err := startMemstore(r.cfg.Bin, r.dir("catchup"), 3)
+	c, err := startMemstore(ctx, r.cfg.Bin, r.dir("catchup"), 3)
 	if err != nil {
 		return err
 	}

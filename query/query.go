@@ -69,16 +69,16 @@ func Latest(ctx context.Context, cl *client.Client, path string, at time.Time, l
 			return nil, err
 		}
 	}
-	req := bus.TreeRequest{Path: path}
+	req := bus.TreeRequest{Path: path, Limit: limit} // a page of at most what is wanted (0: the store's page)
 	if !at.IsZero() {
 		req.At = at.UTC().Format(time.RFC3339Nano)
 	}
 	var rows []Row
 	err := cl.Subtree(ctx, req, func(pv bus.PathVersion) error {
-		if limit > 0 && len(rows) == limit {
+		rows = append(rows, Row{Path: pv.Path, Version: pv.Version})
+		if len(rows) == limit {
 			return errEnough
 		}
-		rows = append(rows, Row{Path: pv.Path, Version: pv.Version})
 		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
@@ -103,10 +103,10 @@ func History(ctx context.Context, cl *client.Client, path string, since, until t
 	req.Limit = limit // a page of at most what is wanted (0: the store's page)
 	var rows []Row
 	err := cl.Versions(ctx, req, func(v bus.Version) error {
-		if limit > 0 && len(rows) == limit {
+		rows = append(rows, Row{Path: path, Version: v})
+		if len(rows) == limit {
 			return errEnough
 		}
-		rows = append(rows, Row{Path: path, Version: v})
 		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
