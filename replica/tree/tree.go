@@ -581,6 +581,9 @@ func (t *Tree) makeFolders(p string) error {
 	for _, seg := range strings.Split(p, "/") {
 		parent := folder
 		folder = join(folder, seg)
+		if _, known := t.children[parent][seg]; known {
+			continue // made or found (and checked) before
+		}
 		disk := t.diskPath(folder)
 		st, err := t.fs.Lstat(disk)
 		switch {
@@ -605,18 +608,24 @@ func (t *Tree) makeFolders(p string) error {
 func (t *Tree) Checkpoint() (Point, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var g errgroup.Group
-	g.SetLimit(syncWorkers)
-	for p := range t.dirtyFiles {
-		name := filepath.Join(t.diskPath(p), versionsFile)
-		f, cached := t.appends.Get(p) // the lock keeps it open until Wait
-		g.Go(func() error { return syncFile(t.fs, name, f, cached) })
-	}
-	for d := range t.dirtyDirs {
-		g.Go(func() error { return syncDir(t.fs, d) })
-	}
-	if err := g.Wait(); err != nil {
-		return Point{}, err
+	if vfs.SyncAllIsOneCall && len(t.dirtyFiles)+len(t.dirtyDirs) > syncAllAbove {
+		if err := t.fs.SyncAll(t.dir); err != nil {
+			return Point{}, fmt.Errorf("tree: checkpoint: %w", err)
+		}
+	} else {
+		var g errgroup.Group
+		g.SetLimit(syncWorkers)
+		for p := range t.dirtyFiles {
+			name := filepath.Join(t.diskPath(p), versionsFile)
+			f, cached := t.appends.Get(p) // the lock keeps it open until Wait
+			g.Go(func() error { return syncFile(t.fs, name, f, cached) })
+		}
+		for d := range t.dirtyDirs {
+			g.Go(func() error { return syncDir(t.fs, d) })
+		}
+		if err := g.Wait(); err != nil {
+			return Point{}, err
+		}
 	}
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
@@ -631,6 +640,12 @@ func (t *Tree) Checkpoint() (Point, error) {
 // one and 40 ms sixteen at a time on the 2-core VM), and the node loop
 // waits for the checkpoint.
 const syncWorkers = 16
+
+// syncAllAbove: a checkpoint with more dirty files and folders than this
+// makes them durable with one SyncAll (syncfs) instead: after 1,000 new
+// paths (about 2,000 entries) it took 17-21 ms against 150-173 ms for the
+// fsyncs 16 at a time on the 2-core VM.
+const syncAllAbove = 256
 
 func syncDir(fsys vfs.FS, d string) error {
 	if err := fsys.SyncDir(d); err != nil {

@@ -576,6 +576,31 @@ func TestCrashThenPowerLoss(t *testing.T) {
 	}
 }
 
+// TestManyPathsCheckpointSurvivesPowerLoss: a checkpoint of more new paths
+// than syncAllAbove makes them durable with one SyncAll (on Linux); a
+// power loss right after it loses none of them.
+func TestManyPathsCheckpointSurvivesPowerLoss(t *testing.T) {
+	m := vfs.NewMem()
+	tr := openTree(t, m, "/d", DefaultConfig())
+	puts := make([]Put, syncAllAbove)
+	for i := range puts {
+		puts[i] = put(fmt.Sprintf("f%d/dev%d", i%7, i), i)
+	}
+	apply(t, tr, 1, puts...)
+	if p, err := tr.Checkpoint(); err != nil || p.Seq != 1 {
+		t.Fatalf("checkpoint: %+v %v", p, err)
+	}
+	after := openTree(t, m.CrashClone(rand.New(rand.NewSource(1)), false), "/d", DefaultConfig())
+	if got := after.AppliedPoint().Seq; got != 1 {
+		t.Fatalf("applied %d after the power loss, want 1", got)
+	}
+	for i, p := range puts {
+		if v, err := after.Get(p.Path); err != nil || string(v.Value) != fmt.Sprint(i) {
+			t.Fatalf("%s after checkpoint and power loss: %+v %v", p.Path, v, err)
+		}
+	}
+}
+
 // TestParseLineReadsWhatApplyWrites: the direct reading of a line as
 // json.Marshal spells a Version agrees with encoding/json, escapes and
 // nested "value" keys included, and other spellings still parse.
