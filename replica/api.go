@@ -48,15 +48,22 @@ func (n *Node) apply(e protocol.Entry, leading bool) error {
 	return nil
 }
 
-// eventJSON is the bus.Event of a version Apply wrote: its line with the
-// path spliced in before and prev_seq after, not encoded again.
+// eventJSON is the bus.Event of a version Apply wrote, spliced from its
+// line, not encoded again.
 func eventJSON(path string, w tree.Written) []byte {
-	b := append(make([]byte, 0, len(w.Line)+len(path)+40), `{"path":`...)
-	b = append(b, bus.Encode(path)...)
-	b = append(append(b, ','), w.Line[1:len(w.Line)-1]...)
-	if w.Prev > 0 {
-		b = append(b, `,"prev_seq":`...)
-		b = strconv.AppendUint(b, w.Prev, 10)
+	return spliceVersion(`{`, path, w.Line, "prev_seq", w.Prev)
+}
+
+// spliceVersion writes a reply or event that carries a stored version at
+// its top level: head, the path, the fields of the stored line (undecoded),
+// then key: n unless n is 0.
+func spliceVersion(head, path string, line []byte, key string, n uint64) []byte {
+	b := append(make([]byte, 0, len(head)+len(path)+len(line)+len(key)+32), head...)
+	b = append(append(b, `"path":`...), bus.Encode(path)...)
+	b = append(append(b, ','), line[1:len(line)-1]...)
+	if n > 0 {
+		b = append(append(append(b, ',', '"'), key...), '"', ':')
+		b = strconv.AppendUint(b, n, 10)
 	}
 	return append(b, '}')
 }
@@ -364,15 +371,8 @@ func (n *Node) serveGet(m *nats.Msg, req bus.GetRequest) {
 		respondErr(m, treeError(err))
 		return
 	}
-	// bus.GetReply with the stored line's fields spliced in, undecoded.
-	b := append(make([]byte, 0, len(line)+len(req.Path)+64), `{"ok":true,"path":`...)
-	b = append(b, bus.Encode(req.Path)...)
-	b = append(append(b, ','), line[1:len(line)-1]...)
-	b = append(b, `,"applied_seq":`...)
-	b = strconv.AppendUint(b, n.tree.AppliedPoint().Seq, 10)
-	b = append(b, '}')
-	if m.Reply != "" {
-		_ = m.Respond(b)
+	if m.Reply != "" { // a bus.GetReply
+		_ = m.Respond(spliceVersion(`{"ok":true,`, req.Path, line, "applied_seq", n.tree.AppliedPoint().Seq))
 	}
 }
 

@@ -45,8 +45,7 @@ func TestStoredLineIsWireVersion(t *testing.T) {
 // encoder would have made.
 func TestSplicedGetReply(t *testing.T) {
 	line, _ := json.Marshal(tree.Version{Seq: 9, TS: "2026-01-02T03:04:06Z", User: "u", Value: json.RawMessage(`[1,"a"]`)})
-	b := append([]byte(`{"ok":true,"path":"a/b",`), line[1:len(line)-1]...)
-	b = append(b, `,"applied_seq":12}`...)
+	b := spliceVersion(`{"ok":true,`, "a/b", line, "applied_seq", 12)
 	want := bus.Encode(bus.GetReply{Result: bus.Result{OK: true}, Path: "a/b", AppliedSeq: 12,
 		Version: bus.Version{Seq: 9, TS: "2026-01-02T03:04:06Z", User: "u", Value: json.RawMessage(`[1,"a"]`)}})
 	if string(b) != string(want) {
