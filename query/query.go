@@ -73,9 +73,17 @@ func Latest(ctx context.Context, cl *client.Client, path string, at time.Time, l
 	if !at.IsZero() {
 		req.At = at.UTC().Format(time.RFC3339Nano)
 	}
+	return collect(limit, func(add func(Row) error) error {
+		return cl.Subtree(ctx, req, func(pv bus.PathVersion) error { return add(Row{Path: pv.Path, Version: pv.Version}) })
+	})
+}
+
+// collect gathers the rows a walk of the store's pages yields, at most
+// limit (0: all); the walk stops as soon as it has them.
+func collect(limit int, walk func(add func(Row) error) error) ([]Row, error) {
 	var rows []Row
-	err := cl.Subtree(ctx, req, func(pv bus.PathVersion) error {
-		rows = append(rows, Row{Path: pv.Path, Version: pv.Version})
+	err := walk(func(r Row) error {
+		rows = append(rows, r)
 		if len(rows) == limit {
 			return errEnough
 		}
@@ -101,18 +109,9 @@ func History(ctx context.Context, cl *client.Client, path string, since, until t
 		req.Until = until.UTC().Format(time.RFC3339Nano)
 	}
 	req.Limit = limit // a page of at most what is wanted (0: the store's page)
-	var rows []Row
-	err := cl.Versions(ctx, req, func(v bus.Version) error {
-		rows = append(rows, Row{Path: path, Version: v})
-		if len(rows) == limit {
-			return errEnough
-		}
-		return nil
+	return collect(limit, func(add func(Row) error) error {
+		return cl.Versions(ctx, req, func(v bus.Version) error { return add(Row{Path: path, Version: v}) })
 	})
-	if err != nil && !errors.Is(err, errEnough) {
-		return nil, err
-	}
-	return rows, nil
 }
 
 // Writer prints rows one by one in a format; a table is aligned when
