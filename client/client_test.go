@@ -1,6 +1,7 @@
 package client
 
 import (
+	"memstore/internal/natstest"
 	"strings"
 	"testing"
 	"time"
@@ -8,9 +9,6 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"github.com/sirupsen/logrus"
-
-	"memstore/bus"
 )
 
 // TestDialNoticesAFrozenLink: a link that stops carrying bytes but keeps
@@ -18,15 +16,7 @@ import (
 // default two minutes of unanswered pings, so a sensor or a follower
 // reconnects.
 func TestDialNoticesAFrozenLink(t *testing.T) {
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	cfg := bus.DefaultServerConfig(t.TempDir())
-	cfg.Port = -1
-	srv, err := bus.StartServer(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv, _, _ := natstest.Start(t)
 	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	p := toxiproxy.NewProxy(tox, "nats", "127.0.0.1:0", strings.TrimPrefix(srv.ClientURL(), "nats://"))
 	if err := p.Start(); err != nil {

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/sirupsen/logrus"
 
 	"memstore/bus"
+	"memstore/internal/natstest"
 	"memstore/replica/protocol"
 )
 
@@ -18,20 +18,7 @@ import (
 // soon as the new view comes, not after the 2 s attempt: the whole request
 // here has 1.5 s.
 func TestForwardFollowsANewViewAtOnce(t *testing.T) {
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	cfg := bus.DefaultServerConfig(t.TempDir())
-	cfg.Port = -1
-	srv, err := bus.StartServer(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect("test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, nc, log := natstest.Start(t)
 	svc := &Service{nc: nc, sub: bus.NewSubjects(bus.DefaultPrefix), log: log}
 	svc.state.changed, svc.state.cancel = context.WithCancel(context.Background())
 	defer svc.state.cancel()

@@ -6,32 +6,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/sirupsen/logrus"
 
-	"memstore/bus"
+	"memstore/internal/natstest"
 	"memstore/replica/protocol"
 )
 
 // TestServiceLearnsAnotherCoordinatorsView: a view written by another
-// group-service instance reaches this one through the bucket's watch, without
-// it losing a CAS first, also after the watch ended and was started again. Two middlewares on one NATS cluster must not
-// prepare an epoch above a view they have not heard of: that disrupts the
-// leader the other one just named.
+// group-service instance reaches this one through the bucket's watch,
+// without it losing a CAS first, also after the watch ended and was started
+// again. Two middlewares on one NATS cluster must not prepare an epoch
+// above a view they have not heard of: that disrupts the leader the other
+// one just named.
 func TestServiceLearnsAnotherCoordinatorsView(t *testing.T) {
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	cfg := bus.DefaultServerConfig(t.TempDir())
-	cfg.Port = -1
-	srv, err := bus.StartServer(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect("test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, nc, log := natstest.Start(t)
 	svc, err := Start(nc, DefaultConfig(protocol.Group-1), log)
 	if err != nil {
 		t.Fatal(err)
