@@ -46,9 +46,11 @@ type FS interface {
 	// SyncDir makes the entries of a folder (creates, renames, removes) durable.
 	SyncDir(name string) error
 	// SyncAll makes everything under the folder name durable: what Sync of
-	// every file and SyncDir of every folder there would do. On Linux it is
-	// one syncfs(2) of the filesystem holding name, far cheaper than a
-	// fsync per file when there are thousands.
+	// every file and SyncDir of every folder there would do. From Linux 5.8
+	// on it is one syncfs(2) of the filesystem holding name, far cheaper
+	// than a fsync per file when there are thousands; before 5.8, whose
+	// syncfs does not report write-back errors, and elsewhere, it is that
+	// fsync per file.
 	SyncAll(name string) error
 }
 
