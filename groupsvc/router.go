@@ -21,7 +21,7 @@ import (
 
 // Router serves the public API as a queue group and forwards each request
 // to a node: writes and linearizable reads to the leader, stale reads to
-// any live member. A failover shows as a slower reply, not an error: on
+// any live member, in batches (pipes). A failover shows as a slower reply, not an error: on
 // not_leader, unavailable or no answer it waits for the next view and
 // retries until the request's deadline.
 type Router struct {
@@ -31,13 +31,16 @@ type Router struct {
 	log  logrus.FieldLogger
 	subs []*nats.Subscription
 
+	pipes  *pipes
+	cancel context.CancelFunc // ends the pipes' flights
+
 	mu       sync.Mutex
 	inflight map[string]int // writer → requests being answered
 }
 
 // StartRouter subscribes to ms.api.> and ms.in.> in the router queue group.
 func StartRouter(svc *Service) (*Router, error) {
-	r := &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router"), inflight: map[string]int{}}
+	r := newRouter(svc)
 	for _, subj := range []string{r.sub.APIAll(), r.sub.InAll()} {
 		s, err := r.nc.QueueSubscribe(subj, bus.RouterQueue, r.serve)
 		if err != nil {
@@ -50,11 +53,19 @@ func StartRouter(svc *Service) (*Router, error) {
 	return r, nil
 }
 
+func newRouter(svc *Service) *Router {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router"), inflight: map[string]int{},
+		pipes: newPipes(ctx, svc.nc), cancel: cancel}
+}
+
 // Close stops serving.
 func (r *Router) Close() {
 	for _, s := range r.subs {
 		_ = s.Unsubscribe()
 	}
+	r.cancel()
+	r.pipes.wait()
 }
 
 // serve is listen_to_user: one request, answered on its reply subject.
@@ -177,11 +188,6 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			waitForChange(cur.changed, deadline)
 			continue
 		}
-		msg := nats.NewMsg(r.sub.Fwd(target, op))
-		msg.Data = data
-		if user != "" {
-			msg.Header.Set(bus.HeaderUser, user)
-		}
 		// Anything but an unkeyed put is sent again after 2 s without an
 		// answer, or at once when a new view comes (the leader it went to
 		// may be dead: waiting out the 2 s would stall every writer).
@@ -190,7 +196,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			parent, attempt = context.Background(), time.Until(deadline)
 		}
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
-		rep, err := r.nc.RequestMsgWithContext(ctx, msg)
+		rep, err := r.pipes.request(ctx, r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data})
 		cancel()
 		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) {
 			// The leader may have committed it: a retry could write twice.
@@ -201,11 +207,11 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			waitForChange(cur.changed, deadline)
 			continue
 		}
-		if bytes.HasPrefix(rep.Data, okPrefix) { // every encoder writes ok first: no need to read the rest
-			return rep.Data, "ok"
+		if bytes.HasPrefix(rep, okPrefix) { // every encoder writes ok first: no need to read the rest
+			return rep, "ok"
 		}
 		var res bus.Result
-		e := bus.Decode(rep.Data, &res)
+		e := bus.Decode(rep, &res)
 		if e == nil && res.Error != nil && (res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
 			last = res.Error
 			waitForChange(cur.changed, deadline)
@@ -215,7 +221,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		if e == nil && res.Error != nil {
 			code = res.Error.Code
 		}
-		return rep.Data, code
+		return rep, code
 	}
 	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last.Message)), bus.CodeUnavailable
 }

@@ -27,20 +27,22 @@ func TestForwardFollowsANewViewAtOnce(t *testing.T) {
 	sent := map[protocol.NodeID]int{}
 	for _, id := range []protocol.NodeID{1, 2} {
 		_, err := nc.Subscribe(svc.sub.Fwd(id, bus.OpPut), func(m *nats.Msg) {
+			reqs, err := bus.DecodeForwarded(m.Data)
 			mu.Lock()
-			sent[id]++
+			sent[id] += len(reqs)
 			mu.Unlock()
-			if id == 1 { // dies with the request: no answer; the group names node 2
+			if err != nil || id == 1 { // dies with the request: no answer; the group names node 2
 				svc.setState(protocol.View{Epoch: 2, Leader: 2, Members: []protocol.NodeID{1, 2, 3}}, nil)
 				return
 			}
-			_ = m.Respond([]byte(`{"ok":true,"seq":7,"ts":"2026-11-24T00:00:00Z"}`))
+			_ = m.Respond(bus.EncodeReplies([][]byte{[]byte(`{"ok":true,"seq":7,"ts":"2026-11-24T00:00:00Z"}`)}))
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	r := &Router{svc: svc, nc: nc, sub: svc.sub, log: log}
+	r := newRouter(svc)
+	defer r.Close()
 	rep, code := r.forward(bus.OpPut, []byte(`{"path":"a/b","value":1,"source":"s","source_seq":1}`), "u", 1500*time.Millisecond)
 	if code != "ok" {
 		t.Fatalf("forward answered %s: %s", code, rep)

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,17 +68,45 @@ func spliceVersion(head, path string, line []byte, key string, n uint64) []byte 
 	return append(b, '}')
 }
 
-func respond(m *nats.Msg, v any) {
-	if m.Reply != "" {
-		_ = m.Respond(bus.Encode(v))
+// request is one user request the router forwarded (bus.Forwarded);
+// answer sends its reply and is called once.
+type request struct {
+	op     string
+	user   string
+	data   []byte
+	answer func([]byte)
+}
+
+// batchReply gathers the answers to a forwarded batch, from the loop and
+// the aggregates' goroutines, and sends them in one message once all are in.
+type batchReply struct {
+	msg  *nats.Msg
+	mu   sync.Mutex
+	reps [][]byte
+	left int
+}
+
+func newBatchReply(m *nats.Msg, n int) *batchReply {
+	return &batchReply{msg: m, reps: make([][]byte, n), left: n}
+}
+
+// answer returns the answer func of request i.
+func (b *batchReply) answer(i int) func([]byte) {
+	return func(rep []byte) {
+		b.mu.Lock()
+		b.reps[i] = rep
+		b.left--
+		done := b.left == 0
+		b.mu.Unlock()
+		if done {
+			_ = b.msg.Respond(bus.EncodeReplies(b.reps))
+		}
 	}
 }
 
-func respondErr(m *nats.Msg, e *bus.Error) {
-	if m.Reply != "" {
-		_ = m.Respond(bus.ErrorReply(e))
-	}
-}
+func respond(rq request, v any) { rq.answer(bus.Encode(v)) }
+
+func respondErr(rq request, e *bus.Error) { rq.answer(bus.ErrorReply(e)) }
 
 // treeError maps a tree error to its wire code.
 func treeError(err error) *bus.Error {
@@ -95,31 +123,30 @@ func treeError(err error) *bus.Error {
 
 // handleRequest serves one request the router forwarded (write_request,
 // read_request on this node).
-func (n *Node) handleRequest(m *nats.Msg) {
-	op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	switch op {
+func (n *Node) handleRequest(rq request) {
+	switch rq.op {
 	case bus.OpPut:
-		n.handlePut(m)
+		n.handlePut(rq)
 	case bus.OpGet:
-		n.handleGet(m)
+		n.handleGet(rq)
 	case bus.OpHistory:
-		n.handleHistory(m)
+		n.handleHistory(rq)
 	case bus.OpLs:
 		var req bus.LsRequest
-		if e := bus.DecodeRequest(m.Data, &req); e != nil {
-			respondErr(m, e)
+		if e := bus.DecodeRequest(rq.data, &req); e != nil {
+			respondErr(rq, e)
 			return
 		}
 		children, err := n.tree.Ls(req.Path)
 		if err != nil {
-			respondErr(m, treeError(err))
+			respondErr(rq, treeError(err))
 			return
 		}
-		respond(m, bus.LsReply{Result: bus.Result{OK: true}, Children: children})
+		respond(rq, bus.LsReply{Result: bus.Result{OK: true}, Children: children})
 	case bus.OpTree:
 		var req bus.TreeRequest
-		if e := bus.DecodeRequest(m.Data, &req); e != nil {
-			respondErr(m, e)
+		if e := bus.DecodeRequest(rq.data, &req); e != nil {
+			respondErr(rq, e)
 			return
 		}
 		at, e := parseTime(req.At)
@@ -127,23 +154,23 @@ func (n *Node) handleRequest(m *nats.Msg) {
 			e = bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit)
 		}
 		if e != nil {
-			respondErr(m, e)
+			respondErr(rq, e)
 			return
 		}
 		pvs, more, err := n.tree.Subtree(req.Path, at, req.After, req.Limit)
 		if err != nil {
-			respondErr(m, treeError(err))
+			respondErr(rq, treeError(err))
 			return
 		}
 		rep := bus.TreeReply{Result: bus.Result{OK: true}, Values: make([]bus.PathVersion, len(pvs)), More: more}
 		for i, pv := range pvs {
 			rep.Values[i] = bus.PathVersion{Path: pv.Path, Version: wireVersion(pv.Version)}
 		}
-		respond(m, rep)
+		respond(rq, rep)
 	case bus.OpAgg:
-		n.handleAgg(m)
+		n.handleAgg(rq)
 	default:
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "unknown request %q", op))
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "unknown request %q", rq.op))
 	}
 }
 
@@ -175,22 +202,22 @@ func parseRange(since, until string) (time.Time, time.Time, *bus.Error) {
 
 // handleAgg checks an aggregate and computes it beside the loop (it may
 // read millions of versions), a few at a time.
-func (n *Node) handleAgg(m *nats.Msg) {
+func (n *Node) handleAgg(rq request) {
 	var req bus.AggRequest
-	if e := bus.DecodeRequest(m.Data, &req); e != nil {
-		respondErr(m, e)
+	if e := bus.DecodeRequest(rq.data, &req); e != nil {
+		respondErr(rq, e)
 		return
 	}
 	var q tree.AggQuery
 	var e *bus.Error
 	if q.Since, q.Until, e = parseRange(req.Since, req.Until); e != nil {
-		respondErr(m, e)
+		respondErr(rq, e)
 		return
 	}
 	if req.Every != "" {
 		d, err := time.ParseDuration(req.Every)
 		if err != nil || d <= 0 {
-			respondErr(m, bus.Errorf(bus.CodeBadRequest, "every %q is not a positive duration (1m, 15s)", req.Every))
+			respondErr(rq, bus.Errorf(bus.CodeBadRequest, "every %q is not a positive duration (1m, 15s)", req.Every))
 			return
 		}
 		q.Every = d
@@ -200,13 +227,13 @@ func (n *Node) handleAgg(m *nats.Msg) {
 	case bus.EventTime:
 		q.ByEvent = true
 	default:
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "time %q: commit or event", req.Time))
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "time %q: commit or event", req.Time))
 		return
 	}
 	select {
 	case n.aggs <- struct{}{}:
 	default:
-		respondErr(m, bus.Errorf(bus.CodeUnavailable, "node %d is busy with %d aggregates; try again", n.cfg.ID, cap(n.aggs)))
+		respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d is busy with %d aggregates; try again", n.cfg.ID, cap(n.aggs)))
 		return
 	}
 	n.wg.Add(1)
@@ -215,14 +242,14 @@ func (n *Node) handleAgg(m *nats.Msg) {
 		defer func() { <-n.aggs }()
 		a, err := n.tree.Aggregate(req.Path, q)
 		if err != nil {
-			respondErr(m, treeError(err))
+			respondErr(rq, treeError(err))
 			return
 		}
 		rep := bus.AggReply{Result: bus.Result{OK: true}, AggStats: wireStats(a.Stats)}
 		for _, b := range a.Buckets {
 			rep.Buckets = append(rep.Buckets, bus.AggBucket{Start: b.Start.Format(time.RFC3339Nano), AggStats: wireStats(b.Stats)})
 		}
-		respond(m, rep)
+		respond(rq, rep)
 	}()
 }
 
@@ -240,39 +267,39 @@ func wireStats(s tree.Stats) bus.AggStats {
 }
 
 // handlePut checks a write and proposes it; the reply waits for commit.
-func (n *Node) handlePut(m *nats.Msg) {
-	if len(m.Data) > n.cfg.MaxRequestBytes {
-		respondErr(m, bus.Errorf(bus.CodeTooLarge, "put request of %d bytes, at most %d", len(m.Data), n.cfg.MaxRequestBytes))
+func (n *Node) handlePut(rq request) {
+	if len(rq.data) > n.cfg.MaxRequestBytes {
+		respondErr(rq, bus.Errorf(bus.CodeTooLarge, "put request of %d bytes, at most %d", len(rq.data), n.cfg.MaxRequestBytes))
 		return
 	}
 	var req bus.PutRequest
-	if e := bus.DecodeRequest(m.Data, &req); e != nil {
-		respondErr(m, e)
+	if e := bus.DecodeRequest(rq.data, &req); e != nil {
+		respondErr(rq, e)
 		return
 	}
 	puts := req.Values
 	switch {
 	case (req.Path != "" || req.EventTS != "") && len(req.Values) > 0:
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give path, value and event_ts, or values, not both"))
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "give path, value and event_ts, or values, not both"))
 		return
 	case req.Path != "" || req.Value != nil:
 		puts = []bus.PathValue{{Path: req.Path, Value: req.Value, EventTS: req.EventTS}}
 	case len(puts) == 0:
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "nothing to put: give path and value, or values"))
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "nothing to put: give path and value, or values"))
 		return
 	case len(puts) > n.cfg.MaxBatch:
-		respondErr(m, bus.Errorf(bus.CodeTooLarge, "%d values in one batch, at most %d", len(puts), n.cfg.MaxBatch))
+		respondErr(rq, bus.Errorf(bus.CodeTooLarge, "%d values in one batch, at most %d", len(puts), n.cfg.MaxBatch))
 		return
 	}
 	if (req.Source == "") != (req.SourceSeq == 0) {
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "give source and source_seq (above 0) together"))
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "give source and source_seq (above 0) together"))
 		return
 	}
 	ts := time.Now().UTC()
 	if !ts.After(n.lastTS) { // commit times never go back, even across leaders with skewed clocks
 		ts = n.lastTS.Add(time.Nanosecond)
 	}
-	c := command{TS: ts.Format(time.RFC3339Nano), User: m.Header.Get(bus.HeaderUser),
+	c := command{TS: ts.Format(time.RFC3339Nano), User: rq.user,
 		Src: req.Source, SrcSeq: req.SourceSeq}
 	if c.User == "" {
 		c.User = "anonymous"
@@ -284,27 +311,27 @@ func (n *Node) handlePut(m *nats.Msg) {
 	for _, p := range puts {
 		if named != nil {
 			if named[p.Path] {
-				respondErr(m, bus.Errorf(bus.CodeBadRequest, "%s is named twice in one batch", p.Path))
+				respondErr(rq, bus.Errorf(bus.CodeBadRequest, "%s is named twice in one batch", p.Path))
 				return
 			}
 			named[p.Path] = true
 		}
 		if err := tree.ValidatePath(p.Path); err != nil {
-			respondErr(m, bus.Errorf(bus.CodeBadPath, "%v", err))
+			respondErr(rq, bus.Errorf(bus.CodeBadPath, "%v", err))
 			return
 		}
 		if len(p.Value) == 0 { // the request decoder has checked it is JSON
-			respondErr(m, bus.Errorf(bus.CodeBadRequest, "value of %s is missing", p.Path))
+			respondErr(rq, bus.Errorf(bus.CodeBadRequest, "value of %s is missing", p.Path))
 			return
 		}
 		if p.EventTS != "" {
 			if _, err := time.Parse(time.RFC3339Nano, p.EventTS); err != nil {
-				respondErr(m, bus.Errorf(bus.CodeBadRequest, "event_ts %q of %s is not RFC 3339", p.EventTS, p.Path))
+				respondErr(rq, bus.Errorf(bus.CodeBadRequest, "event_ts %q of %s is not RFC 3339", p.EventTS, p.Path))
 				return
 			}
 		}
 		if len(p.Value) > n.cfg.MaxValueBytes {
-			respondErr(m, bus.Errorf(bus.CodeTooLarge, "value of %s is %d bytes, at most %d", p.Path, len(p.Value), n.cfg.MaxValueBytes))
+			respondErr(rq, bus.Errorf(bus.CodeTooLarge, "value of %s is %d bytes, at most %d", p.Path, len(p.Value), n.cfg.MaxValueBytes))
 			return
 		}
 		c.Puts = append(c.Puts, p) // json.Marshal compacts the value onto one line
@@ -312,7 +339,7 @@ func (n *Node) handlePut(m *nats.Msg) {
 	data, _ := json.Marshal(c)
 	n.lastTS = ts
 	n.nextID++
-	n.puts[n.nextID] = pendingPut{msg: m, ts: c.TS}
+	n.puts[n.nextID] = pendingPut{rq: rq, ts: c.TS}
 	n.pn.Propose(n.nextID, data)
 }
 
@@ -325,55 +352,53 @@ func (n *Node) answerPut(r protocol.Reply) {
 	switch orig, dup := n.dups[r.Seq]; {
 	case r.Err == nil && dup:
 		delete(n.dups, r.Seq)
-		respond(p.msg, bus.PutReply{Result: bus.Result{OK: true}, Seq: orig.Seq, TS: orig.TS, Duplicate: true})
+		respond(p.rq, bus.PutReply{Result: bus.Result{OK: true}, Seq: orig.Seq, TS: orig.TS, Duplicate: true})
 	case r.Err == nil:
-		respond(p.msg, bus.PutReply{Result: bus.Result{OK: true}, Seq: r.Seq, TS: p.ts})
+		respond(p.rq, bus.PutReply{Result: bus.Result{OK: true}, Seq: r.Seq, TS: p.ts})
 	case errors.Is(r.Err, protocol.ErrNotLeader):
-		respondErr(p.msg, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
+		respondErr(p.rq, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
 	case errors.Is(r.Err, protocol.ErrNoQuorum):
-		respondErr(p.msg, bus.Errorf(bus.CodeUnavailable, "the leader cannot reach a majority of the members; not written"))
+		respondErr(p.rq, bus.Errorf(bus.CodeUnavailable, "the leader cannot reach a majority of the members; not written"))
 	case errors.Is(r.Err, protocol.ErrDropped):
-		respondErr(p.msg, bus.Errorf(bus.CodeUnavailable, "the leader changed before the write committed; it was not written"))
+		respondErr(p.rq, bus.Errorf(bus.CodeUnavailable, "the leader changed before the write committed; it was not written"))
 	default:
-		respondErr(p.msg, bus.Errorf(bus.CodeTimeout, "the leader changed; the write may or may not have been committed"))
+		respondErr(p.rq, bus.Errorf(bus.CodeTimeout, "the leader changed; the write may or may not have been committed"))
 	}
 }
 
 // handleGet serves a get: linearizable through the read index, stale from
 // the applied state, min_seq once applied up to it.
-func (n *Node) handleGet(m *nats.Msg) {
+func (n *Node) handleGet(rq request) {
 	var req bus.GetRequest
-	if e := bus.DecodeRequest(m.Data, &req); e != nil {
-		respondErr(m, e)
+	if e := bus.DecodeRequest(rq.data, &req); e != nil {
+		respondErr(rq, e)
 		return
 	}
 	if err := tree.ValidatePath(req.Path); err != nil {
-		respondErr(m, bus.Errorf(bus.CodeBadPath, "%v", err))
+		respondErr(rq, bus.Errorf(bus.CodeBadPath, "%v", err))
 		return
 	}
 	switch {
 	case req.Consistency != "" && req.Consistency != bus.Linearizable && req.Consistency != bus.Stale:
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "consistency %q: linearizable or stale", req.Consistency))
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "consistency %q: linearizable or stale", req.Consistency))
 	case req.MinSeq > 0:
-		n.waits = append(n.waits, pendingRead{msg: m, req: req, deadline: time.Now().Add(4 * time.Second)})
+		n.waits = append(n.waits, pendingRead{rq: rq, req: req, deadline: time.Now().Add(4 * time.Second)})
 	case req.Consistency == bus.Stale:
-		n.serveGet(m, req)
+		n.serveGet(rq, req)
 	default:
 		n.nextID++
-		n.reads[n.nextID] = pendingRead{msg: m, req: req}
+		n.reads[n.nextID] = pendingRead{rq: rq, req: req}
 		n.pn.Read(n.nextID)
 	}
 }
 
-func (n *Node) serveGet(m *nats.Msg, req bus.GetRequest) {
+func (n *Node) serveGet(rq request, req bus.GetRequest) {
 	line, err := n.tree.GetJSON(req.Path)
 	if err != nil {
-		respondErr(m, treeError(err))
+		respondErr(rq, treeError(err))
 		return
 	}
-	if m.Reply != "" { // a bus.GetReply
-		_ = m.Respond(spliceVersion(`{"ok":true,`, req.Path, line, "applied_seq", n.tree.AppliedPoint().Seq))
-	}
+	rq.answer(spliceVersion(`{"ok":true,`, req.Path, line, "applied_seq", n.tree.AppliedPoint().Seq)) // a bus.GetReply
 }
 
 func (n *Node) answerRead(r protocol.ReadState) {
@@ -383,10 +408,10 @@ func (n *Node) answerRead(r protocol.ReadState) {
 	}
 	delete(n.reads, r.ID)
 	if r.Err != nil {
-		respondErr(p.msg, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
+		respondErr(p.rq, bus.Errorf(bus.CodeNotLeader, "node %d does not lead", n.cfg.ID))
 		return
 	}
-	n.serveGet(p.msg, p.req)
+	n.serveGet(p.rq, p.req)
 }
 
 // serveWaits answers min_seq reads whose seq is applied.
@@ -395,7 +420,7 @@ func (n *Node) serveWaits() {
 	kept := n.waits[:0]
 	for _, w := range n.waits {
 		if applied >= w.req.MinSeq {
-			n.serveGet(w.msg, w.req)
+			n.serveGet(w.rq, w.req)
 			continue
 		}
 		kept = append(kept, w)
@@ -408,7 +433,7 @@ func (n *Node) expireWaits() {
 	kept := n.waits[:0]
 	for _, w := range n.waits {
 		if now.After(w.deadline) {
-			respondErr(w.msg, bus.Errorf(bus.CodeTimeout, "node %d has not applied seq %d yet", n.cfg.ID, w.req.MinSeq))
+			respondErr(w.rq, bus.Errorf(bus.CodeTimeout, "node %d has not applied seq %d yet", n.cfg.ID, w.req.MinSeq))
 			continue
 		}
 		kept = append(kept, w)
@@ -416,25 +441,25 @@ func (n *Node) expireWaits() {
 	n.waits = kept
 }
 
-func (n *Node) handleHistory(m *nats.Msg) {
+func (n *Node) handleHistory(rq request) {
 	var req bus.HistoryRequest
-	if e := bus.DecodeRequest(m.Data, &req); e != nil {
-		respondErr(m, e)
+	if e := bus.DecodeRequest(rq.data, &req); e != nil {
+		respondErr(rq, e)
 		return
 	}
 	if req.Limit < 0 {
-		respondErr(m, bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit))
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "limit %d: 0 (a full page) or more", req.Limit))
 		return
 	}
 	q := tree.HistoryQuery{AfterSeq: req.AfterSeq, Limit: req.Limit}
 	var e *bus.Error
 	if q.Since, q.Until, e = parseRange(req.Since, req.Until); e != nil {
-		respondErr(m, e)
+		respondErr(rq, e)
 		return
 	}
 	lines, more, err := n.tree.HistoryJSON(req.Path, q)
 	if err != nil {
-		respondErr(m, treeError(err))
+		respondErr(rq, treeError(err))
 		return
 	}
 	// The stored lines are the wire's versions: splice them, decoding none.
@@ -453,7 +478,5 @@ func (n *Node) handleHistory(m *nats.Msg) {
 	b = append(b, `],"more":`...)
 	b = strconv.AppendBool(b, more)
 	b = append(b, '}')
-	if m.Reply != "" {
-		_ = m.Respond(b)
-	}
+	rq.answer(b)
 }

@@ -4,8 +4,8 @@
 //
 // The loop (node_start_up, then run) owns the protocol node and storage.
 // Messages from ms.sys.all and ms.sys.to.<id>, requests forwarded by the
-// router on ms.sys.fwd.<id>.<op>, ticks and snapshot results come in on
-// channels; after each input it handles the protocol's Ready: publish the
+// router on ms.sys.fwd.<id>.<op> (in batches, answered with one message
+// each), ticks and snapshot results come in on channels; after each input it handles the protocol's Ready: publish the
 // messages, write and fsync the WAL (group commit: one write per batch),
 // apply committed entries to the tree, answer clients. Snapshots are
 // served on ms.sys.snap.<id> and fetched by a goroutine the loop owns.

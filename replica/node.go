@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,7 +72,7 @@ type Node struct {
 	pn   *protocol.Node
 
 	in       chan protocol.Message
-	reqs     chan *nats.Msg
+	reqs     chan request
 	leave    chan struct{}
 	snapDone chan snapResult
 	diskq    chan *protocol.Write // the loop → writeLoop, in order
@@ -106,12 +107,12 @@ type Node struct {
 }
 
 type pendingPut struct {
-	msg *nats.Msg
-	ts  string
+	rq request
+	ts string
 }
 
 type pendingRead struct {
-	msg      *nats.Msg
+	rq       request
 	req      bus.GetRequest
 	deadline time.Time
 }
@@ -126,7 +127,7 @@ type snapResult struct {
 // its loop until Close (node_start_up).
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
-		in: make(chan protocol.Message, 8192), reqs: make(chan *nats.Msg, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
+		in: make(chan protocol.Message, 8192), reqs: make(chan request, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
 		diskq: make(chan *protocol.Write, 256), diskNote: make(chan struct{}, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
@@ -224,10 +225,20 @@ func (n *Node) subscribe() error {
 		}
 	}
 	forward := func(m *nats.Msg) {
-		select {
-		case n.reqs <- m:
-		default:
-			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID)))
+		reqs, err := bus.DecodeForwarded(m.Data)
+		if err != nil {
+			n.log.WithError(err).Warn("dropped a forwarded batch")
+			return
+		}
+		op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		replies := newBatchReply(m, len(reqs))
+		for i, f := range reqs {
+			rq := request{op: op, user: f.User, data: f.Data, answer: replies.answer(i)}
+			select {
+			case n.reqs <- rq:
+			default:
+				respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID))
+			}
 		}
 	}
 	for subj, h := range map[string]nats.MsgHandler{

@@ -1,0 +1,93 @@
+package bus
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// The router forwards user requests to a node in batches: one message on
+// ms.sys.fwd.<node>.<op> carries the requests of one op, and the node
+// answers with one message carrying their replies, in the same order. A
+// batch is frames (a uvarint length, then that many bytes): user and
+// request for each request; a reply is one frame per reply. Under load
+// this is where the router saves messages: one per batch, not per request.
+
+// Forwarded is one user request inside a forwarded batch: who sent it and
+// its ms.api payload.
+type Forwarded struct {
+	User string
+	Data []byte
+}
+
+// EncodeForwarded encodes a batch of requests.
+func EncodeForwarded(reqs []Forwarded) []byte {
+	size := 0
+	for _, r := range reqs {
+		size += len(r.User) + len(r.Data) + 2*binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, size)
+	for _, r := range reqs {
+		b = appendFrame(b, []byte(r.User))
+		b = appendFrame(b, r.Data)
+	}
+	return b
+}
+
+// DecodeForwarded decodes a batch of requests; the Data alias b.
+func DecodeForwarded(b []byte) ([]Forwarded, error) {
+	frames, err := splitFrames(b)
+	if err == nil && len(frames)%2 != 0 {
+		err = errors.New("a user without its request")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: malformed forwarded batch: %w", err)
+	}
+	reqs := make([]Forwarded, len(frames)/2)
+	for i := range reqs {
+		reqs[i] = Forwarded{User: string(frames[2*i]), Data: frames[2*i+1]}
+	}
+	return reqs, nil
+}
+
+// EncodeReplies encodes the replies to a batch, in its order.
+func EncodeReplies(reps [][]byte) []byte {
+	size := 0
+	for _, r := range reps {
+		size += len(r) + binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, size)
+	for _, r := range reps {
+		b = appendFrame(b, r)
+	}
+	return b
+}
+
+// DecodeReplies decodes the replies to a batch of n requests; they alias b.
+func DecodeReplies(b []byte, n int) ([][]byte, error) {
+	reps, err := splitFrames(b)
+	if err == nil && len(reps) != n {
+		err = fmt.Errorf("%d replies to %d requests", len(reps), n)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: malformed forwarded replies: %w", err)
+	}
+	return reps, nil
+}
+
+func appendFrame(b, p []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(p))), p...)
+}
+
+func splitFrames(b []byte) ([][]byte, error) {
+	var frames [][]byte
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, errors.New("truncated frame")
+		}
+		frames = append(frames, b[k:k+int(n):k+int(n)])
+		b = b[k+int(n):]
+	}
+	return frames, nil
+}

@@ -1,0 +1,158 @@
+package groupsvc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"memstore/bus"
+	"memstore/internal/natstest"
+)
+
+const subject = "test.fwd"
+
+// startPipes starts pipes and a fakeNode on subject; both stop when the
+// test ends.
+func startPipes(t *testing.T) (*pipes, *fakeNode) {
+	_, nc, _ := natstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ps := newPipes(ctx, nc)
+	t.Cleanup(func() {
+		cancel()
+		ps.wait()
+	})
+	return ps, startFakeNode(t, nc, subject)
+}
+
+// fakeNode answers forwarded batches on subject, each reply its request's
+// user and data; it holds the first batch until release is closed, and
+// records the batches it got.
+type fakeNode struct {
+	release chan struct{}
+	got     chan struct{} // the first batch came
+
+	mu      sync.Mutex
+	batches [][]bus.Forwarded
+}
+
+func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
+	f := &fakeNode{release: make(chan struct{}), got: make(chan struct{})}
+	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		reqs, err := bus.DecodeForwarded(m.Data)
+		if err != nil {
+			t.Errorf("batch: %v", err)
+			return
+		}
+		f.mu.Lock()
+		f.batches = append(f.batches, reqs)
+		first := len(f.batches) == 1
+		f.mu.Unlock()
+		if first {
+			close(f.got)
+			<-f.release
+		}
+		reps := make([][]byte, len(reqs))
+		for i, r := range reqs {
+			reps[i] = []byte(r.User + ":" + string(r.Data))
+		}
+		_ = m.Respond(bus.EncodeReplies(reps))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fakeNode) sizes() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n []int
+	for _, b := range f.batches {
+		n = append(n, len(b))
+	}
+	return n
+}
+
+// queued waits until n calls wait behind the batch in flight.
+func queued(t *testing.T, ps *pipes, n int) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		ps.mu.Lock()
+		k := len(ps.all[subject].queue)
+		ps.mu.Unlock()
+		if k == n {
+			return
+		}
+	}
+	t.Fatalf("%d calls never queued", n)
+}
+
+// TestPipesBatchWhileOneIsInFlight: requests that come while a batch is
+// unanswered go together in the next message, and each caller gets its
+// own reply.
+func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
+	ps, node := startPipes(t)
+	call := func(user, data string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rep, err := ps.request(ctx, subject, bus.Forwarded{User: user, Data: []byte(data)})
+		if err == nil && string(rep) != user+":"+data {
+			err = fmt.Errorf("reply %q, want %q", rep, user+":"+data)
+		}
+		return err
+	}
+	errs := make(chan error, 21)
+	go func() { errs <- call("first", "0") }()
+	<-node.got
+	for i := range 20 {
+		go func() { errs <- call(fmt.Sprintf("u%d", i), fmt.Sprint(i)) }()
+	}
+	queued(t, ps, 20)
+	close(node.release)
+	for range 21 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := node.sizes(); len(got) != 2 || got[0] != 1 || got[1] != 20 {
+		t.Fatalf("batches of %v requests, want [1 20]", got)
+	}
+}
+
+// TestPipesSendOnlyWhatIsStillWanted: a request whose caller's deadline
+// passed while it queued is not sent; batches stay under maxBatchBytes,
+// and a larger request goes alone.
+func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
+	ps, node := startPipes(t)
+	send := func(data []byte, d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, err := ps.request(ctx, subject, bus.Forwarded{User: "u", Data: data})
+		return err
+	}
+	errs := make(chan error, 6)
+	go func() { errs <- send([]byte("0"), 5*time.Second) }()
+	<-node.got
+	if err := send([]byte("late"), 20*time.Millisecond); err != context.DeadlineExceeded {
+		t.Fatalf("a request past its deadline: %v", err)
+	}
+	half := bytes.Repeat([]byte("h"), maxBatchBytes/2-100)
+	for i, data := range [][]byte{half, half, half, bytes.Repeat([]byte("b"), maxBatchBytes+1)} {
+		go func() { errs <- send(data, 5*time.Second) }()
+		queued(t, ps, i+2) // in this order
+	}
+	close(node.release)
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := node.sizes(); fmt.Sprint(got) != "[1 2 1 1]" {
+		t.Fatalf("batches of %v requests, want [1 2 1 1]: the late one dropped, two halves together, the big one alone", got)
+	}
+}
