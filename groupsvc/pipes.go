@@ -78,6 +78,17 @@ func (ps *pipes) request(ctx context.Context, subject string, req bus.Forwarded)
 	}
 }
 
+// requestAlone forwards req on subject as a batch of its own, at once. It
+// is for requests whose answer may take long (an aggregate, a min_seq read
+// that waits for its seq): in a batch, they would hold up the others.
+func (ps *pipes) requestAlone(ctx context.Context, subject string, req bus.Forwarded) ([]byte, error) {
+	reps, err := ps.roundTrip(ctx, subject, []bus.Forwarded{req})
+	if err != nil {
+		return nil, err
+	}
+	return reps[0], nil
+}
+
 // maxBatchBytes bounds the requests of one batch, far below the NATS
 // payload limit; a larger request goes alone.
 const maxBatchBytes = 1 << 20

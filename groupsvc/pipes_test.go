@@ -30,8 +30,8 @@ func startPipes(t *testing.T) (*pipes, *fakeNode) {
 }
 
 // fakeNode answers forwarded batches on subject, each reply its request's
-// user and data; it holds the first batch until release is closed, and
-// records the batches it got.
+// user and data; it holds the answer to the first batch until release is
+// closed, and records the batches it got.
 type fakeNode struct {
 	release chan struct{}
 	got     chan struct{} // the first batch came
@@ -52,15 +52,22 @@ func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
 		f.batches = append(f.batches, reqs)
 		first := len(f.batches) == 1
 		f.mu.Unlock()
+		reply := func() {
+			reps := make([][]byte, len(reqs))
+			for i, r := range reqs {
+				reps[i] = []byte(r.User + ":" + string(r.Data))
+			}
+			_ = m.Respond(bus.EncodeReplies(reps))
+		}
 		if first {
 			close(f.got)
-			<-f.release
+			go func() {
+				<-f.release
+				reply()
+			}()
+			return
 		}
-		reps := make([][]byte, len(reqs))
-		for i, r := range reqs {
-			reps[i] = []byte(r.User + ":" + string(r.Data))
-		}
-		_ = m.Respond(bus.EncodeReplies(reps))
+		reply()
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -177,6 +177,12 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	// seconds).
 	once := op == bus.OpPut && !keyed(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
+	// Puts and plain gets are answered about as fast as each other, so
+	// they go in batches; the rest alone.
+	send := r.pipes.requestAlone
+	if op == bus.OpPut || op == bus.OpGet && !bytes.Contains(data, []byte(`"min_seq"`)) {
+		send = r.pipes.request
+	}
 	for time.Now().Before(deadline) {
 		cur := r.svc.current()
 		view, nodes := cur.view, cur.nodes
@@ -196,7 +202,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			parent, attempt = context.Background(), time.Until(deadline)
 		}
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
-		rep, err := r.pipes.request(ctx, r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data})
+		rep, err := send(ctx, r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data})
 		cancel()
 		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) {
 			// The leader may have committed it: a retry could write twice.

@@ -54,6 +54,35 @@ func TestForwardFollowsANewViewAtOnce(t *testing.T) {
 	}
 }
 
+// TestSlowRequestsGoAlone: a get that waits for its min_seq, or an
+// aggregate, goes at once, not queued behind a batch in flight, so it
+// never holds a batch of others up.
+func TestSlowRequestsGoAlone(t *testing.T) {
+	_, nc, log := natstest.Start(t)
+	svc := &Service{nc: nc, sub: bus.NewSubjects(bus.DefaultPrefix), log: log}
+	svc.state.changed, svc.state.cancel = context.WithCancel(context.Background())
+	defer svc.state.cancel()
+	svc.setState(protocol.View{Epoch: 1, Leader: 1, Members: []protocol.NodeID{1}}, nil)
+	r := newRouter(svc)
+	defer r.Close()
+	for op, slow := range map[string]string{bus.OpGet: `{"path":"a/b","min_seq":9}`, bus.OpAgg: `{"path":"a/b"}`} {
+		node := startFakeNode(t, nc, svc.sub.Fwd(1, op))
+		held := make(chan string, 1)
+		go func() {
+			rep, _ := r.forward(op, []byte(`{"path":"a/held"}`), "u", 3*time.Second)
+			held <- string(rep)
+		}()
+		<-node.got
+		if rep, code := r.forward(op, []byte(slow), "u", time.Second); code != "ok" || string(rep) != "u:"+slow {
+			t.Errorf("%s %s while a batch is in flight: %s %s", op, slow, code, rep)
+		}
+		close(node.release)
+		if rep := <-held; rep != `u:{"path":"a/held"}` {
+			t.Errorf("the held %s: %s", op, rep)
+		}
+	}
+}
+
 // TestWriterNeedsTheServersWord: a request that crossed the USERS import
 // is written as the user the server names; one whose import does not
 // share the user is refused, never taken at its self-declared Ms-User.
