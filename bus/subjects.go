@@ -22,7 +22,7 @@ const (
 )
 
 // HeaderUser carries the writer's name (without auth: the --user flag) from
-// the client through the router to the node.
+// the client to the router, which forwards it in the batch (Forwarded).
 const HeaderUser = "Ms-User"
 
 // HeaderEventTime carries, on ms.in, the writer's own RFC 3339 time of the
@@ -75,12 +75,12 @@ func (s Subjects) PathFromIn(subject string) (string, bool) {
 
 // Internal subjects (ms.sys.>): never open to users once auth is on.
 //
-//	ms.sys.group      node → every coordinator: status, promise, reject
-//	ms.sys.all        leader or coordinator → every node: append, read_ping, view
-//	ms.sys.to.<id>    → one node or coordinator: prepare, ack, catchup, …
-//	ms.sys.snap.<id>  request → node <id>: a snapshot, chunk by chunk
-//	ms.sys.fwd.<id>   router → node <id>: a user request forwarded
-//	ms.sys.leave.<id> operator → node <id>: leave the group gracefully
+//	ms.sys.group         node → every coordinator: status, promise, reject
+//	ms.sys.all           leader or coordinator → every node: append, read_ping, view
+//	ms.sys.to.<id>       → one node or coordinator: prepare, ack, catchup, …
+//	ms.sys.snap.<id>     request → node <id>: a snapshot, chunk by chunk
+//	ms.sys.fwd.<id>.<op> router → node <id>: user requests of op, in batches (Forwarded)
+//	ms.sys.leave.<id>    operator → node <id>: leave the group gracefully
 func (s Subjects) Group() string { return s.Prefix + ".sys.group" }
 
 // All is the multicast subject every node reads (initiate_multicast).

@@ -2,8 +2,9 @@ package groupsvc
 
 import (
 	"context"
+	"errors"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 
@@ -23,7 +24,7 @@ type pipes struct {
 	ctx context.Context // ends at close: flights stop waiting
 	wg  sync.WaitGroup  // flights
 
-	mu  sync.Mutex
+	mu  sync.Mutex       // guards all, and wg.Add against close
 	all map[string]*pipe // by subject: nodes × ops
 }
 
@@ -32,29 +33,45 @@ type pipe struct {
 	busy  bool // a batch is in flight
 }
 
-// call is one request in a pipe; done gets its reply or error, once, and
-// is buffered: the caller may have stopped waiting.
+// call is one request in a pipe. Its state goes from queued to sent (by
+// the flight) or to abandoned (by the caller, when its ctx ends first):
+// a call is never sent after its caller has given up. done gets the
+// reply or error of a sent call, once, and is buffered.
 type call struct {
-	req      bus.Forwarded
-	deadline time.Time
-	done     chan result
+	ctx   context.Context
+	req   bus.Forwarded
+	state atomic.Int32
+	done  chan result
 }
+
+const (
+	queued int32 = iota
+	sent
+	abandoned
+)
 
 type result struct {
 	data []byte
 	err  error
 }
 
+// errNotSent is the error of a request whose caller gave up while it
+// queued: it was never sent, so it did nothing.
+var errNotSent = errors.New("not sent: it waited its whole time behind a batch")
+
 func newPipes(ctx context.Context, nc *nats.Conn) *pipes {
 	return &pipes{nc: nc, ctx: ctx, all: map[string]*pipe{}}
 }
 
-// request forwards req on subject and waits for its reply until ctx ends,
-// which must carry a deadline: past it the request is no longer sent.
+// request forwards req on subject and waits for its reply until ctx ends.
+// A request still queued then is not sent (errNotSent).
 func (ps *pipes) request(ctx context.Context, subject string, req bus.Forwarded) ([]byte, error) {
-	deadline, _ := ctx.Deadline()
-	c := &call{req: req, deadline: deadline, done: make(chan result, 1)}
+	c := &call{ctx: ctx, req: req, done: make(chan result, 1)}
 	ps.mu.Lock()
+	if ps.ctx.Err() != nil { // closed: start no flight
+		ps.mu.Unlock()
+		return nil, ps.ctx.Err()
+	}
 	p := ps.all[subject]
 	if p == nil {
 		p = &pipe{}
@@ -64,18 +81,30 @@ func (ps *pipes) request(ctx context.Context, subject string, req bus.Forwarded)
 	var batch []*call
 	if !p.busy {
 		batch, p.queue, p.busy = p.queue, nil, true
+		ps.wg.Add(1)
 	}
 	ps.mu.Unlock()
 	if batch != nil {
-		ps.wg.Add(1)
 		go ps.fly(subject, p, batch)
 	}
 	select {
 	case r := <-c.done:
 		return r.data, r.err
 	case <-ctx.Done():
+		if c.state.CompareAndSwap(queued, abandoned) {
+			return nil, errNotSent
+		}
 		return nil, ctx.Err()
 	}
+}
+
+// close stops the pipes: no new flight starts, the flights stop waiting,
+// and close returns once they have ended.
+func (ps *pipes) close(cancel context.CancelFunc) {
+	ps.mu.Lock()
+	cancel() // under mu: request sees it before it could start a flight
+	ps.mu.Unlock()
+	ps.wg.Wait()
 }
 
 // requestAlone forwards req on subject as a batch of its own, at once. It
@@ -110,31 +139,48 @@ func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 	}
 }
 
-// send forwards the calls still wanted as one message and hands each its
-// reply, or the message's error.
+// send forwards the calls whose callers still wait as one message and
+// hands each its reply, or the message's error. It stops waiting when all
+// of them have given up (a new view sent them elsewhere). A reply the
+// node left empty was too large to go with the others: that request is
+// sent again, alone.
 func (ps *pipes) send(subject string, batch []*call) {
-	now, last := time.Now(), time.Time{}
 	live, reqs := batch[:0], make([]bus.Forwarded, 0, len(batch))
 	for _, c := range batch {
-		if c.deadline.After(now) { // a caller past its deadline has answered its user already
+		if c.state.CompareAndSwap(queued, sent) {
 			live, reqs = append(live, c), append(reqs, c.req)
-			if c.deadline.After(last) {
-				last = c.deadline
-			}
 		}
 	}
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithDeadline(ps.ctx, last)
+	ctx, cancel := context.WithCancel(ps.ctx)
 	defer cancel()
+	var waiting atomic.Int32
+	waiting.Store(int32(len(live)))
+	for _, c := range live {
+		stop := context.AfterFunc(c.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
 	reps, err := ps.roundTrip(ctx, subject, reqs)
+	var again []*call
 	for i, c := range live {
-		if err != nil {
+		switch {
+		case err != nil:
 			c.done <- result{err: err}
-		} else {
+		case len(reps[i]) == 0:
+			again = append(again, c)
+		default:
 			c.done <- result{data: reps[i]}
 		}
+	}
+	for _, c := range again {
+		rep, err := ps.requestAlone(c.ctx, subject, c.req)
+		c.done <- result{data: rep, err: err}
 	}
 }
 
@@ -147,6 +193,3 @@ func (ps *pipes) roundTrip(ctx context.Context, subject string, reqs []bus.Forwa
 	}
 	return bus.DecodeReplies(rep.Data, len(reqs))
 }
-
-// wait waits for the flights to end (after ctx ends).
-func (ps *pipes) wait() { ps.wg.Wait() }

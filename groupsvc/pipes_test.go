@@ -22,15 +22,14 @@ func startPipes(t *testing.T) (*pipes, *fakeNode) {
 	_, nc, _ := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := newPipes(ctx, nc)
-	t.Cleanup(func() {
-		cancel()
-		ps.wait()
-	})
+	t.Cleanup(func() { ps.close(cancel) })
 	return ps, startFakeNode(t, nc, subject)
 }
 
 // fakeNode answers forwarded batches on subject, each reply its request's
-// user and data; it holds the answer to the first batch until release is
+// user and data, except that a request "big" in a batch with others is
+// answered empty, as a node does when the replies are too large for one
+// message; it holds the answer to the first batch until release is
 // closed, and records the batches it got.
 type fakeNode struct {
 	release chan struct{}
@@ -45,8 +44,7 @@ func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
 	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		reqs, err := bus.DecodeForwarded(m.Data)
 		if err != nil {
-			t.Errorf("batch: %v", err)
-			return
+			return // the test sees no answer
 		}
 		f.mu.Lock()
 		f.batches = append(f.batches, reqs)
@@ -55,7 +53,9 @@ func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
 		reply := func() {
 			reps := make([][]byte, len(reqs))
 			for i, r := range reqs {
-				reps[i] = []byte(r.User + ":" + string(r.Data))
+				if string(r.Data) != "big" || len(reqs) == 1 { // too big to go with others
+					reps[i] = []byte(r.User + ":" + string(r.Data))
+				}
 			}
 			_ = m.Respond(bus.EncodeReplies(reps))
 		}
@@ -85,8 +85,8 @@ func (f *fakeNode) sizes() []int {
 	return n
 }
 
-// queued waits until n calls wait behind the batch in flight.
-func queued(t *testing.T, ps *pipes, n int) {
+// waitQueued waits until n calls wait behind the batch in flight.
+func waitQueued(t *testing.T, ps *pipes, n int) {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
 		ps.mu.Lock()
@@ -119,7 +119,7 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	for i := range 20 {
 		go func() { errs <- call(fmt.Sprintf("u%d", i), fmt.Sprint(i)) }()
 	}
-	queued(t, ps, 20)
+	waitQueued(t, ps, 20)
 	close(node.release)
 	for range 21 {
 		if err := <-errs; err != nil {
@@ -145,13 +145,13 @@ func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
 	errs := make(chan error, 6)
 	go func() { errs <- send([]byte("0"), 5*time.Second) }()
 	<-node.got
-	if err := send([]byte("late"), 20*time.Millisecond); err != context.DeadlineExceeded {
-		t.Fatalf("a request past its deadline: %v", err)
+	if err := send([]byte("late"), 20*time.Millisecond); err != errNotSent {
+		t.Fatalf("a request past its deadline while it queued: %v, want errNotSent", err)
 	}
 	half := bytes.Repeat([]byte("h"), maxBatchBytes/2-100)
 	for i, data := range [][]byte{half, half, half, bytes.Repeat([]byte("b"), maxBatchBytes+1)} {
 		go func() { errs <- send(data, 5*time.Second) }()
-		queued(t, ps, i+2) // in this order
+		waitQueued(t, ps, i+2) // in this order
 	}
 	close(node.release)
 	for range 5 {
@@ -162,4 +162,61 @@ func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
 	if got := node.sizes(); fmt.Sprint(got) != "[1 2 1 1]" {
 		t.Fatalf("batches of %v requests, want [1 2 1 1]: the late one dropped, two halves together, the big one alone", got)
 	}
+}
+
+// TestPipesAskAgainForWhatDidNotFit: a reply left empty because the
+// batch's replies were too large is asked for again, alone.
+func TestPipesAskAgainForWhatDidNotFit(t *testing.T) {
+	ps, node := startPipes(t)
+	send := func(data string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rep, err := ps.request(ctx, subject, bus.Forwarded{User: "u", Data: []byte(data)})
+		if err == nil && string(rep) != "u:"+data {
+			err = fmt.Errorf("reply %q to %s", rep, data)
+		}
+		return err
+	}
+	errs := make(chan error, 3)
+	go func() { errs <- send("0") }()
+	<-node.got
+	for i, data := range []string{"big", "small"} {
+		go func() { errs <- send(data) }()
+		waitQueued(t, ps, i+1)
+	}
+	close(node.release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := node.sizes(); fmt.Sprint(got) != "[1 2 1]" {
+		t.Fatalf("batches of %v requests, want [1 2 1]: big asked again alone", got)
+	}
+}
+
+// TestPipesDropAFlightNobodyWaitsFor: once every caller of a batch in
+// flight has given up (a new view sent them elsewhere), the pipe stops
+// waiting for it, and the next request goes at once, even to the same
+// node (the same leader elected again).
+func TestPipesDropAFlightNobodyWaitsFor(t *testing.T) {
+	ps, node := startPipes(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	go func() {
+		_, err := ps.request(ctx, subject, bus.Forwarded{User: "u", Data: []byte("gone")})
+		errs <- err
+	}()
+	<-node.got
+	cancel()
+	if err := <-errs; err != context.Canceled {
+		t.Fatalf("the caller that gave up: %v", err)
+	}
+	next, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stop()
+	rep, err := ps.request(next, subject, bus.Forwarded{User: "u", Data: []byte("next")})
+	if err != nil || string(rep) != "u:next" {
+		t.Fatalf("the next request, while the first batch is still unanswered: %q %v", rep, err)
+	}
+	close(node.release)
 }

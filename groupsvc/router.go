@@ -64,8 +64,7 @@ func (r *Router) Close() {
 	for _, s := range r.subs {
 		_ = s.Unsubscribe()
 	}
-	r.cancel()
-	r.pipes.wait()
+	r.pipes.close(r.cancel)
 }
 
 // serve is listen_to_user: one request, answered on its reply subject.
@@ -178,9 +177,10 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	once := op == bus.OpPut && !keyed(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
 	// Puts and plain gets are answered about as fast as each other, so
-	// they go in batches; the rest alone.
+	// they go in batches; the rest alone. (A backslash may spell min_seq
+	// with escapes: that get goes alone too.)
 	send := r.pipes.requestAlone
-	if op == bus.OpPut || op == bus.OpGet && !bytes.Contains(data, []byte(`"min_seq"`)) {
+	if op == bus.OpPut || op == bus.OpGet && !bytes.Contains(data, []byte(`"min_seq"`)) && !bytes.Contains(data, []byte(`\`)) {
 		send = r.pipes.request
 	}
 	for time.Now().Before(deadline) {
@@ -204,7 +204,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
 		rep, err := send(ctx, r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data})
 		cancel()
-		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) {
+		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, errNotSent) {
 			// The leader may have committed it: a retry could write twice.
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
 		}

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -78,30 +79,58 @@ type request struct {
 }
 
 // batchReply gathers the answers to a forwarded batch, from the loop and
-// the aggregates' goroutines, and sends them in one message once all are in.
+// the aggregates' goroutines, and sends them in one message once all are
+// in. If they are too large for one message (gets of large values), the
+// largest go back empty, and the router asks for each of those alone.
 type batchReply struct {
-	msg  *nats.Msg
-	mu   sync.Mutex
-	reps [][]byte
-	left int
+	msg   *nats.Msg
+	limit int // payload limit of the message
+	mu    sync.Mutex
+	reps  [][]byte
+	left  int
 }
 
-func newBatchReply(m *nats.Msg, n int) *batchReply {
-	return &batchReply{msg: m, reps: make([][]byte, n), left: n}
+func newBatchReply(m *nats.Msg, n, limit int) *batchReply {
+	return &batchReply{msg: m, limit: limit, reps: make([][]byte, n), left: n}
 }
 
-// answer returns the answer func of request i.
+// answer returns the answer func of request i; only its first call counts.
 func (b *batchReply) answer(i int) func([]byte) {
 	return func(rep []byte) {
 		b.mu.Lock()
+		if b.reps[i] != nil {
+			b.mu.Unlock()
+			return
+		}
 		b.reps[i] = rep
 		b.left--
 		done := b.left == 0
 		b.mu.Unlock()
 		if done {
-			_ = b.msg.Respond(bus.EncodeReplies(b.reps))
+			b.send()
 		}
 	}
+}
+
+func (b *batchReply) send() {
+	size := 0
+	for _, r := range b.reps {
+		size += len(r) + binary.MaxVarintLen32
+	}
+	for size > b.limit {
+		big := 0
+		for i, r := range b.reps {
+			if len(r) > len(b.reps[big]) {
+				big = i
+			}
+		}
+		if len(b.reps[big]) == 0 {
+			break
+		}
+		size -= len(b.reps[big])
+		b.reps[big] = []byte{}
+	}
+	_ = b.msg.Respond(bus.EncodeReplies(b.reps))
 }
 
 func respond(rq request, v any) { rq.answer(bus.Encode(v)) }

@@ -226,12 +226,13 @@ func (n *Node) subscribe() error {
 	}
 	forward := func(m *nats.Msg) {
 		reqs, err := bus.DecodeForwarded(m.Data)
-		if err != nil {
-			n.log.WithError(err).Warn("dropped a forwarded batch")
+		if err != nil || len(reqs) == 0 {
+			n.log.WithError(err).Warn("refused a forwarded batch")
+			_ = m.Respond(nil) // no replies: the router fails the batch at once
 			return
 		}
 		op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-		replies := newBatchReply(m, len(reqs))
+		replies := newBatchReply(m, len(reqs), int(n.nc.MaxPayload()))
 		for i, f := range reqs {
 			rq := request{op: op, user: f.User, data: f.Data, answer: replies.answer(i)}
 			select {
