@@ -2,6 +2,7 @@ package groupsvc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,9 @@ func (ps *pipes) request(ctx context.Context, subject string, req bus.Forwarded)
 	}
 	select {
 	case r := <-c.done:
+		if r.err == nil && len(r.data) == 0 { // too large to come with the others
+			return ps.requestAlone(ctx, subject, req)
+		}
 		return r.data, r.err
 	case <-ctx.Done():
 		if c.state.CompareAndSwap(queued, abandoned) {
@@ -115,21 +119,27 @@ func (ps *pipes) requestAlone(ctx context.Context, subject string, req bus.Forwa
 	if err != nil {
 		return nil, err
 	}
+	if len(reps[0]) == 0 {
+		return nil, errors.New("the node left the only reply of a batch empty")
+	}
 	return reps[0], nil
 }
 
-// maxBatchBytes bounds the requests of one batch, far below the NATS
-// payload limit; a larger request goes alone.
+// maxBatchBytes bounds one batch of requests, framing included; a larger
+// request goes alone. It is also at most a quarter of the NATS payload
+// limit, so the replies fit in one message: a put's reply is at most
+// about three times its request.
 const maxBatchBytes = 1 << 20
 
 // fly sends batch, then whatever queued meanwhile, until the queue is
 // empty.
 func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 	defer ps.wg.Done()
+	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/4)
 	for len(batch) > 0 {
-		k, size := 1, len(batch[0].req.Data)
-		for ; k < len(batch) && size+len(batch[k].req.Data) <= maxBatchBytes; k++ {
-			size += len(batch[k].req.Data)
+		k, size := 1, framed(batch[0].req)
+		for ; k < len(batch) && size+framed(batch[k].req) <= limit; k++ {
+			size += framed(batch[k].req)
 		}
 		ps.send(subject, batch[:k])
 		ps.mu.Lock()
@@ -142,8 +152,8 @@ func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 // send forwards the calls whose callers still wait as one message and
 // hands each its reply, or the message's error. It stops waiting when all
 // of them have given up (a new view sent them elsewhere). A reply the
-// node left empty was too large to go with the others: that request is
-// sent again, alone.
+// node left empty was too large to go with the others: the caller asks
+// for it again, alone (only gets' replies are ever left empty).
 func (ps *pipes) send(subject string, batch []*call) {
 	live, reqs := batch[:0], make([]bus.Forwarded, 0, len(batch))
 	for _, c := range batch {
@@ -167,21 +177,18 @@ func (ps *pipes) send(subject string, batch []*call) {
 		defer stop()
 	}
 	reps, err := ps.roundTrip(ctx, subject, reqs)
-	var again []*call
 	for i, c := range live {
-		switch {
-		case err != nil:
+		if err != nil {
 			c.done <- result{err: err}
-		case len(reps[i]) == 0:
-			again = append(again, c)
-		default:
+		} else {
 			c.done <- result{data: reps[i]}
 		}
 	}
-	for _, c := range again {
-		rep, err := ps.requestAlone(c.ctx, subject, c.req)
-		c.done <- result{data: rep, err: err}
-	}
+}
+
+// framed is the size of req in a batch, at most.
+func framed(req bus.Forwarded) int {
+	return len(req.User) + len(req.Data) + 2*binary.MaxVarintLen32
 }
 
 func (ps *pipes) roundTrip(ctx context.Context, subject string, reqs []bus.Forwarded) ([][]byte, error) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
@@ -177,10 +178,9 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	once := op == bus.OpPut && !keyed(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
 	// Puts and plain gets are answered about as fast as each other, so
-	// they go in batches; the rest alone. (A backslash may spell min_seq
-	// with escapes: that get goes alone too.)
+	// they go in batches; the rest alone.
 	send := r.pipes.requestAlone
-	if op == bus.OpPut || op == bus.OpGet && !bytes.Contains(data, []byte(`"min_seq"`)) && !bytes.Contains(data, []byte(`\`)) {
+	if op == bus.OpPut || op == bus.OpGet && !waits(data) {
 		send = r.pipes.request
 	}
 	for time.Now().Before(deadline) {
@@ -204,6 +204,9 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
 		rep, err := send(ctx, r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data})
 		cancel()
+		if errors.Is(err, nats.ErrMaxPayload) { // not sent
+			return bus.ErrorReply(bus.Errorf(bus.CodeTooLarge, "request of %d bytes: more than the NATS server carries", len(data))), bus.CodeTooLarge
+		}
 		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, errNotSent) {
 			// The leader may have committed it: a retry could write twice.
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
@@ -241,6 +244,21 @@ func waitForChange(changed context.Context, deadline time.Time) {
 	case <-changed.Done():
 	case <-t.C:
 	}
+}
+
+// waits reports whether a get may wait seconds for its min_seq, which
+// would hold up a batch. Go's JSON decoder matches keys ignoring case and
+// folds some non-ASCII letters, and escapes spell anything: only a get
+// that cannot spell min_seq skips the decode.
+func waits(data []byte) bool {
+	plain := !bytes.Contains(data, []byte(`\`)) && !bytes.ContainsFunc(data, func(r rune) bool { return r >= utf8.RuneSelf })
+	if plain && !bytes.Contains(bytes.ToLower(data), []byte("min_seq")) {
+		return false
+	}
+	var req struct {
+		MinSeq uint64 `json:"min_seq"`
+	}
+	return bus.Decode(data, &req) != nil || req.MinSeq > 0
 }
 
 // keyed reports whether a put carries a (source, sequence) key: the store

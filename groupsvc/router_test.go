@@ -83,6 +83,28 @@ func TestSlowRequestsGoAlone(t *testing.T) {
 	}
 }
 
+// TestWaitsSeesEverySpellingOfMinSeq: a get the node would read as
+// having a min_seq goes alone, however its key is spelt.
+func TestWaitsSeesEverySpellingOfMinSeq(t *testing.T) {
+	for data, want := range map[string]bool{
+		`{"path":"a/b"}`:                        false,
+		`{"path":"a/b","consistency":"stale"}`:  false,
+		`{"path":"a/b","min_seq":0}`:            false,
+		`{"path":"a/b","min_seq":7}`:            true,
+		`{"path":"a/b","MIN_SEQ":7}`:            true,
+		`{"path":"a/b","min\u005fseq":7}`:       true,
+		"{\"path\":\"a/b\",\"min_\u017feq\":7}": true, // ſ folds to s
+	} {
+		if got := waits([]byte(data)); got != want {
+			t.Errorf("waits(%s) = %v, want %v", data, got, want)
+		}
+		var req bus.GetRequest // what the node reads
+		if e := bus.DecodeRequest([]byte(data), &req); e != nil || (req.MinSeq > 0) != want {
+			t.Errorf("the node reads %s as min_seq %d (%v)", data, req.MinSeq, e)
+		}
+	}
+}
+
 // TestWriterNeedsTheServersWord: a request that crossed the USERS import
 // is written as the user the server names; one whose import does not
 // share the user is refused, never taken at its self-declared Ms-User.

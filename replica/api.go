@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
 
 	"memstore/bus"
 	"memstore/replica/protocol"
@@ -80,18 +82,21 @@ type request struct {
 
 // batchReply gathers the answers to a forwarded batch, from the loop and
 // the aggregates' goroutines, and sends them in one message once all are
-// in. If they are too large for one message (gets of large values), the
-// largest go back empty, and the router asks for each of those alone.
+// in. If the replies of gets are too large for one message (large
+// values), the largest go back empty, and the router asks for each of
+// those alone; a lone reply too large is refused as too_large.
 type batchReply struct {
 	msg   *nats.Msg
-	limit int // payload limit of the message
+	log   logrus.FieldLogger
+	limit int  // payload limit of the message
+	gets  bool // a batch of gets: replies may be left out, and asked for again
 	mu    sync.Mutex
 	reps  [][]byte
 	left  int
 }
 
-func newBatchReply(m *nats.Msg, n, limit int) *batchReply {
-	return &batchReply{msg: m, limit: limit, reps: make([][]byte, n), left: n}
+func newBatchReply(m *nats.Msg, n, limit int, gets bool, log logrus.FieldLogger) *batchReply {
+	return &batchReply{msg: m, log: log, limit: limit, gets: gets, reps: make([][]byte, n), left: n}
 }
 
 // answer returns the answer func of request i; only its first call counts.
@@ -104,33 +109,42 @@ func (b *batchReply) answer(i int) func([]byte) {
 		}
 		b.reps[i] = rep
 		b.left--
-		done := b.left == 0
+		var out []byte
+		if b.left == 0 {
+			out = b.encode()
+		}
 		b.mu.Unlock()
-		if done {
-			b.send()
+		if out != nil {
+			if err := b.msg.Respond(out); err != nil {
+				b.log.WithError(err).WithField("replies", len(b.reps)).Warn("could not answer a forwarded batch")
+			}
 		}
 	}
 }
 
-func (b *batchReply) send() {
+// encode encodes the replies, fitting them under the limit.
+func (b *batchReply) encode() []byte {
 	size := 0
 	for _, r := range b.reps {
 		size += len(r) + binary.MaxVarintLen32
 	}
-	for size > b.limit {
-		big := 0
-		for i, r := range b.reps {
-			if len(r) > len(b.reps[big]) {
-				big = i
+	if size > b.limit && len(b.reps) == 1 {
+		b.reps[0] = bus.ErrorReply(bus.Errorf(bus.CodeTooLarge, "a reply of %d bytes: more than the NATS server carries", len(b.reps[0])))
+	} else if size > b.limit && b.gets {
+		order := make([]int, len(b.reps))
+		for i := range order {
+			order[i] = i
+		}
+		sort.Slice(order, func(x, y int) bool { return len(b.reps[order[x]]) > len(b.reps[order[y]]) })
+		for _, i := range order {
+			if size <= b.limit {
+				break
 			}
+			size -= len(b.reps[i])
+			b.reps[i] = []byte{}
 		}
-		if len(b.reps[big]) == 0 {
-			break
-		}
-		size -= len(b.reps[big])
-		b.reps[big] = []byte{}
 	}
-	_ = b.msg.Respond(bus.EncodeReplies(b.reps))
+	return bus.EncodeReplies(b.reps)
 }
 
 func respond(rq request, v any) { rq.answer(bus.Encode(v)) }

@@ -17,7 +17,7 @@ import (
 // one message, in the batch's order, whatever order they were answered
 // in; a second answer to one request is ignored.
 func TestBatchReplyKeepsOrder(t *testing.T) {
-	got := batchReplies(t, 3, 1<<20, func(b *batchReply) {
+	got := batchReplies(t, 3, 1<<20, true, func(b *batchReply) {
 		for _, i := range []int{2, 0, 2, 1} {
 			b.answer(i)([]byte{byte('a' + i)})
 		}
@@ -27,30 +27,40 @@ func TestBatchReplyKeepsOrder(t *testing.T) {
 	}
 }
 
-// TestBatchReplyTooLarge: replies too large for one message go back with
-// the largest left empty (the router asks for those alone).
+// TestBatchReplyTooLarge: replies of gets too large for one message go
+// back with the largest left empty (the router asks for those alone),
+// replies to puts never; a lone reply too large is refused as too_large.
 func TestBatchReplyTooLarge(t *testing.T) {
-	sizes := []int{300, 10, 500, 200}
-	got := batchReplies(t, 4, 600, func(b *batchReply) {
-		for i, n := range sizes {
-			b.answer(i)(bytes.Repeat([]byte{'x'}, n))
+	sizes := func(gets bool) string {
+		got := batchReplies(t, 4, 600, gets, func(b *batchReply) {
+			for i, n := range []int{300, 10, 500, 200} {
+				b.answer(i)(bytes.Repeat([]byte{'x'}, n))
+			}
+		})
+		var lens []int
+		for _, r := range got {
+			lens = append(lens, len(r))
 		}
-	})
-	var lens []int
-	for _, r := range got {
-		lens = append(lens, len(r))
+		return fmt.Sprint(lens)
 	}
-	if fmt.Sprint(lens) != "[300 10 0 200]" {
-		t.Errorf("reply sizes %v, want [300 10 0 200]: only the largest left out", lens)
+	if got := sizes(true); got != "[300 10 0 200]" {
+		t.Errorf("reply sizes %v, want [300 10 0 200]: only the largest left out", got)
+	}
+	if got := sizes(false); got != "[300 10 500 200]" { // a put asked again could be written twice
+		t.Errorf("replies to puts %v, want all of them, none left out", got)
+	}
+	got := batchReplies(t, 1, 600, true, func(b *batchReply) { b.answer(0)(bytes.Repeat([]byte{'x'}, 700)) })
+	if !strings.Contains(got[0], `"code":"too_large"`) {
+		t.Errorf("a lone reply too large: %.80s", got[0])
 	}
 }
 
-// batchReplies answers a batch of n requests with fill, under a payload
-// limit, and returns the replies the requester got.
-func batchReplies(t *testing.T, n, limit int, fill func(*batchReply)) []string {
+// batchReplies answers a batch of n requests (gets or not) with fill,
+// under a payload limit, and returns the replies the requester got.
+func batchReplies(t *testing.T, n, limit int, gets bool, fill func(*batchReply)) []string {
 	t.Helper()
-	_, nc, _ := natstest.Start(t)
-	_, err := nc.Subscribe("test.batch", func(m *nats.Msg) { fill(newBatchReply(m, n, limit)) })
+	_, nc, log := natstest.Start(t)
+	_, err := nc.Subscribe("test.batch", func(m *nats.Msg) { fill(newBatchReply(m, n, limit, gets, log)) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -232,7 +232,7 @@ func (n *Node) subscribe() error {
 			return
 		}
 		op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-		replies := newBatchReply(m, len(reqs), int(n.nc.MaxPayload()))
+		replies := newBatchReply(m, len(reqs), int(n.nc.MaxPayload()), op == bus.OpGet, n.log)
 		for i, f := range reqs {
 			rq := request{op: op, user: f.User, data: f.Data, answer: replies.answer(i)}
 			select {
