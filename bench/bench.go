@@ -3,8 +3,9 @@
 // memstore cluster (3 and 5 nodes) and a 3-server JetStream KV cluster (a
 // bucket with 3 replicas on file storage) with sync_interval always, the
 // promise memstore makes, and with its default; every server and node a
-// separate process. It measures the physical limits of the disk and of
-// NATS in the same run and reports one table with ratios.
+// separate process; and, if an etcd binary is on the PATH, a 3-server etcd
+// cluster. It measures the physical limits of the disk and of NATS in the
+// same run and reports one table with ratios.
 package bench
 
 import (
@@ -67,6 +68,7 @@ const (
 	MS5       = "memstore 5 nodes"
 	JSSync    = "JetStream KV sync=always"
 	JSDefault = "JetStream KV default sync"
+	Etcd      = "etcd 3 servers"
 	Limit     = "physical limit"
 )
 
@@ -181,6 +183,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		{"limits", r.limits},
 		{"memstore", r.memstore},
 		{"jetstream", r.jetstream},
+		{"etcd", r.etcd},
 		{"W4", r.failover},
 		{"W5", r.catchUp},
 	}

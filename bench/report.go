@@ -56,6 +56,24 @@ func baseline(rows []Row, r Row) (Row, bool) {
 	return Row{}, false
 }
 
+// etcdBaseline returns the etcd row a memstore row compares with: the
+// same puts, linearizable gets, and serializable gets for stale ones.
+func etcdBaseline(rows []Row, r Row) (Row, bool) {
+	switch {
+	case r.System != MS3 && r.System != MS5:
+		return Row{}, false
+	case r.Workload == "W1":
+		return find(rows, "W1", Etcd, r.Params)
+	case r.Workload == "W2":
+		kind, readers, _ := strings.Cut(r.Params, " get, ")
+		if kind == "stale" {
+			kind = "serializable"
+		}
+		return find(rows, "W2", Etcd, kind+" get, "+readers)
+	}
+	return Row{}, false
+}
+
 // limitOf returns the physical limit a row compares with: group-committed
 // fdatasync for writes, NATS request-reply for reads.
 func limitOf(rows []Row, r Row) (Row, bool) {
@@ -69,12 +87,12 @@ func limitOf(rows []Row, r Row) (Row, bool) {
 }
 
 // Table writes the rows as a Markdown table: medians with min–max of the
-// repetitions, and ratios of medians against JetStream sync=always and
-// against the physical limit.
+// repetitions, and ratios of medians against JetStream sync=always, etcd
+// and the physical limit.
 func Table(w io.Writer, rows []Row) error {
 	var b strings.Builder
-	b.WriteString("| workload | parameters | system | result: median (min–max) | p50 ms | p99 ms | ÷ JetStream sync=always | ÷ physical limit |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| workload | parameters | system | result: median (min–max) | p50 ms | p99 ms | ÷ JetStream sync=always | ÷ etcd | ÷ physical limit |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		ratio := func(o Row, ok bool) string {
 			if !ok || median(o.Values) == 0 {
@@ -86,9 +104,9 @@ func Table(w io.Writer, rows []Row) error {
 		if r.Unit == "s" || r.Unit == "MB/s" {
 			format = "%.2f"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s |\n", r.Workload, r.Params, r.System,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s |\n", r.Workload, r.Params, r.System,
 			spread(r.Values, format), r.Unit, spread(r.P50, "%.2f"), spread(r.P99, "%.2f"),
-			ratio(baseline(rows, r)), ratio(limitOf(rows, r)))
+			ratio(baseline(rows, r)), ratio(etcdBaseline(rows, r)), ratio(limitOf(rows, r)))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

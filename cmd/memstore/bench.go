@@ -18,7 +18,7 @@ func benchCommand() *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Benchmark memstore side by side with NATS JetStream KV on this machine",
+		Short: "Benchmark memstore side by side with NATS JetStream KV and etcd on this machine",
 		Long: `bench starts, one after the other on this machine, a memstore cluster of 3
 and of 5 nodes and a 3-server NATS JetStream KV cluster (bucket with 3
 replicas, file storage) with sync_interval always (fsync before ack, the
@@ -32,8 +32,10 @@ separate process. The same workloads run against each over NATS:
   W5 a node joining a cluster holding --catchup versions
 and the physical limits in the same run: append + fdatasync of 64 B
 records one and 64 per sync, NATS request-reply with 32 requesters.
+If an etcd binary is on the PATH (Debian: apt install etcd-server), W1 and
+W2 (linearizable and serializable gets) also run on a 3-server etcd cluster.
 It prints one table (medians of --reps repetitions, min–max, ratios against
-JetStream sync=always and against the limits) and writes it as Markdown.`,
+JetStream sync=always, etcd and the limits) and writes it as Markdown.`,
 		Example: `  memstore bench                          # everything, about 10 minutes
   memstore bench --only W1,limits --reps 3 --duration 3s
   memstore bench --catchup 0 --out results.md`,
