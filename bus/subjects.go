@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"memstore/replica/protocol"
@@ -70,7 +71,10 @@ func (s Subjects) Ev(path string) string { return s.Prefix + ".ev." + PathToToke
 // PathFromIn returns the path of an ingest subject.
 func (s Subjects) PathFromIn(subject string) (string, bool) {
 	rest, ok := strings.CutPrefix(subject, s.Prefix+".in.")
-	return TokensToPath(rest), ok && rest != ""
+	if !ok || rest == "" {
+		return "", false
+	}
+	return TokensToPath(rest), true
 }
 
 // Internal subjects (ms.sys.>): never open to users once auth is on.
@@ -100,7 +104,7 @@ func (s Subjects) Leave(id protocol.NodeID) string {
 // Fwd is the subject a node serves forwarded user requests on; the last
 // token is the API op.
 func (s Subjects) Fwd(id protocol.NodeID, op string) string {
-	return fmt.Sprintf("%s.sys.fwd.%d.%s", s.Prefix, id, op)
+	return s.Prefix + ".sys.fwd." + strconv.FormatUint(uint64(id), 10) + "." + op // no Sprintf: one per routed request
 }
 
 // Address returns the subject a protocol message is sent on.

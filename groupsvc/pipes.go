@@ -39,10 +39,25 @@ type pipe struct {
 // a call is never sent after its caller has given up. done gets the
 // reply or error of a sent call, once, and is buffered.
 type call struct {
-	ctx   context.Context
-	req   bus.Forwarded
-	state atomic.Int32
-	done  chan result
+	ctx    context.Context
+	req    bus.Forwarded
+	state  atomic.Int32
+	flight *flight // set before the call is sent
+	done   chan result
+}
+
+// flight is a batch on its way: cancel stops waiting for its answer, once
+// none of its callers waits any more.
+type flight struct {
+	waiting atomic.Int32
+	cancel  context.CancelFunc
+}
+
+// leave counts one caller out, and stops the wait after the last.
+func (f *flight) leave(n int32) {
+	if f.waiting.Add(-n) == 0 {
+		f.cancel()
+	}
 }
 
 const (
@@ -98,6 +113,7 @@ func (ps *pipes) request(ctx context.Context, subject string, req bus.Forwarded)
 		if c.state.CompareAndSwap(queued, abandoned) {
 			return nil, errNotSent
 		}
+		c.flight.leave(1) // sent: c.flight was set before
 		return nil, ctx.Err()
 	}
 }
@@ -155,8 +171,13 @@ func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 // node left empty was too large to go with the others: the caller asks
 // for it again, alone (only gets' replies are ever left empty).
 func (ps *pipes) send(subject string, batch []*call) {
+	ctx, cancel := context.WithCancel(ps.ctx)
+	defer cancel()
+	f := &flight{cancel: cancel}
+	f.waiting.Store(int32(len(batch))) // before any caller of the batch can leave
 	live, reqs := batch[:0], make([]bus.Forwarded, 0, len(batch))
 	for _, c := range batch {
+		c.flight = f
 		if c.state.CompareAndSwap(queued, sent) {
 			live, reqs = append(live, c), append(reqs, c.req)
 		}
@@ -164,18 +185,7 @@ func (ps *pipes) send(subject string, batch []*call) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithCancel(ps.ctx)
-	defer cancel()
-	var waiting atomic.Int32
-	waiting.Store(int32(len(live)))
-	for _, c := range live {
-		stop := context.AfterFunc(c.ctx, func() {
-			if waiting.Add(-1) == 0 {
-				cancel()
-			}
-		})
-		defer stop()
-	}
+	f.leave(int32(len(batch) - len(live))) // the callers who gave up before
 	reps, err := ps.roundTrip(ctx, subject, reqs)
 	for i, c := range live {
 		if err != nil {
