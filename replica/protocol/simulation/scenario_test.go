@@ -377,3 +377,50 @@ func TestNodeJoinsAndLeaves(t *testing.T) {
 		t.Fatalf("write after leave: %+v", w)
 	}
 }
+
+// TestReadsShareOneRound: 100 linearizable reads registered at the leader
+// at once are confirmed by one read-index round (one read_ping), not one
+// each: leadership costs a round per batch of reads (issue 7's W2).
+func TestReadsShareOneRound(t *testing.T) {
+	s := newScenario(t, 3, 1)
+	l := s.leader()
+	if w := s.write(l.id, "k=v"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("write: %+v", w) // the epoch's no-op commits with it: reads get their index at once
+	}
+	rounds := map[uint64]bool{}
+	s.drop = func(e envelope) bool {
+		if e.msg.Type == protocol.MsgReadPing && e.msg.From == l.id {
+			rounds[e.msg.Seq] = true
+		}
+		return false
+	}
+	var reads []*op
+	for range 100 {
+		s.opID++
+		r := &op{id: s.opID, at: l.id, issueMax: s.chk.maxApplied}
+		s.ops[r.id] = r
+		l.n.Read(r.id)
+		reads = append(reads, r)
+	}
+	s.flushNode(l)
+	done := func() bool {
+		for _, r := range reads {
+			if !r.done {
+				return false
+			}
+		}
+		return true
+	}
+	if !s.until(100, done) {
+		t.Fatal("the reads were not answered")
+	}
+	for _, r := range reads {
+		if r.err != nil {
+			t.Fatalf("read %d: %v", r.id, r.err)
+		}
+	}
+	if len(rounds) != 1 {
+		t.Fatalf("%d read-index rounds for 100 reads, want 1", len(rounds))
+	}
+	s.settle(t)
+}
