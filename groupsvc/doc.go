@@ -3,7 +3,7 @@
 // in a JetStream KV bucket and changed only by compare-and-set, and the
 // router, which serves the public API (ms.api.>, ms.in.>) as a queue group
 // and forwards each request to the current leader (stale reads to any live
-// member), in batches per node (pipes), retrying across a leader change
+// member), puts and plain gets in batches per node (pipes), retrying across a leader change
 // within the request's deadline.
 //
 // Seed names: node_status_check and group_update are the coordinator's

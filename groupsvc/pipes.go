@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -35,11 +36,10 @@ type pipe struct {
 }
 
 // call is one request in a pipe. Its state goes from queued to sent (by
-// the flight) or to abandoned (by the caller, when its ctx ends first):
-// a call is never sent after its caller has given up. done gets the
-// reply or error of a sent call, once, and is buffered.
+// the flight) or to abandoned (by the caller, when it gives up first): a
+// call is never sent after its caller has given up. done gets the reply
+// or error of a sent call, once, and is buffered.
 type call struct {
-	ctx    context.Context
 	req    bus.Forwarded
 	state  atomic.Int32
 	flight *flight // set before the call is sent
@@ -73,25 +73,29 @@ type result struct {
 
 // errNotSent is the error of a request whose caller gave up while it
 // queued: it was never sent, so it did nothing.
-var errNotSent = errors.New("not sent: it waited its whole time behind a batch")
+var errNotSent = errors.New("groupsvc: not sent: its caller stopped waiting while it queued")
 
 func newPipes(ctx context.Context, nc *nats.Conn) *pipes {
 	return &pipes{nc: nc, ctx: ctx, all: map[string]*pipe{}}
 }
 
-// request forwards req on subject and waits for its reply until ctx ends.
-// A request still queued then is not sent (errNotSent).
-func (ps *pipes) request(ctx context.Context, subject string, req bus.Forwarded) ([]byte, error) {
-	c := &call{ctx: ctx, req: req, done: make(chan result, 1)}
+// request forwards req on subject, in a batch of the pipe (subject, class),
+// and waits for its reply until ctx ends. A request still queued then, or
+// when changed ends (a new view: it may be meant for another node now),
+// is not sent: errNotSent. A reply may be empty: too large to come with
+// the others (gets only; ask again alone).
+func (ps *pipes) request(ctx, changed context.Context, subject, class string, req bus.Forwarded) ([]byte, error) {
+	c := &call{req: req, done: make(chan result, 1)}
+	key := subject + " " + class
 	ps.mu.Lock()
 	if ps.ctx.Err() != nil { // closed: start no flight
 		ps.mu.Unlock()
-		return nil, ps.ctx.Err()
+		return nil, fmt.Errorf("groupsvc: the router is closing: %w", errNotSent)
 	}
-	p := ps.all[subject]
+	p := ps.all[key]
 	if p == nil {
 		p = &pipe{}
-		ps.all[subject] = p
+		ps.all[key] = p
 	}
 	p.queue = append(p.queue, c)
 	var batch []*call
@@ -105,9 +109,15 @@ func (ps *pipes) request(ctx context.Context, subject string, req bus.Forwarded)
 	}
 	select {
 	case r := <-c.done:
-		if r.err == nil && len(r.data) == 0 { // too large to come with the others
-			return ps.requestAlone(ctx, subject, req)
+		return r.data, r.err
+	case <-changed.Done():
+		if c.state.CompareAndSwap(queued, abandoned) {
+			return nil, errNotSent
 		}
+	case <-ctx.Done():
+	}
+	select { // sent: its answer, unless ctx ends first
+	case r := <-c.done:
 		return r.data, r.err
 	case <-ctx.Done():
 		if c.state.CompareAndSwap(queued, abandoned) {
@@ -136,25 +146,29 @@ func (ps *pipes) requestAlone(ctx context.Context, subject string, req bus.Forwa
 		return nil, err
 	}
 	if len(reps[0]) == 0 {
-		return nil, errors.New("the node left the only reply of a batch empty")
+		return nil, errors.New("groupsvc: the node left the only reply of a batch empty")
 	}
 	return reps[0], nil
 }
 
-// maxBatchBytes bounds one batch of requests, framing included; a larger
-// request goes alone. It is also at most a quarter of the NATS payload
-// limit, so the replies fit in one message: a put's reply is at most
-// about three times its request.
-const maxBatchBytes = 1 << 20
+// A batch holds at most maxBatch requests and maxBatchBytes of them,
+// framing included, and at most an eighth of the NATS payload limit, so
+// that its replies fit in one message: a put's reply is at most about
+// three times its request, and an error reply a few hundred bytes. A
+// larger request goes alone.
+const (
+	maxBatch      = 1024
+	maxBatchBytes = 1 << 20
+)
 
 // fly sends batch, then whatever queued meanwhile, until the queue is
 // empty.
 func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 	defer ps.wg.Done()
-	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/4)
+	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/8)
 	for len(batch) > 0 {
 		k, size := 1, framed(batch[0].req)
-		for ; k < len(batch) && size+framed(batch[k].req) <= limit; k++ {
+		for ; k < min(len(batch), maxBatch) && size+framed(batch[k].req) <= limit; k++ {
 			size += framed(batch[k].req)
 		}
 		ps.send(subject, batch[:k])
@@ -167,9 +181,7 @@ func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 
 // send forwards the calls whose callers still wait as one message and
 // hands each its reply, or the message's error. It stops waiting when all
-// of them have given up (a new view sent them elsewhere). A reply the
-// node left empty was too large to go with the others: the caller asks
-// for it again, alone (only gets' replies are ever left empty).
+// of them have given up (a new view sent them elsewhere).
 func (ps *pipes) send(subject string, batch []*call) {
 	ctx, cancel := context.WithCancel(ps.ctx)
 	defer cancel()

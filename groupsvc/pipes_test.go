@@ -85,12 +85,16 @@ func (f *fakeNode) sizes() []int {
 	return n
 }
 
-// waitQueued waits until n calls wait behind the batch in flight.
-func waitQueued(t *testing.T, ps *pipes, n int) {
+// waitQueued waits until n calls wait behind the batch in flight to
+// subject (class "").
+func waitQueued(t *testing.T, ps *pipes, subject string, n int) {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
 		ps.mu.Lock()
-		k := len(ps.all[subject].queue)
+		var k int
+		if p := ps.all[subject+" "]; p != nil {
+			k = len(p.queue)
+		}
 		ps.mu.Unlock()
 		if k == n {
 			return
@@ -107,7 +111,7 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	call := func(user, data string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		rep, err := ps.request(ctx, subject, bus.Forwarded{User: user, Data: []byte(data)})
+		rep, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: user, Data: []byte(data)})
 		if err == nil && string(rep) != user+":"+data {
 			err = fmt.Errorf("reply %q, want %q", rep, user+":"+data)
 		}
@@ -119,7 +123,7 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	for i := range 20 {
 		go func() { errs <- call(fmt.Sprintf("u%d", i), fmt.Sprint(i)) }()
 	}
-	waitQueued(t, ps, 20)
+	waitQueued(t, ps, subject, 20)
 	close(node.release)
 	for range 21 {
 		if err := <-errs; err != nil {
@@ -139,7 +143,7 @@ func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
 	send := func(data []byte, d time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		_, err := ps.request(ctx, subject, bus.Forwarded{User: "u", Data: data})
+		_, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: data})
 		return err
 	}
 	errs := make(chan error, 6)
@@ -151,7 +155,7 @@ func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
 	half := bytes.Repeat([]byte("h"), maxBatchBytes/2-100)
 	for i, data := range [][]byte{half, half, half, bytes.Repeat([]byte("b"), maxBatchBytes+1)} {
 		go func() { errs <- send(data, 5*time.Second) }()
-		waitQueued(t, ps, i+2) // in this order
+		waitQueued(t, ps, subject, i+2) // in this order
 	}
 	close(node.release)
 	for range 5 {
@@ -164,37 +168,6 @@ func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
 	}
 }
 
-// TestPipesAskAgainForWhatDidNotFit: a reply left empty because the
-// batch's replies were too large is asked for again, alone.
-func TestPipesAskAgainForWhatDidNotFit(t *testing.T) {
-	ps, node := startPipes(t)
-	send := func(data string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		rep, err := ps.request(ctx, subject, bus.Forwarded{User: "u", Data: []byte(data)})
-		if err == nil && string(rep) != "u:"+data {
-			err = fmt.Errorf("reply %q to %s", rep, data)
-		}
-		return err
-	}
-	errs := make(chan error, 3)
-	go func() { errs <- send("0") }()
-	<-node.got
-	for i, data := range []string{"big", "small"} {
-		go func() { errs <- send(data) }()
-		waitQueued(t, ps, i+1)
-	}
-	close(node.release)
-	for range 3 {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
-	if got := node.sizes(); fmt.Sprint(got) != "[1 2 1]" {
-		t.Fatalf("batches of %v requests, want [1 2 1]: big asked again alone", got)
-	}
-}
-
 // TestPipesDropAFlightNobodyWaitsFor: once every caller of a batch in
 // flight has given up (a new view sent them elsewhere), the pipe stops
 // waiting for it, and the next request goes at once, even to the same
@@ -204,7 +177,7 @@ func TestPipesDropAFlightNobodyWaitsFor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 1)
 	go func() {
-		_, err := ps.request(ctx, subject, bus.Forwarded{User: "u", Data: []byte("gone")})
+		_, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("gone")})
 		errs <- err
 	}()
 	<-node.got
@@ -214,9 +187,44 @@ func TestPipesDropAFlightNobodyWaitsFor(t *testing.T) {
 	}
 	next, stop := context.WithTimeout(context.Background(), 2*time.Second)
 	defer stop()
-	rep, err := ps.request(next, subject, bus.Forwarded{User: "u", Data: []byte("next")})
+	rep, err := ps.request(next, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("next")})
 	if err != nil || string(rep) != "u:next" {
 		t.Fatalf("the next request, while the first batch is still unanswered: %q %v", rep, err)
 	}
 	close(node.release)
+}
+
+// TestPipesQueuedCallsFollowANewView: a call still queued when a new view
+// comes is not sent (the router sends it to the new leader instead), even
+// an unkeyed put, whose own deadline is the whole request's.
+func TestPipesQueuedCallsFollowANewView(t *testing.T) {
+	ps, node := startPipes(t)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("0")})
+	}()
+	<-node.got
+	changed, newView := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := ps.request(ctx, changed, subject, "", bus.Forwarded{User: "u", Data: []byte("put")})
+		errs <- err
+	}()
+	waitQueued(t, ps, subject, 1)
+	newView()
+	select {
+	case err := <-errs:
+		if err != errNotSent {
+			t.Fatalf("a queued call at a new view: %v, want errNotSent", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a queued call still waits 2 s after a new view")
+	}
+	close(node.release)
+	if got := node.sizes(); fmt.Sprint(got) != "[1]" {
+		t.Fatalf("batches of %v requests, want [1]: the queued call never sent", got)
+	}
 }

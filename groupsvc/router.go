@@ -178,10 +178,12 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	once := op == bus.OpPut && !keyed(data)
 	last := bus.Errorf(bus.CodeUnavailable, "no leader")
 	// Puts and plain gets are answered about as fast as each other, so
-	// they go in batches; the rest alone.
-	send := r.pipes.requestAlone
-	if op == bus.OpPut || op == bus.OpGet && !waits(data) {
-		send = r.pipes.request
+	// they go in batches (stale gets apart from linearizable ones, which
+	// wait for a read-index round); the rest alone.
+	batched := op == bus.OpPut || op == bus.OpGet && !waits(data)
+	class := ""
+	if stale {
+		class = bus.Stale
 	}
 	for time.Now().Before(deadline) {
 		cur := r.svc.current()
@@ -202,7 +204,21 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			parent, attempt = context.Background(), time.Until(deadline)
 		}
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
-		rep, err := send(ctx, r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data})
+		subject, fwd := r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data}
+		var rep []byte
+		var err error
+		if batched {
+			rep, err = r.pipes.request(ctx, cur.changed, subject, class, fwd)
+		} else {
+			rep, err = r.pipes.requestAlone(ctx, subject, fwd)
+		}
+		if err == nil && len(rep) == 0 { // too large to come with the others
+			if op != bus.OpGet {
+				err = errors.New("groupsvc: an empty reply to a put") // asked again, it could be written twice
+			} else {
+				rep, err = r.pipes.requestAlone(ctx, subject, fwd)
+			}
+		}
 		cancel()
 		if errors.Is(err, nats.ErrMaxPayload) { // not sent
 			return bus.ErrorReply(bus.Errorf(bus.CodeTooLarge, "request of %d bytes: more than the NATS server carries", len(data))), bus.CodeTooLarge

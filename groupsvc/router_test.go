@@ -2,6 +2,8 @@ package groupsvc
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"memstore/bus"
+	"memstore/groupsvc/election"
 	"memstore/internal/natstest"
 	"memstore/replica/protocol"
 )
@@ -54,17 +57,24 @@ func TestForwardFollowsANewViewAtOnce(t *testing.T) {
 	}
 }
 
+// startRouter starts a router whose view names node 1 leader of 1 member,
+// with nodes as the group service sees them; it stops when the test ends.
+func startRouter(t *testing.T, nodes []election.NodeInfo) (*Router, *nats.Conn, *Service) {
+	_, nc, log := natstest.Start(t)
+	svc := &Service{nc: nc, sub: bus.NewSubjects(bus.DefaultPrefix), log: log}
+	svc.state.changed, svc.state.cancel = context.WithCancel(context.Background())
+	t.Cleanup(svc.state.cancel)
+	svc.setState(protocol.View{Epoch: 1, Leader: 1, Members: []protocol.NodeID{1}}, nodes)
+	r := newRouter(svc)
+	t.Cleanup(r.Close)
+	return r, nc, svc
+}
+
 // TestSlowRequestsGoAlone: a get that waits for its min_seq, or an
 // aggregate, goes at once, not queued behind a batch in flight, so it
 // never holds a batch of others up.
 func TestSlowRequestsGoAlone(t *testing.T) {
-	_, nc, log := natstest.Start(t)
-	svc := &Service{nc: nc, sub: bus.NewSubjects(bus.DefaultPrefix), log: log}
-	svc.state.changed, svc.state.cancel = context.WithCancel(context.Background())
-	defer svc.state.cancel()
-	svc.setState(protocol.View{Epoch: 1, Leader: 1, Members: []protocol.NodeID{1}}, nil)
-	r := newRouter(svc)
-	defer r.Close()
+	r, nc, svc := startRouter(t, nil)
 	for op, slow := range map[string]string{bus.OpGet: `{"path":"a/b","min_seq":9}`, bus.OpAgg: `{"path":"a/b"}`} {
 		node := startFakeNode(t, nc, svc.sub.Fwd(1, op))
 		held := make(chan string, 1)
@@ -103,6 +113,50 @@ func TestWaitsSeesEverySpellingOfMinSeq(t *testing.T) {
 			t.Errorf("the node reads %s as min_seq %d (%v)", data, req.MinSeq, e)
 		}
 	}
+}
+
+// TestForwardAsksAgainForWhatDidNotFit: a get whose reply was left out of
+// a batch's (too large to go with the others) is asked for again, alone;
+// a put never is (asked again, it could be written twice).
+func TestForwardAsksAgainForWhatDidNotFit(t *testing.T) {
+	r, nc, svc := startRouter(t, nil)
+	for op, want := range map[string]string{bus.OpGet: "[1 2 1]", bus.OpPut: "[1 2]"} {
+		node := startFakeNode(t, nc, svc.sub.Fwd(1, op))
+		go func() { _, _ = r.forward(op, []byte("0"), "u", 3*time.Second) }()
+		<-node.got
+		codes := make(chan string, 2)
+		for i, data := range []string{"big", "small"} {
+			go func() {
+				_, code := r.forward(op, []byte(data), "u", 3*time.Second)
+				codes <- code
+			}()
+			waitQueued(t, r.pipes, svc.sub.Fwd(1, op), i+1)
+		}
+		close(node.release)
+		got := []string{<-codes, <-codes}
+		slices.Sort(got)
+		if op == bus.OpGet && fmt.Sprint(got) != "[ok ok]" || op == bus.OpPut && fmt.Sprint(got) != "[ok timeout]" {
+			t.Errorf("%s: answers %v", op, got)
+		}
+		if sizes := fmt.Sprint(node.sizes()); sizes != want {
+			t.Errorf("%s: batches of %s requests, want %s", op, sizes, want)
+		}
+	}
+}
+
+// TestStaleGetsBatchApart: a stale get to the leader does not wait in a
+// batch of linearizable ones (which wait for a read-index round, forever
+// without a majority).
+func TestStaleGetsBatchApart(t *testing.T) {
+	r, nc, svc := startRouter(t, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
+	node := startFakeNode(t, nc, svc.sub.Fwd(1, bus.OpGet))
+	go func() { _, _ = r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 3*time.Second) }()
+	<-node.got
+	stale := `{"path":"a/b","consistency":"stale"}`
+	if rep, code := r.forward(bus.OpGet, []byte(stale), "u", time.Second); code != "ok" || string(rep) != "u:"+stale {
+		t.Errorf("a stale get while a linearizable batch waits: %s %s", code, rep)
+	}
+	close(node.release)
 }
 
 // TestWriterNeedsTheServersWord: a request that crossed the USERS import
