@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -22,9 +24,10 @@ import (
 // linearizable reads: smaller batches, and the leader batches reads
 // again behind one read index anyway.)
 type pipes struct {
-	nc  *nats.Conn
-	ctx context.Context // ends at close: flights stop waiting
-	wg  sync.WaitGroup  // flights
+	nc   *nats.Conn
+	ctx  context.Context // ends at close: flights stop waiting
+	wg   sync.WaitGroup  // flights
+	turn time.Duration   // how long a batch holds its pipe: maxTurn
 
 	mu  sync.Mutex       // guards all, and wg.Add against close
 	all map[string]*pipe // by subject: nodes × ops
@@ -75,8 +78,15 @@ type result struct {
 // queued: it was never sent, so it did nothing.
 var errNotSent = errors.New("groupsvc: not sent: its caller stopped waiting while it queued")
 
+// maxTurn is how long a batch unanswered holds its pipe: then the next
+// one goes, while the first still waits for its answer. A batch lost on
+// its way (a node reconnecting to NATS) holds up the requests behind it
+// for this long, not until its callers give up (2 to 4 s); a healthy
+// batch is answered within milliseconds.
+const maxTurn = 500 * time.Millisecond
+
 func newPipes(ctx context.Context, nc *nats.Conn) *pipes {
-	return &pipes{nc: nc, ctx: ctx, all: map[string]*pipe{}}
+	return &pipes{nc: nc, ctx: ctx, turn: maxTurn, all: map[string]*pipe{}}
 }
 
 // request forwards req on subject, in a batch of the pipe (subject, class),
@@ -162,7 +172,7 @@ const (
 )
 
 // fly sends batch, then whatever queued meanwhile, until the queue is
-// empty.
+// empty; each batch holds the pipe until it is answered or its turn ends.
 func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 	defer ps.wg.Done()
 	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/8)
@@ -171,7 +181,19 @@ func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 		for ; k < min(len(batch), maxBatch) && size+framed(batch[k].req) <= limit; k++ {
 			size += framed(batch[k].req)
 		}
-		ps.send(subject, batch[:k])
+		landed := make(chan struct{})
+		ps.wg.Add(1) // this flight holds the count above 0: close's Wait sees it
+		go func(calls []*call) {
+			defer ps.wg.Done()
+			defer close(landed)
+			ps.send(subject, calls)
+		}(slices.Clone(batch[:k]))
+		turn := time.NewTimer(ps.turn)
+		select {
+		case <-landed:
+		case <-turn.C:
+		}
+		turn.Stop()
 		ps.mu.Lock()
 		batch, p.queue = append(batch[k:], p.queue...), nil
 		p.busy = len(batch) > 0

@@ -17,11 +17,12 @@ import (
 const subject = "test.fwd"
 
 // startPipes starts pipes and a fakeNode on subject; both stop when the
-// test ends.
+// test ends. A batch holds its pipe until it is answered.
 func startPipes(t *testing.T) (*pipes, *fakeNode) {
 	_, nc, _ := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := newPipes(ctx, nc)
+	ps.turn = time.Minute // a held batch holds its pipe for the whole test
 	t.Cleanup(func() { ps.close(cancel) })
 	return ps, startFakeNode(t, nc, subject)
 }
@@ -226,5 +227,26 @@ func TestPipesQueuedCallsFollowANewView(t *testing.T) {
 	close(node.release)
 	if got := node.sizes(); fmt.Sprint(got) != "[1]" {
 		t.Fatalf("batches of %v requests, want [1]: the queued call never sent", got)
+	}
+}
+
+// TestPipesALostBatchHoldsItsPipeOnlyItsTurn: the requests behind a batch
+// that is never answered (lost on its way) go when its turn ends, and are
+// answered, while it still waits.
+func TestPipesALostBatchHoldsItsPipeOnlyItsTurn(t *testing.T) {
+	ps, node := startPipes(t)
+	ps.turn = 100 * time.Millisecond
+	defer close(node.release)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("lost")})
+	}()
+	<-node.got
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	rep, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("next")})
+	if err != nil || string(rep) != "u:next" {
+		t.Fatalf("the request behind a lost batch: %q %v", rep, err)
 	}
 }

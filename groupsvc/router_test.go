@@ -66,6 +66,7 @@ func startRouter(t *testing.T, nodes []election.NodeInfo) (*Router, *nats.Conn, 
 	t.Cleanup(svc.state.cancel)
 	svc.setState(protocol.View{Epoch: 1, Leader: 1, Members: []protocol.NodeID{1}}, nodes)
 	r := newRouter(svc)
+	r.pipes.turn = time.Minute // a held batch holds its pipe for the whole test
 	t.Cleanup(r.Close)
 	return r, nc, svc
 }
