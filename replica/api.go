@@ -164,6 +164,13 @@ func treeError(err error) *bus.Error {
 	return bus.Errorf(bus.CodeUnavailable, "%v", err)
 }
 
+// handleRequests serves a batch the router forwarded, in order.
+func (n *Node) handleRequests(batch []request) {
+	for _, rq := range batch {
+		n.handleRequest(rq)
+	}
+}
+
 // handleRequest serves one request the router forwarded (write_request,
 // read_request on this node).
 func (n *Node) handleRequest(rq request) {

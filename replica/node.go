@@ -72,7 +72,7 @@ type Node struct {
 	pn   *protocol.Node
 
 	in       chan protocol.Message
-	reqs     chan request
+	reqs     chan []request // forwarded batches
 	leave    chan struct{}
 	snapDone chan snapResult
 	diskq    chan *protocol.Write // the loop → writeLoop, in order
@@ -127,7 +127,7 @@ type snapResult struct {
 // its loop until Close (node_start_up).
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
-		in: make(chan protocol.Message, 8192), reqs: make(chan request, 8192), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
+		in: make(chan protocol.Message, 8192), reqs: make(chan []request, 1024), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
 		diskq: make(chan *protocol.Write, 256), diskNote: make(chan struct{}, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
@@ -233,11 +233,14 @@ func (n *Node) subscribe() error {
 		}
 		op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 		replies := newBatchReply(m, len(reqs), int(n.nc.MaxPayload()), op == bus.OpGet, n.log)
+		batch := make([]request, len(reqs))
 		for i, f := range reqs {
-			rq := request{op: op, user: f.User, data: f.Data, answer: replies.answer(i)}
-			select {
-			case n.reqs <- rq:
-			default:
+			batch[i] = request{op: op, user: f.User, data: f.Data, answer: replies.answer(i)}
+		}
+		select {
+		case n.reqs <- batch: // whole: the loop proposes it in one Ready (one WAL append, one multicast)
+		default:
+			for _, rq := range batch {
 				respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID))
 			}
 		}
@@ -284,8 +287,8 @@ func (n *Node) run(ctx context.Context) {
 			return
 		case m := <-n.in:
 			n.pn.Step(m)
-		case r := <-n.reqs:
-			n.handleRequest(r)
+		case batch := <-n.reqs:
+			n.handleRequests(batch)
 		case <-t.C:
 			n.pn.Tick()
 			n.expireWaits()
@@ -333,8 +336,8 @@ func (n *Node) drain() {
 		select {
 		case m := <-n.in:
 			n.pn.Step(m)
-		case r := <-n.reqs:
-			n.handleRequest(r)
+		case batch := <-n.reqs:
+			n.handleRequests(batch)
 		default:
 			return
 		}
