@@ -24,10 +24,11 @@ import (
 // linearizable reads: smaller batches, and the leader batches reads
 // again behind one read index anyway.)
 type pipes struct {
-	nc   *nats.Conn
-	ctx  context.Context // ends at close: flights stop waiting
-	wg   sync.WaitGroup  // flights
-	turn time.Duration   // how long a batch holds its pipe: maxTurn
+	nc     *nats.Conn
+	ctx    context.Context // ends at close: flights stop waiting
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // flights
+	turn   time.Duration  // how long a batch holds its pipe: maxTurn
 
 	mu  sync.Mutex       // guards all, and wg.Add against close
 	all map[string]*pipe // by subject: nodes × ops
@@ -85,8 +86,9 @@ var errNotSent = errors.New("groupsvc: not sent: its caller stopped waiting whil
 // batch is answered within milliseconds.
 const maxTurn = 500 * time.Millisecond
 
-func newPipes(ctx context.Context, nc *nats.Conn) *pipes {
-	return &pipes{nc: nc, ctx: ctx, turn: maxTurn, all: map[string]*pipe{}}
+func newPipes(nc *nats.Conn) *pipes {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &pipes{nc: nc, ctx: ctx, cancel: cancel, turn: maxTurn, all: map[string]*pipe{}}
 }
 
 // request forwards req on subject, in a batch of the pipe (subject, class),
@@ -140,9 +142,9 @@ func (ps *pipes) request(ctx, changed context.Context, subject, class string, re
 
 // close stops the pipes: no new flight starts, the flights stop waiting,
 // and close returns once they have ended.
-func (ps *pipes) close(cancel context.CancelFunc) {
+func (ps *pipes) close() {
 	ps.mu.Lock()
-	cancel() // under mu: request sees it before it could start a flight
+	ps.cancel() // under mu: request sees it before it could start a flight
 	ps.mu.Unlock()
 	ps.wg.Wait()
 }

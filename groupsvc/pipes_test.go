@@ -20,10 +20,9 @@ const subject = "test.fwd"
 // test ends. A batch holds its pipe until it is answered.
 func startPipes(t *testing.T) (*pipes, *fakeNode) {
 	_, nc, _ := natstest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	ps := newPipes(ctx, nc)
+	ps := newPipes(nc)
 	ps.turn = time.Minute // a held batch holds its pipe for the whole test
-	t.Cleanup(func() { ps.close(cancel) })
+	t.Cleanup(ps.close)
 	return ps, startFakeNode(t, nc, subject)
 }
 

@@ -21,10 +21,7 @@ import (
 // soon as the new view comes, not after the 2 s attempt: the whole request
 // here has 1.5 s.
 func TestForwardFollowsANewViewAtOnce(t *testing.T) {
-	_, nc, log := natstest.Start(t)
-	svc := &Service{nc: nc, sub: bus.NewSubjects(bus.DefaultPrefix), log: log}
-	svc.state.changed, svc.state.cancel = context.WithCancel(context.Background())
-	defer svc.state.cancel()
+	r, nc, svc := startRouter(t, nil)
 	svc.setState(protocol.View{Epoch: 1, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, nil)
 	var mu sync.Mutex
 	sent := map[protocol.NodeID]int{}
@@ -44,8 +41,6 @@ func TestForwardFollowsANewViewAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := newRouter(svc)
-	defer r.Close()
 	rep, code := r.forward(bus.OpPut, []byte(`{"path":"a/b","value":1,"source":"s","source_seq":1}`), "u", 1500*time.Millisecond)
 	if code != "ok" {
 		t.Fatalf("forward answered %s: %s", code, rep)
@@ -158,6 +153,21 @@ func TestStaleGetsBatchApart(t *testing.T) {
 		t.Errorf("a stale get while a linearizable batch waits: %s %s", code, rep)
 	}
 	close(node.release)
+}
+
+// TestIsStaleSeesEscapes: a stale get spelt with escapes, which the node
+// reads as stale, is routed as one (to any live member, in its own batch).
+func TestIsStaleSeesEscapes(t *testing.T) {
+	for data, want := range map[string]bool{
+		`{"path":"a/b"}`: false,
+		`{"path":"a/b","consistency":"linearizable"}`: false,
+		`{"path":"a/b","consistency":"stale"}`:        true,
+		`{"path":"a/b","CONSISTENCY":"st\u0061le"}`:   true,
+	} {
+		if got := isStale([]byte(data)); got != want {
+			t.Errorf("isStale(%s) = %v, want %v", data, got, want)
+		}
+	}
 }
 
 // TestWriterNeedsTheServersWord: a request that crossed the USERS import
