@@ -75,15 +75,17 @@ type etcdCluster struct {
 
 func startEtcd(ctx context.Context, bin, dir string) (*etcdCluster, error) {
 	const n = 3
-	clientURLs, peerURLs, cluster := make([]string, n), make([]string, n), make([]string, n)
+	clientURLs, err := freeAddrs(n)
+	if err != nil {
+		return nil, err
+	}
+	peerURLs, err := freeAddrs(n)
+	if err != nil {
+		return nil, err
+	}
+	cluster := make([]string, n)
 	for i := range n {
-		for _, u := range []*string{&clientURLs[i], &peerURLs[i]} {
-			addr, err := proc.FreeAddr()
-			if err != nil {
-				return nil, err
-			}
-			*u = "http://" + addr
-		}
+		clientURLs[i], peerURLs[i] = "http://"+clientURLs[i], "http://"+peerURLs[i]
 		cluster[i] = fmt.Sprintf("e%d=%s", i+1, peerURLs[i])
 	}
 	// A folder of an earlier run holds its cluster, whose peers listened
@@ -108,7 +110,6 @@ func startEtcd(ctx context.Context, bin, dir string) (*etcdCluster, error) {
 		}
 		c.servers = append(c.servers, p)
 	}
-	var err error
 	c.cl, err = clientv3.New(clientv3.Config{Endpoints: clientURLs, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err == nil {
 		err = retry(ctx, 30*time.Second, func() error {

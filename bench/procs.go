@@ -117,6 +117,19 @@ func (c *memstoreCluster) close() {
 	c.mw.Stop()
 }
 
+// freeAddrs returns n free loopback addresses, for the servers of a
+// baseline cluster.
+func freeAddrs(n int) ([]string, error) {
+	addrs := make([]string, n)
+	for i := range addrs {
+		var err error
+		if addrs[i], err = proc.FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	return addrs, nil
+}
+
 // jetStreamCluster is 3 NATS servers with JetStream, each a process, and
 // a KV bucket with 3 replicas on file storage.
 type jetStreamCluster struct {
@@ -127,15 +140,13 @@ type jetStreamCluster struct {
 
 func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jetStreamCluster, error) {
 	const n = 3
-	clientAddrs, routeAddrs := make([]string, n), make([]string, n)
-	for i := range clientAddrs {
-		var err error
-		if clientAddrs[i], err = proc.FreeAddr(); err != nil {
-			return nil, err
-		}
-		if routeAddrs[i], err = proc.FreeAddr(); err != nil {
-			return nil, err
-		}
+	clientAddrs, err := freeAddrs(n)
+	if err != nil {
+		return nil, err
+	}
+	routeAddrs, err := freeAddrs(n)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -175,7 +186,7 @@ cluster {
 		c.servers = append(c.servers, p)
 		urls = append(urls, "nats://"+clientAddrs[i])
 	}
-	err := retry(ctx, 15*time.Second, func() error {
+	err = retry(ctx, 15*time.Second, func() error {
 		var err error
 		c.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name("memstore-bench-jetstream"))
 		return err
