@@ -28,15 +28,15 @@ func EncodeForwarded(reqs []Forwarded) []byte {
 	}
 	b := make([]byte, 0, size)
 	for _, r := range reqs {
-		b = appendFrame(b, []byte(r.User))
-		b = appendFrame(b, r.Data)
+		b = AppendFrame(b, r.User)
+		b = AppendFrame(b, r.Data)
 	}
 	return b
 }
 
 // DecodeForwarded decodes a batch of requests; the Data alias b.
 func DecodeForwarded(b []byte) ([]Forwarded, error) {
-	frames, err := splitFrames(b)
+	frames, err := SplitFrames(b)
 	if err == nil && len(frames)%2 != 0 {
 		err = errors.New("a user without its request")
 	}
@@ -58,14 +58,14 @@ func EncodeReplies(reps [][]byte) []byte {
 	}
 	b := make([]byte, 0, size)
 	for _, r := range reps {
-		b = appendFrame(b, r)
+		b = AppendFrame(b, r)
 	}
 	return b
 }
 
 // DecodeReplies decodes the replies to a batch of n requests; they alias b.
 func DecodeReplies(b []byte, n int) ([][]byte, error) {
-	reps, err := splitFrames(b)
+	reps, err := SplitFrames(b)
 	if err == nil && len(reps) != n {
 		err = fmt.Errorf("%d replies to %d requests", len(reps), n)
 	}
@@ -75,11 +75,14 @@ func DecodeReplies(b []byte, n int) ([][]byte, error) {
 	return reps, nil
 }
 
-func appendFrame(b, p []byte) []byte {
+// AppendFrame appends p as a frame: its length as a uvarint, then its
+// bytes. Forwarded batches and log commands are frames.
+func AppendFrame[T ~string | ~[]byte](b []byte, p T) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(p))), p...)
 }
 
-func splitFrames(b []byte) ([][]byte, error) {
+// SplitFrames takes frames apart; they alias b.
+func SplitFrames(b []byte) ([][]byte, error) {
 	var frames [][]byte
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)

@@ -24,9 +24,9 @@ func (n *Node) apply(e protocol.Entry, leading bool) error {
 		_, err := n.tree.Apply(e.Epoch, e.Seq, "", "", nil)
 		return err
 	}
-	var c command
-	if err := json.Unmarshal(e.Data, &c); err != nil {
-		return errors.New("replica: undecodable committed entry " + err.Error())
+	c, err := decodeCommand(e.Data)
+	if err != nil {
+		return err
 	}
 	if c.Src != "" {
 		if orig, dup := n.tree.Dedup(e.Epoch, e.Seq, c.TS, c.Src, c.SrcSeq); dup {
@@ -384,9 +384,10 @@ func (n *Node) handlePut(rq request) {
 			respondErr(rq, bus.Errorf(bus.CodeTooLarge, "value of %s is %d bytes, at most %d", p.Path, len(p.Value), n.cfg.MaxValueBytes))
 			return
 		}
-		c.Puts = append(c.Puts, p) // json.Marshal compacts the value onto one line
+		p.Value, _ = json.Marshal(p.Value) // compact, on one line, as json.Marshal spells it; the decoder has checked it is JSON
+		c.Puts = append(c.Puts, p)
 	}
-	data, _ := json.Marshal(c)
+	data := c.encode()
 	n.lastTS = ts
 	n.nextID++
 	n.puts[n.nextID] = pendingPut{rq: rq, ts: c.TS}

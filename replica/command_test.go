@@ -2,6 +2,9 @@ package replica
 
 import (
 	"encoding/json"
+	"errors"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,21 +13,51 @@ import (
 )
 
 // TestCommandTS: the fast read of an entry's commit time agrees with the
-// encoding handlePut writes, and falls back to a full decode.
+// encoding handlePut writes, reads the JSON of older logs, and gives zero
+// for anything else.
 func TestCommandTS(t *testing.T) {
 	at := time.Date(2026, 11, 24, 18, 0, 0, 123456789, time.UTC)
-	data, _ := json.Marshal(command{TS: at.Format(time.RFC3339Nano), User: "u",
-		Puts: []bus.PathValue{{Path: "a", Value: json.RawMessage(`1`)}}, Src: "s", SrcSeq: 1})
-	if got := commandTS(data); !got.Equal(at) {
-		t.Fatalf("commandTS(%s) = %v", data, got)
-	}
+	c := command{TS: at.Format(time.RFC3339Nano), User: "u",
+		Puts: []bus.PathValue{{Path: "a", Value: json.RawMessage(`1`)}}, Src: "s", SrcSeq: 1}
+	legacy, _ := json.Marshal(c)
 	reordered := []byte(`{"user":"u","ts":"` + at.Format(time.RFC3339Nano) + `","puts":[]}`)
-	if got := commandTS(reordered); !got.Equal(at) {
-		t.Fatalf("fallback: %v", got)
+	for _, data := range [][]byte{c.encode(), legacy, reordered} {
+		if got := commandTS(data); !got.Equal(at) {
+			t.Fatalf("commandTS(%q) = %v", data, got)
+		}
 	}
-	for _, bad := range [][]byte{nil, []byte(`{"ts":"noon"}`), []byte(`garbage`)} {
+	for _, bad := range [][]byte{nil, []byte(`{"ts":"noon"}`), []byte(`garbage`), {commandBinary}, {commandBinary, 40, 'x'}} {
 		if got := commandTS(bad); !got.IsZero() {
 			t.Fatalf("commandTS(%q) = %v", bad, got)
+		}
+	}
+}
+
+// TestCommandRoundTrip: a command decodes to what was encoded, in the
+// binary encoding and in the JSON of older logs; a malformed one is an
+// error, never a partial command.
+func TestCommandRoundTrip(t *testing.T) {
+	for _, c := range []command{
+		{TS: "2026-11-24T18:00:00.5Z", User: "al\"ice", Puts: []bus.PathValue{
+			{Path: "a/b", Value: json.RawMessage(`{"x":[1,"\u003c"]}`), EventTS: "2026-11-24T17:59:59Z"},
+			{Path: "c", Value: json.RawMessage(`null`)}}},
+		{TS: "2026-11-24T18:00:01Z", User: "u", Puts: []bus.PathValue{{Path: "d", Value: json.RawMessage(`"v"`)}}, Src: "sensor-1", SrcSeq: 1 << 40},
+	} {
+		legacy, _ := json.Marshal(c)
+		for _, data := range [][]byte{c.encode(), legacy} {
+			got, err := decodeCommand(data)
+			if err != nil {
+				t.Fatalf("decode %q: %v", data, err)
+			}
+			if !reflect.DeepEqual(got, c) {
+				t.Fatalf("decode %q = %+v, want %+v", data, got, c)
+			}
+		}
+		enc := c.encode()
+		for _, bad := range [][]byte{nil, enc[1:], enc[:len(enc)-1], append(slices.Clone(enc), 0), []byte(`{"puts":`)} {
+			if got, err := decodeCommand(bad); !errors.Is(err, errCommand) {
+				t.Fatalf("decode %q = %+v, %v; want errCommand", bad, got, err)
+			}
 		}
 	}
 }

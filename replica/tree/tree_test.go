@@ -54,6 +54,8 @@ func listing(t *testing.T, dir string) []string {
 	return out
 }
 
+// TestBadPathsAreRefusedAndCreateNothing: bad paths, and values that are not
+// JSON on one line, are refused before anything is written.
 func TestBadPathsAreRefusedAndCreateNothing(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()
@@ -70,6 +72,11 @@ func TestBadPathsAreRefusedAndCreateNothing(t *testing.T) {
 		}
 		if _, err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("ok/path", 1), put(p, 2)}); !errors.Is(err, ErrBadPath) {
 			t.Errorf("Apply(%q) = %v", p, err)
+		}
+	}
+	for _, v := range []string{`{"a":`, "[1,\n2]", ``, `1 2`} { // lines of the versions file are JSON, one per line
+		if _, err := tr.Apply(1, 1, tsOf(1), "u", []Put{{Path: "ok/path", Value: json.RawMessage(v)}}); err == nil {
+			t.Errorf("Apply of value %q: no error", v)
 		}
 	}
 	if _, err := tr.Apply(1, 1, tsOf(1), "u", []Put{put("evil/x", 1)}); !errors.Is(err, ErrUnsafe) {
@@ -601,17 +608,23 @@ func TestManyPathsCheckpointSurvivesPowerLoss(t *testing.T) {
 	}
 }
 
-// TestParseLineReadsWhatApplyWrites: the direct reading of a line as
-// json.Marshal spells a Version agrees with encoding/json, escapes and
-// nested "value" keys included, and other spellings still parse.
+// TestParseLineReadsWhatApplyWrites: Apply's appendLine spells a Version
+// as json.Marshal does; the direct reading of such a line agrees with
+// encoding/json, escapes and nested "value" keys included, and other
+// spellings still parse.
 func TestParseLineReadsWhatApplyWrites(t *testing.T) {
 	for _, v := range []Version{
 		{Seq: 1, TS: tsOf(1), User: "u", Value: json.RawMessage(`1`)},
 		{Seq: 18446744073709551615, TS: tsOf(2), User: "u", Value: json.RawMessage(`null`)},
 		{Seq: 42, TS: tsOf(3), EventTS: tsOf(1), User: `we"ird\user`, Value: json.RawMessage(`{"value":{"seq":9},"x":"\"}"}`)},
 		{Seq: 7, TS: "2026-11-24T22:07:11.123456789+01:00", User: "", Value: json.RawMessage(`"a,\"value\":2"`)},
+		{Seq: 8, TS: tsOf(4), User: "<bob> & é\u2028", Value: json.RawMessage(`["\u003c","é"]`)},
 	} {
 		line, _ := json.Marshal(v)
+		quotedUser, _ := json.Marshal(v.User)
+		if spelt := appendLine(nil, v.Seq, v.TS, v.EventTS, quotedUser, v.Value); string(spelt) != string(line) {
+			t.Errorf("appendLine %s, json.Marshal %s", spelt, line)
+		}
 		want, _ := time.Parse(time.RFC3339Nano, v.TS)
 		r, err := parseLine(line)
 		if err != nil || r.seq != v.Seq || r.ts != want.UnixNano() {
