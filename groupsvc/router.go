@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -174,7 +175,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	// wait for the whole deadline (a big batch on a busy disk takes
 	// seconds).
 	once := op == bus.OpPut && !keyed(data)
-	last := bus.Errorf(bus.CodeUnavailable, "no leader")
+	last := "no leader" // why the latest attempt failed
 	// Puts and plain gets are answered about as fast as each other, so
 	// they go in batches (stale gets apart from linearizable ones, which
 	// wait for a read-index round); the rest alone.
@@ -226,7 +227,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
 		}
 		if err != nil {
-			last = bus.Errorf(bus.CodeUnavailable, "node %d did not answer: %v", target, err)
+			last = fmt.Sprintf("node %d did not answer: %v", target, err)
 			waitForChange(cur.changed, deadline)
 			continue
 		}
@@ -236,7 +237,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		var res bus.Result
 		e := bus.Decode(rep, &res)
 		if e == nil && res.Error != nil && (res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
-			last = res.Error
+			last = res.Error.Message
 			waitForChange(cur.changed, deadline)
 			continue
 		}
@@ -246,7 +247,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		}
 		return rep, code
 	}
-	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last.Message)), bus.CodeUnavailable
+	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last)), bus.CodeUnavailable
 }
 
 // waitForChange waits for a new view (changed is done) for up to 200 ms,

@@ -124,7 +124,8 @@ type snapResult struct {
 }
 
 // Start opens the node's storage, recovers, connects its subjects and runs
-// its loop until Close (node_start_up).
+// its loop until Close (node_start_up). The node ignores the messages it
+// sends itself on ms.sys.all, so nc is best made with nats.NoEcho.
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
 		in: make(chan protocol.Message, 8192), reqs: make(chan []request, 1024), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),

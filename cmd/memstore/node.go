@@ -93,7 +93,9 @@ func startNode(o nodeOptions, log *logrus.Logger) (*replica.Node, func(), error)
 	default:
 		return nil, nil, fmt.Errorf("--sync %q: always or none", o.sync)
 	}
-	var extra []nats.Option
+	// The node ignores its own messages: echoing its multicasts back would
+	// cost a delivery per append and read round.
+	extra := []nats.Option{nats.NoEcho()}
 	if o.tlsCA != "" {
 		extra = append(extra, nats.RootCAs(o.tlsCA))
 	}
