@@ -81,16 +81,23 @@ func AppendFrame[T ~string | ~[]byte](b []byte, p T) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(p))), p...)
 }
 
-// SplitFrames takes frames apart; they alias b.
+// SplitFrames takes frames apart; they alias b. It counts them first, so
+// the slice is allocated once (a command is split at every replica's
+// apply: growing it was a tenth of a leader's allocations).
 func SplitFrames(b []byte) ([][]byte, error) {
-	var frames [][]byte
-	for len(b) > 0 {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
+	n := 0
+	for rest := b; len(rest) > 0; n++ {
+		size, k := binary.Uvarint(rest)
+		if k <= 0 || size > uint64(len(rest)-k) {
 			return nil, errors.New("truncated frame")
 		}
-		frames = append(frames, b[k:k+int(n):k+int(n)])
-		b = b[k+int(n):]
+		rest = rest[k+int(size):]
+	}
+	frames := make([][]byte, n)
+	for i := range frames {
+		size, k := binary.Uvarint(b)
+		frames[i] = b[k : k+int(size) : k+int(size)]
+		b = b[k+int(size):]
 	}
 	return frames, nil
 }

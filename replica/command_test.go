@@ -106,3 +106,15 @@ func TestSplicedEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestPutReplyJSON: the hand-spelt reply to a committed put is byte for
+// byte what the encoder makes of bus.PutReply.
+func TestPutReplyJSON(t *testing.T) {
+	for _, seq := range []uint64{1, 18446744073709551615} {
+		ts := "2026-11-25T05:00:00.123456789Z"
+		want := bus.Encode(bus.PutReply{Result: bus.Result{OK: true}, Seq: seq, TS: ts})
+		if got := putReplyJSON(seq, ts); string(got) != string(want) {
+			t.Fatalf("spelt %s, encoded %s", got, want)
+		}
+	}
+}
