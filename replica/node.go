@@ -71,7 +71,7 @@ type Node struct {
 	tree *tree.Tree
 	pn   *protocol.Node
 
-	in       chan protocol.Message
+	in       chan *nats.Msg // protocol messages
 	reqs     chan []request // forwarded batches
 	leave    chan struct{}
 	snapDone chan snapResult
@@ -128,7 +128,7 @@ type snapResult struct {
 // sends itself on ms.sys.all, so nc is best made with nats.NoEcho.
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
-		in: make(chan protocol.Message, 8192), reqs: make(chan []request, 1024), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
+		in: make(chan *nats.Msg, 8192), reqs: make(chan []request, 1024), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
 		diskq: make(chan *protocol.Write, 256), diskNote: make(chan struct{}, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
@@ -215,16 +215,6 @@ func (n *Node) closeStorage() {
 
 // subscribe is server_connect: the node's subjects.
 func (n *Node) subscribe() error {
-	decode := func(m *nats.Msg) {
-		var msg protocol.Message
-		if msg.UnmarshalBinary(m.Data) != nil {
-			return
-		}
-		select {
-		case n.in <- msg:
-		default: // overloaded: the protocol retries what matters
-		}
-	}
 	forward := func(m *nats.Msg) {
 		reqs, err := bus.DecodeForwarded(m.Data)
 		if err != nil || len(reqs) == 0 {
@@ -246,9 +236,18 @@ func (n *Node) subscribe() error {
 			}
 		}
 	}
+	// Protocol messages go straight into the loop's channel, decoded there:
+	// one goroutine hand-off fewer per message than a handler's. A full
+	// channel drops them (overloaded: the protocol retries what matters).
+	for _, subj := range []string{n.sub.All(), n.sub.To(n.cfg.ID)} {
+		s, err := n.nc.ChanSubscribe(subj, n.in)
+		if err != nil {
+			n.unsubscribe()
+			return fmt.Errorf("replica: subscribe %s: %w", subj, err)
+		}
+		n.subs = append(n.subs, s)
+	}
 	for subj, h := range map[string]nats.MsgHandler{
-		n.sub.All():              decode,
-		n.sub.To(n.cfg.ID):       decode,
 		n.sub.Fwd(n.cfg.ID, "*"): forward,
 		n.sub.Snap(n.cfg.ID):     n.snaps.serve,
 		n.sub.Leave(n.cfg.ID): func(m *nats.Msg) {
@@ -287,7 +286,7 @@ func (n *Node) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-n.in:
-			n.pn.Step(m)
+			n.step(m)
 		case batch := <-n.reqs:
 			n.handleRequests(batch)
 		case <-t.C:
@@ -336,12 +335,21 @@ func (n *Node) drain() {
 	for i := 0; i < 4096; i++ {
 		select {
 		case m := <-n.in:
-			n.pn.Step(m)
+			n.step(m)
 		case batch := <-n.reqs:
 			n.handleRequests(batch)
 		default:
 			return
 		}
+	}
+}
+
+// step feeds a protocol message to the protocol; one that does not decode
+// is dropped.
+func (n *Node) step(m *nats.Msg) {
+	var msg protocol.Message
+	if msg.UnmarshalBinary(m.Data) == nil {
+		n.pn.Step(msg)
 	}
 }
 
