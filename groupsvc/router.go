@@ -279,11 +279,13 @@ func waits(data []byte) bool {
 // anything. False means it surely does not, and spares a decode (a tenth
 // of the middleware's CPU under gets).
 func mayName(data []byte, word string) bool {
-	if bytes.IndexByte(data, '\\') >= 0 || bytes.ContainsFunc(data, func(r rune) bool { return r >= utf8.RuneSelf }) {
-		return true
+	for _, c := range data {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return true
+		}
 	}
 	for i := 0; i+len(word) <= len(data); i++ {
-		if bytes.EqualFold(data[i:i+len(word)], []byte(word)) {
+		if data[i]|0x20 == word[0] && bytes.EqualFold(data[i:i+len(word)], []byte(word)) {
 			return true
 		}
 	}
