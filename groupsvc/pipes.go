@@ -31,12 +31,13 @@ type pipes struct {
 	turn   time.Duration  // how long a batch holds its pipe: maxTurn
 
 	mu  sync.Mutex       // guards all, and wg.Add against close
-	all map[string]*pipe // by subject: nodes × ops
+	all map[string]*pipe // by subject and class, while a batch is in flight: nodes gone leave none behind
 }
 
+// pipe is the queue of a (subject, class) while a batch of it is in
+// flight.
 type pipe struct {
 	queue []*call
-	busy  bool // a batch is in flight
 }
 
 // call is one request in a pipe. Its state goes from queued to sent (by
@@ -105,20 +106,15 @@ func (ps *pipes) request(ctx, changed context.Context, subject, class string, re
 		return nil, fmt.Errorf("groupsvc: the router is closing: %w", errNotSent)
 	}
 	p := ps.all[key]
-	if p == nil {
+	if p != nil { // a batch is in flight: queue
+		p.queue = append(p.queue, c)
+	} else { // the pipe is idle: go at once
 		p = &pipe{}
 		ps.all[key] = p
-	}
-	p.queue = append(p.queue, c)
-	var batch []*call
-	if !p.busy {
-		batch, p.queue, p.busy = p.queue, nil, true
 		ps.wg.Add(1)
+		go ps.fly(subject, key, p, []*call{c})
 	}
 	ps.mu.Unlock()
-	if batch != nil {
-		go ps.fly(subject, p, batch)
-	}
 	select {
 	case r := <-c.done:
 		return r.data, r.err
@@ -175,7 +171,8 @@ const (
 
 // fly sends batch, then whatever queued meanwhile, until the queue is
 // empty; each batch holds the pipe until it is answered or its turn ends.
-func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
+// Then the pipe, idle, is dropped.
+func (ps *pipes) fly(subject, key string, p *pipe, batch []*call) {
 	defer ps.wg.Done()
 	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/8)
 	for len(batch) > 0 {
@@ -198,7 +195,9 @@ func (ps *pipes) fly(subject string, p *pipe, batch []*call) {
 		turn.Stop()
 		ps.mu.Lock()
 		batch, p.queue = append(batch[k:], p.queue...), nil
-		p.busy = len(batch) > 0
+		if len(batch) == 0 {
+			delete(ps.all, key)
+		}
 		ps.mu.Unlock()
 	}
 }

@@ -105,7 +105,7 @@ func waitQueued(t *testing.T, ps *pipes, subject string, n int) {
 
 // TestPipesBatchWhileOneIsInFlight: requests that come while a batch is
 // unanswered go together in the next message, and each caller gets its
-// own reply.
+// own reply; then the idle pipe is dropped (a node gone leaves none).
 func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	ps, node := startPipes(t)
 	call := func(user, data string) error {
@@ -132,6 +132,17 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	}
 	if got := node.sizes(); len(got) != 2 || got[0] != 1 || got[1] != 20 {
 		t.Fatalf("batches of %v requests, want [1 20]", got)
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		ps.mu.Lock()
+		left := len(ps.all)
+		ps.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d pipes kept after every batch was answered", left)
+		}
 	}
 }
 
