@@ -31,12 +31,24 @@ type pipes struct {
 	turn   time.Duration  // how long a batch holds its pipe: maxTurn
 
 	mu  sync.Mutex       // guards all, and wg.Add against close
-	all map[string]*pipe // by subject and class, while a batch is in flight: nodes gone leave none behind
+	all map[string]*pipe // by route key, while a batch is in flight: nodes gone leave none behind
 }
 
-// pipe is the queue of a (subject, class) while a batch of it is in
-// flight.
+// route names a pipe (key) and where its batches go: to names the subject
+// of each batch as it leaves ("": nowhere to go now).
+type route struct {
+	key string
+	to  func() string
+}
+
+// fixedRoute is the route of every batch to one subject.
+func fixedRoute(subject string) route {
+	return route{key: subject, to: func() string { return subject }}
+}
+
+// pipe is the queue of a route while a batch of it is in flight.
 type pipe struct {
+	to    func() string
 	queue []*call
 }
 
@@ -76,6 +88,10 @@ type result struct {
 	err  error
 }
 
+// errNowhere fails a batch whose route names no subject when it leaves
+// (no live node): it was not sent.
+var errNowhere = errors.New("groupsvc: no node to send to")
+
 // errNotSent is the error of a request whose caller gave up while it
 // queued: it was never sent, so it did nothing.
 var errNotSent = errors.New("groupsvc: not sent: its caller stopped waiting while it queued")
@@ -92,27 +108,26 @@ func newPipes(nc *nats.Conn) *pipes {
 	return &pipes{nc: nc, ctx: ctx, cancel: cancel, turn: maxTurn, all: map[string]*pipe{}}
 }
 
-// request forwards req on subject, in a batch of the pipe (subject, class),
-// and waits for its reply until ctx ends. A request still queued then, or
-// when changed ends (a new view: it may be meant for another node now),
-// is not sent: errNotSent. A reply may be empty: too large to come with
-// the others (gets only; ask again alone).
-func (ps *pipes) request(ctx, changed context.Context, subject, class string, req bus.Forwarded) ([]byte, error) {
+// request forwards req in a batch of route rt, and waits for its reply
+// until ctx ends. A request still queued then, or when changed ends (a new
+// view: it may be meant for another node now), is not sent: errNotSent. A
+// reply may be empty: too large to come with the others (gets only; ask
+// again alone).
+func (ps *pipes) request(ctx, changed context.Context, rt route, req bus.Forwarded) ([]byte, error) {
 	c := &call{req: req, done: make(chan result, 1)}
-	key := subject + " " + class
 	ps.mu.Lock()
 	if ps.ctx.Err() != nil { // closed: start no flight
 		ps.mu.Unlock()
 		return nil, fmt.Errorf("groupsvc: the router is closing: %w", errNotSent)
 	}
-	p := ps.all[key]
+	p := ps.all[rt.key]
 	if p != nil { // a batch is in flight: queue
 		p.queue = append(p.queue, c)
 	} else { // the pipe is idle: go at once
-		p = &pipe{}
-		ps.all[key] = p
+		p = &pipe{to: rt.to}
+		ps.all[rt.key] = p
 		ps.wg.Add(1)
-		go ps.fly(subject, key, p, []*call{c})
+		go ps.fly(rt.key, p, []*call{c})
 	}
 	ps.mu.Unlock()
 	select {
@@ -170,9 +185,10 @@ const (
 )
 
 // fly sends batch, then whatever queued meanwhile, until the queue is
-// empty; each batch holds the pipe until it is answered or its turn ends.
-// Then the pipe, idle, is dropped.
-func (ps *pipes) fly(subject, key string, p *pipe, batch []*call) {
+// empty, each batch where the pipe's route names as it leaves; each batch
+// holds the pipe until it is answered or its turn ends. Then the pipe,
+// idle, is dropped.
+func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 	defer ps.wg.Done()
 	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/8)
 	for len(batch) > 0 {
@@ -182,11 +198,11 @@ func (ps *pipes) fly(subject, key string, p *pipe, batch []*call) {
 		}
 		landed := make(chan struct{})
 		ps.wg.Add(1) // this flight holds the count above 0: close's Wait sees it
-		go func(calls []*call) {
+		go func(subject string, calls []*call) {
 			defer ps.wg.Done()
 			defer close(landed)
 			ps.send(subject, calls)
-		}(slices.Clone(batch[:k]))
+		}(p.to(), slices.Clone(batch[:k]))
 		turn := time.NewTimer(ps.turn)
 		select {
 		case <-landed:
@@ -221,7 +237,11 @@ func (ps *pipes) send(subject string, batch []*call) {
 		return
 	}
 	f.leave(int32(len(batch) - len(live))) // the callers who gave up before
-	reps, err := ps.roundTrip(ctx, subject, reqs)
+	var reps [][]byte
+	err := errNowhere
+	if subject != "" {
+		reps, err = ps.roundTrip(ctx, subject, reqs)
+	}
 	for i, c := range live {
 		if err != nil {
 			c.done <- result{err: err}
@@ -236,12 +256,18 @@ func framed(req bus.Forwarded) int {
 	return len(req.User) + len(req.Data) + 2*binary.MaxVarintLen32
 }
 
+// roundTrip sends a batch and waits for its replies; an error names the
+// subject (the node) it went to.
 func (ps *pipes) roundTrip(ctx context.Context, subject string, reqs []bus.Forwarded) ([][]byte, error) {
 	msg := nats.NewMsg(subject)
 	msg.Data = bus.EncodeForwarded(reqs)
 	rep, err := ps.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", subject, err)
 	}
-	return bus.DecodeReplies(rep.Data, len(reqs))
+	reps, err := bus.DecodeReplies(rep.Data, len(reqs))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", subject, err)
+	}
+	return reps, nil
 }

@@ -85,14 +85,14 @@ func (f *fakeNode) sizes() []int {
 	return n
 }
 
-// waitQueued waits until n calls wait behind the batch in flight to
-// subject (class "").
-func waitQueued(t *testing.T, ps *pipes, subject string, n int) {
+// waitQueued waits until n calls wait behind the batch in flight of the
+// route key (a subject, for a fixed route).
+func waitQueued(t *testing.T, ps *pipes, key string, n int) {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
 		ps.mu.Lock()
 		var k int
-		if p := ps.all[subject+" "]; p != nil {
+		if p := ps.all[key]; p != nil {
 			k = len(p.queue)
 		}
 		ps.mu.Unlock()
@@ -111,7 +111,7 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	call := func(user, data string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		rep, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: user, Data: []byte(data)})
+		rep, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: []byte(data)})
 		if err == nil && string(rep) != user+":"+data {
 			err = fmt.Errorf("reply %q, want %q", rep, user+":"+data)
 		}
@@ -154,7 +154,7 @@ func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
 	send := func(data []byte, d time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		_, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: data})
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: data})
 		return err
 	}
 	errs := make(chan error, 6)
@@ -188,7 +188,7 @@ func TestPipesDropAFlightNobodyWaitsFor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 1)
 	go func() {
-		_, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("gone")})
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("gone")})
 		errs <- err
 	}()
 	<-node.got
@@ -198,7 +198,7 @@ func TestPipesDropAFlightNobodyWaitsFor(t *testing.T) {
 	}
 	next, stop := context.WithTimeout(context.Background(), 2*time.Second)
 	defer stop()
-	rep, err := ps.request(next, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("next")})
+	rep, err := ps.request(next, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("next")})
 	if err != nil || string(rep) != "u:next" {
 		t.Fatalf("the next request, while the first batch is still unanswered: %q %v", rep, err)
 	}
@@ -213,7 +213,7 @@ func TestPipesQueuedCallsFollowANewView(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("0")})
+		_, _ = ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("0")})
 	}()
 	<-node.got
 	changed, newView := context.WithCancel(context.Background())
@@ -221,7 +221,7 @@ func TestPipesQueuedCallsFollowANewView(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := ps.request(ctx, changed, subject, "", bus.Forwarded{User: "u", Data: []byte("put")})
+		_, err := ps.request(ctx, changed, fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("put")})
 		errs <- err
 	}()
 	waitQueued(t, ps, subject, 1)
@@ -250,12 +250,12 @@ func TestPipesALostBatchHoldsItsPipeOnlyItsTurn(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("lost")})
+		_, _ = ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("lost")})
 	}()
 	<-node.got
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	rep, err := ps.request(ctx, context.Background(), subject, "", bus.Forwarded{User: "u", Data: []byte("next")})
+	rep, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("next")})
 	if err != nil || string(rep) != "u:next" {
 		t.Fatalf("the request behind a lost batch: %q %v", rep, err)
 	}

