@@ -16,7 +16,8 @@ import (
 )
 
 // pipes batches the requests the router forwards (bus.Forwarded): per
-// subject (node and op), while one batch is unanswered the next requests
+// route (a node and op, or the stale gets to any member), while one batch
+// is unanswered the next requests
 // queue, and go as one message when it lands. At low load each request
 // goes at once, alone; under load one message carries many, which saves
 // the NATS server and the node most of their work per request. (Letting
