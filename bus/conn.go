@@ -28,6 +28,14 @@ func Connect(url, name string, log logrus.FieldLogger, extra ...nats.Option) (*n
 				log.WithError(err).Warn("disconnected from nats")
 			}
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			// A slow consumer: a subscription's messages were dropped.
+			e := log.WithError(err)
+			if sub != nil {
+				e = e.WithField("subject", sub.Subject)
+			}
+			e.Warn("nats")
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.WithField("url", nc.ConnectedUrl()).Info("reconnected to nats")
 		}),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"memstore/bus"
+	"memstore/replica/storage/vfs"
 	"memstore/replica/tree"
 )
 
@@ -116,5 +117,26 @@ func TestPutReplyJSON(t *testing.T) {
 		if got := putReplyJSON(seq, ts); string(got) != string(want) {
 			t.Fatalf("spelt %s, encoded %s", got, want)
 		}
+	}
+}
+
+// TestStoredValueIsCanonical: a value as a writer may spell it (spaces,
+// HTML characters) is stored, once handlePut has compacted it, on the
+// line json.Marshal would write for the version.
+func TestStoredValueIsCanonical(t *testing.T) {
+	value := json.RawMessage(`{"a" : "<b>&" ,"c":[1, 2]}`)
+	compact, _ := json.Marshal(value) // as handlePut stores it
+	tr, err := tree.Open(vfs.NewMem(), "/d", tree.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := "2026-11-25T06:00:00Z"
+	w, err := tr.Apply(1, 1, ts, "u", []tree.Put{{Path: "a", Value: compact}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(tree.Version{Seq: 1, TS: ts, User: "u", Value: value})
+	if string(w[0].Line) != string(want) {
+		t.Fatalf("stored %s, json.Marshal %s", w[0].Line, want)
 	}
 }

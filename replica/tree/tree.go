@@ -543,7 +543,9 @@ func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) ([]Written,
 // (which parseCanonical reads back fast), without its reflection: encoding
 // lines was a twentieth of a node's CPU at 64 writers (issue 7). ts and
 // eventTS have passed time.Parse, so they need no escaping; quotedUser is
-// the user as a JSON string, and value is JSON on one line.
+// the user as a JSON string, and value is JSON as json.Marshal spells it
+// (compact, HTML-escaped: the leader stores it so); Apply checks only that
+// it is JSON on one line, which keeps the file readable.
 func appendLine(b []byte, seq uint64, ts, eventTS string, quotedUser, value []byte) []byte {
 	if b == nil {
 		b = make([]byte, 0, 64+len(ts)+len(eventTS)+len(quotedUser)+len(value))
