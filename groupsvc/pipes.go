@@ -31,8 +31,9 @@ type pipes struct {
 	wg     sync.WaitGroup // flights
 	turn   time.Duration  // how long a batch holds its pipe: maxTurn
 
-	mu  sync.Mutex       // guards all, and wg.Add against close
-	all map[string]*pipe // by route key, while a batch is in flight: nodes gone leave none behind
+	mu      sync.Mutex       // guards all, lagging, and wg.Add against close
+	all     map[string]*pipe // by route key, while a batch is in flight: nodes gone leave none behind
+	lagging map[string]int   // by subject: batches unanswered past their turn
 }
 
 // route names a pipe (key) and where its batches go: to names the subject
@@ -106,7 +107,7 @@ const maxTurn = 500 * time.Millisecond
 
 func newPipes(nc *nats.Conn) *pipes {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pipes{nc: nc, ctx: ctx, cancel: cancel, turn: maxTurn, all: map[string]*pipe{}}
+	return &pipes{nc: nc, ctx: ctx, cancel: cancel, turn: maxTurn, all: map[string]*pipe{}, lagging: map[string]int{}}
 }
 
 // request forwards req in a batch of route rt, and waits for its reply
@@ -161,6 +162,14 @@ func (ps *pipes) close() {
 	ps.wg.Wait()
 }
 
+// lags reports whether a batch sent to subject is still unanswered past
+// its turn: the node may hang.
+func (ps *pipes) lags(subject string) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.lagging[subject] > 0
+}
+
 // requestAlone forwards req on subject as a batch of its own, at once. It
 // is for requests whose answer may take long (an aggregate, a min_seq read
 // that waits for its seq): in a batch, they would hold up the others.
@@ -197,17 +206,32 @@ func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 		for ; k < min(len(batch), maxBatch) && size+framed(batch[k].req) <= limit; k++ {
 			size += framed(batch[k].req)
 		}
-		landed := make(chan struct{})
-		ps.wg.Add(1) // this flight holds the count above 0: close's Wait sees it
-		go func(subject string, calls []*call) {
+		landed, subject := make(chan struct{}), p.to()
+		var done, lagging bool // guarded by mu: the batch was answered; it outlived its turn, and counts in ps.lagging
+		ps.wg.Add(1)           // this flight holds the count above 0: close's Wait sees it
+		go func(calls []*call) {
 			defer ps.wg.Done()
 			defer close(landed)
 			ps.send(subject, calls)
-		}(p.to(), slices.Clone(batch[:k]))
+			ps.mu.Lock()
+			done = true
+			if lagging {
+				if ps.lagging[subject]--; ps.lagging[subject] == 0 {
+					delete(ps.lagging, subject)
+				}
+			}
+			ps.mu.Unlock()
+		}(slices.Clone(batch[:k]))
 		turn := time.NewTimer(ps.turn)
 		select {
 		case <-landed:
 		case <-turn.C:
+			ps.mu.Lock()
+			if !done {
+				lagging = true
+				ps.lagging[subject]++
+			}
+			ps.mu.Unlock()
 		}
 		turn.Stop()
 		ps.mu.Lock()

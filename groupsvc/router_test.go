@@ -239,3 +239,40 @@ func TestStaleGetsShareOnePipe(t *testing.T) {
 		t.Fatalf("batches of %v to the live members and %v to the dead one, want [1 10] and none", sizes, nodes[3].sizes())
 	}
 }
+
+// TestStaleGetsSkipAHangingMember: once a stale batch to a member is
+// unanswered past its turn, the next batches go to the other members (a
+// member alive to the group service may still hang), until it answers.
+func TestStaleGetsSkipAHangingMember(t *testing.T) {
+	r, nc, svc := startRouter(t, []election.NodeInfo{{ID: 1, Alive: true, Member: true}, {ID: 2, Alive: true, Member: true}})
+	r.pipes.turn = 50 * time.Millisecond
+	nodes := map[protocol.NodeID]*fakeNode{}
+	for id := protocol.NodeID(1); id <= 2; id++ {
+		nodes[id] = startFakeNode(t, nc, svc.sub.Fwd(id, bus.OpGet))
+	}
+	stale := []byte(`{"path":"a/b","consistency":"stale"}`)
+	go func() { _, _ = r.forward(bus.OpGet, stale, "u", 5*time.Second) }() // held by the node it reaches
+	hung, ok := protocol.NodeID(1), protocol.NodeID(2)
+	select {
+	case <-nodes[1].got:
+	case <-nodes[2].got:
+		hung, ok = 2, 1
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first stale get reached no member")
+	}
+	close(nodes[ok].release)
+	defer close(nodes[hung].release)
+	for end := time.Now().Add(5 * time.Second); !r.pipes.lags(svc.sub.Fwd(hung, bus.OpGet)); time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the held batch never counted as lagging")
+		}
+	}
+	for i := range 20 { // within the held get's 2 s attempt: its batch still lags
+		if rep, code := r.forward(bus.OpGet, stale, "u", time.Second); code != "ok" || string(rep) != "u:"+string(stale) {
+			t.Fatalf("stale get %d: %s %s", i, code, rep)
+		}
+	}
+	if got := nodes[hung].sizes(); len(got) != 1 {
+		t.Fatalf("the hanging member got batches %v after its first, want none", got)
+	}
+}
