@@ -170,11 +170,12 @@ func (ps *pipes) lags(subject string) bool {
 	return ps.lagging[subject] > 0
 }
 
-// requestAlone forwards req on subject as a batch of its own, at once. It
-// is for requests whose answer may take long (an aggregate, a min_seq read
-// that waits for its seq): in a batch, they would hold up the others.
-func (ps *pipes) requestAlone(ctx context.Context, subject string, req bus.Forwarded) ([]byte, error) {
-	reps, err := ps.roundTrip(ctx, subject, []bus.Forwarded{req})
+// requestAlone forwards req as a batch of its own, at once, where rt
+// names. It is for requests whose answer may take long (an aggregate, a
+// min_seq read that waits for its seq): in a batch, they would hold up
+// the others.
+func (ps *pipes) requestAlone(ctx context.Context, rt route, req bus.Forwarded) ([]byte, error) {
+	reps, err := ps.roundTrip(ctx, rt.to(), []bus.Forwarded{req})
 	if err != nil {
 		return nil, err
 	}
@@ -262,11 +263,7 @@ func (ps *pipes) send(subject string, batch []*call) {
 		return
 	}
 	f.leave(int32(len(batch) - len(live))) // the callers who gave up before
-	var reps [][]byte
-	err := errNowhere
-	if subject != "" {
-		reps, err = ps.roundTrip(ctx, subject, reqs)
-	}
+	reps, err := ps.roundTrip(ctx, subject, reqs)
 	for i, c := range live {
 		if err != nil {
 			c.done <- result{err: err}
@@ -282,8 +279,11 @@ func framed(req bus.Forwarded) int {
 }
 
 // roundTrip sends a batch and waits for its replies; an error names the
-// subject (the node) it went to.
+// subject (the node) it went to. No subject: errNowhere.
 func (ps *pipes) roundTrip(ctx context.Context, subject string, reqs []bus.Forwarded) ([][]byte, error) {
+	if subject == "" {
+		return nil, errNowhere
+	}
 	msg := nats.NewMsg(subject)
 	msg.Data = bus.EncodeForwarded(reqs)
 	rep, err := ps.nc.RequestMsgWithContext(ctx, msg)

@@ -22,10 +22,10 @@ import (
 )
 
 // Router serves the public API as a queue group and forwards each request
-// to a node: writes and linearizable reads to the leader, stale reads to
-// any live member, in batches (pipes). A failover shows as a slower reply, not an error: on
-// not_leader, unavailable or no answer it waits for the next view and
-// retries until the request's deadline.
+// to a node, in batches (pipes): writes and linearizable reads to the
+// leader, stale reads to any live member. A failover shows as a slower
+// reply, not an error: on not_leader, unavailable or no answer it waits
+// for the next view and retries until the request's deadline.
 type Router struct {
 	svc  *Service
 	nc   *nats.Conn
@@ -197,14 +197,13 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	batched := op == bus.OpPut || op == bus.OpGet && !waits(data)
 	for time.Now().Before(deadline) {
 		cur := r.svc.current()
-		view, nodes := cur.view, cur.nodes
-		target := view.Leader
-		if stale {
-			target = r.pickLive(view, nodes)
-		}
-		if target == 0 {
-			waitForChange(cur.changed, deadline)
-			continue
+		rt := r.stale // picks a live member as each batch leaves
+		if !stale {
+			if cur.view.Leader == 0 {
+				waitForChange(cur.changed, deadline)
+				continue
+			}
+			rt = fixedRoute(r.sub.Fwd(cur.view.Leader, op))
 		}
 		// Anything but an unkeyed put is sent again after 2 s without an
 		// answer, or at once when a new view comes (the leader it went to
@@ -214,22 +213,19 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			parent, attempt = context.Background(), time.Until(deadline)
 		}
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
-		subject, fwd := r.sub.Fwd(target, op), bus.Forwarded{User: user, Data: data}
+		fwd := bus.Forwarded{User: user, Data: data}
 		var rep []byte
 		var err error
-		switch {
-		case batched && stale:
-			rep, err = r.pipes.request(ctx, cur.changed, r.stale, fwd)
-		case batched:
-			rep, err = r.pipes.request(ctx, cur.changed, fixedRoute(subject), fwd)
-		default:
-			rep, err = r.pipes.requestAlone(ctx, subject, fwd)
+		if batched {
+			rep, err = r.pipes.request(ctx, cur.changed, rt, fwd)
+		} else {
+			rep, err = r.pipes.requestAlone(ctx, rt, fwd)
 		}
 		if err == nil && len(rep) == 0 { // too large to come with the others
 			if op != bus.OpGet {
 				err = errors.New("groupsvc: an empty reply to a put") // asked again, it could be written twice
 			} else {
-				rep, err = r.pipes.requestAlone(ctx, subject, fwd)
+				rep, err = r.pipes.requestAlone(ctx, rt, fwd)
 			}
 		}
 		cancel()
@@ -238,7 +234,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		}
 		if err != nil && once && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, errNotSent) {
 			// The leader may have committed it: a retry could write twice.
-			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "node %d did not answer (%v): the write may or may not have been committed", target, err)), bus.CodeTimeout
+			return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "the leader did not answer (%v): the write may or may not have been committed", err)), bus.CodeTimeout
 		}
 		if err != nil {
 			last = fmt.Sprintf("no answer: %v", err)
