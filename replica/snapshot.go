@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -110,7 +111,7 @@ func (n *Node) fetchSnapshot(ctx context.Context, req protocol.SnapshotRequest) 
 	res, start := snapResult{}, time.Now()
 	res.in, res.err = n.tree.NewInstaller()
 	if res.err == nil {
-		res.at, res.err = n.pullSnapshot(ctx, req, res.in)
+		res.at, res.err = pullSnapshot(ctx, n.nc, n.sub.Snap(req.Leader), res.in)
 	}
 	if res.err == nil {
 		n.log.WithFields(logrus.Fields{"from": req.Leader, "at": res.at.Seq,
@@ -122,39 +123,37 @@ func (n *Node) fetchSnapshot(ctx context.Context, req protocol.SnapshotRequest) 
 	}
 }
 
-// pullSnapshot writes the chunks of a snapshot into in while a goroutine
-// requests and decodes the next one, so the network, the decoding and the
-// disk work side by side. It returns the snapshot's point once the last
-// chunk is written.
-func (n *Node) pullSnapshot(ctx context.Context, req protocol.SnapshotRequest, in *tree.Installer) (protocol.Point, error) {
+// snapWindow is how many chunk requests a fetcher keeps in flight: the
+// leader reads and sends the next chunks while this node decodes and
+// writes the last (one request at a time left both sides idle half the
+// time: issue 7's W5).
+const snapWindow = 4
+
+// pullSnapshot writes the chunks of a snapshot served on subject into in
+// while a goroutine requests and decodes the next ones, so the network,
+// the decoding and the disk work side by side. It returns the snapshot's
+// point once the last chunk is written.
+func pullSnapshot(ctx context.Context, nc *nats.Conn, subject string, in *tree.Installer) (protocol.Point, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	chunks := make(chan tree.Chunk, 1)
 	var g errgroup.Group
 	g.Go(func() error {
 		defer close(chunks)
-		session := ""
-		for idx := 0; ; idx++ {
-			c, s, err := n.snapChunk(ctx, req.Leader, session, idx)
-			if err != nil {
-				return err
-			}
-			session = s
+		return fetchChunks(ctx, nc, subject, func(c tree.Chunk) error {
 			select {
 			case chunks <- c:
+				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			if c.Last {
-				return nil
-			}
-		}
+		})
 	})
 	var at protocol.Point
 	var err error
 	for c := range chunks {
 		if err != nil {
-			continue // the puller stops at cancel; drain what it sent
+			continue // the fetcher stops at cancel; drain what it sent
 		}
 		if err = in.Add(c); err != nil {
 			cancel()
@@ -168,25 +167,72 @@ func (n *Node) pullSnapshot(ctx context.Context, req protocol.SnapshotRequest, i
 	return at, err
 }
 
-// snapChunk requests and decodes chunk idx of a snapshot session ("" starts
-// one) and returns it with its session.
-func (n *Node) snapChunk(ctx context.Context, leader protocol.NodeID, session string, idx int) (tree.Chunk, string, error) {
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := n.nc.RequestWithContext(rctx, n.sub.Snap(leader), bus.Encode(snapRequest{Session: session, Index: idx}))
+// fetchChunks requests the chunks of a new snapshot session on subject,
+// snapWindow at a time once the first reply names the session, and hands
+// each to deliver in order until the last. The server answers one
+// session's requests in the order they arrive, so replies come in order;
+// requests sent past the last chunk are answered with errors nobody reads.
+func fetchChunks(ctx context.Context, nc *nats.Conn, subject string, deliver func(tree.Chunk) error) error {
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return tree.Chunk{}, "", fmt.Errorf("replica: snapshot chunk %d from node %d: %w", idx, leader, err)
+		return fmt.Errorf("replica: snapshot from %s: %w", subject, err)
 	}
-	session = m.Header.Get(snapSessionHeader)
+	defer sub.Unsubscribe()
+	session, sent := "", 0
+	ask := func(upTo int) error {
+		for ; sent < upTo; sent++ {
+			if err := nc.PublishRequest(subject, inbox, bus.Encode(snapRequest{Session: session, Index: sent})); err != nil {
+				return fmt.Errorf("replica: snapshot chunk %d from %s: %w", sent, subject, err)
+			}
+		}
+		return nil
+	}
+	if err := ask(1); err != nil {
+		return err
+	}
+	for idx := 0; ; idx++ {
+		c, s, err := nextChunk(ctx, sub)
+		if err == nil && (c.Index != idx || (session != "" && s != session)) {
+			err = fmt.Errorf("%w: chunk %d of session %s, want %d of %s", tree.ErrCorrupt, c.Index, s, idx, session)
+		}
+		if err != nil {
+			return fmt.Errorf("replica: snapshot chunk %d from %s: %w", idx, subject, err)
+		}
+		session = s
+		if !c.Last {
+			if err := ask(idx + 1 + snapWindow); err != nil {
+				return err
+			}
+		}
+		if err := deliver(c); err != nil || c.Last {
+			return err
+		}
+	}
+}
+
+// nextChunk waits up to 10 s for the next reply on sub and decodes it as a
+// chunk, with its session.
+func nextChunk(ctx context.Context, sub *nats.Subscription) (tree.Chunk, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return tree.Chunk{}, "", err
+	}
+	session := m.Header.Get(snapSessionHeader)
 	if session == "" {
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" { // NATS: no responders
+			return tree.Chunk{}, "", nats.ErrNoResponders
+		}
 		var rep bus.Result
 		if err := bus.Decode(m.Data, &rep); err != nil {
 			return tree.Chunk{}, "", err
 		}
 		if err := rep.Err(); err != nil {
-			return tree.Chunk{}, "", fmt.Errorf("replica: snapshot chunk %d from node %d: %w", idx, leader, err)
+			return tree.Chunk{}, "", err
 		}
-		return tree.Chunk{}, "", fmt.Errorf("replica: snapshot chunk %d from node %d: a reply with neither chunk nor error", idx, leader)
+		return tree.Chunk{}, "", errors.New("a reply with neither chunk nor error")
 	}
 	c, err := tree.UnmarshalChunk(m.Data)
 	return c, session, err
