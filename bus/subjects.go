@@ -34,6 +34,11 @@ const HeaderEventTime = "Ms-Event-Time"
 // so the router gives up (and answers) before the client does.
 const HeaderDeadline = "Ms-Deadline-Ms"
 
+// HeaderReadCheck carries, on a forwarded batch of linearizable gets, the
+// token of the read check the router multicast as the batch left
+// (protocol.MsgReadCheck).
+const HeaderReadCheck = "Ms-Read-Check"
+
 // Queue groups.
 const (
 	// RouterQueue is the queue group the routers serve ms.api.> in.

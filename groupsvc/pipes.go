@@ -37,10 +37,13 @@ type pipes struct {
 }
 
 // route names a pipe (key) and where its batches go: to names the subject
-// of each batch as it leaves ("": nowhere to go now).
+// of each batch as it leaves ("": nowhere to go now); leave, if set, is
+// called with each batch's message just before it is sent (linearizable
+// gets multicast their read check and name it in a header).
 type route struct {
-	key string
-	to  func() string
+	key   string
+	to    func() string
+	leave func(*nats.Msg)
 }
 
 // fixedRoute is the route of every batch to one subject.
@@ -50,7 +53,7 @@ func fixedRoute(subject string) route {
 
 // pipe is the queue of a route while a batch of it is in flight.
 type pipe struct {
-	to    func() string
+	rt    route
 	queue []*call
 }
 
@@ -126,7 +129,7 @@ func (ps *pipes) request(ctx, changed context.Context, rt route, req bus.Forward
 	if p != nil { // a batch is in flight: queue
 		p.queue = append(p.queue, c)
 	} else { // the pipe is idle: go at once
-		p = &pipe{to: rt.to}
+		p = &pipe{rt: rt}
 		ps.all[rt.key] = p
 		ps.wg.Add(1)
 		go ps.fly(rt.key, p, []*call{c})
@@ -175,7 +178,7 @@ func (ps *pipes) lags(subject string) bool {
 // min_seq read that waits for its seq): in a batch, they would hold up
 // the others.
 func (ps *pipes) requestAlone(ctx context.Context, rt route, req bus.Forwarded) ([]byte, error) {
-	reps, err := ps.roundTrip(ctx, rt.to(), []bus.Forwarded{req})
+	reps, err := ps.roundTrip(ctx, rt.to(), rt.leave, []bus.Forwarded{req})
 	if err != nil {
 		return nil, err
 	}
@@ -207,13 +210,13 @@ func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 		for ; k < min(len(batch), maxBatch) && size+framed(batch[k].req) <= limit; k++ {
 			size += framed(batch[k].req)
 		}
-		landed, subject := make(chan struct{}), p.to()
+		landed, subject := make(chan struct{}), p.rt.to()
 		var done, lagging bool // guarded by mu: the batch was answered; it outlived its turn, and counts in ps.lagging
 		ps.wg.Add(1)           // this flight holds the count above 0: close's Wait sees it
 		go func(calls []*call) {
 			defer ps.wg.Done()
 			defer close(landed)
-			ps.send(subject, calls)
+			ps.send(subject, p.rt.leave, calls)
 			ps.mu.Lock()
 			done = true
 			if lagging {
@@ -247,7 +250,7 @@ func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 // send forwards the calls whose callers still wait as one message and
 // hands each its reply, or the message's error. It stops waiting when all
 // of them have given up (a new view sent them elsewhere).
-func (ps *pipes) send(subject string, batch []*call) {
+func (ps *pipes) send(subject string, leave func(*nats.Msg), batch []*call) {
 	ctx, cancel := context.WithCancel(ps.ctx)
 	defer cancel()
 	f := &flight{cancel: cancel}
@@ -263,7 +266,7 @@ func (ps *pipes) send(subject string, batch []*call) {
 		return
 	}
 	f.leave(int32(len(batch) - len(live))) // the callers who gave up before
-	reps, err := ps.roundTrip(ctx, subject, reqs)
+	reps, err := ps.roundTrip(ctx, subject, leave, reqs)
 	for i, c := range live {
 		if err != nil {
 			c.done <- result{err: err}
@@ -278,14 +281,18 @@ func framed(req bus.Forwarded) int {
 	return len(req.User) + len(req.Data) + 2*binary.MaxVarintLen32
 }
 
-// roundTrip sends a batch and waits for its replies; an error names the
-// subject (the node) it went to. No subject: errNowhere.
-func (ps *pipes) roundTrip(ctx context.Context, subject string, reqs []bus.Forwarded) ([][]byte, error) {
+// roundTrip sends a batch (after leave, if set, saw its message) and
+// waits for its replies; an error names the subject (the node) it went
+// to. No subject: errNowhere.
+func (ps *pipes) roundTrip(ctx context.Context, subject string, leave func(*nats.Msg), reqs []bus.Forwarded) ([][]byte, error) {
 	if subject == "" {
 		return nil, errNowhere
 	}
 	msg := nats.NewMsg(subject)
 	msg.Data = bus.EncodeForwarded(reqs)
+	if leave != nil {
+		leave(msg)
+	}
 	rep, err := ps.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", subject, err)

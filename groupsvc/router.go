@@ -75,6 +75,20 @@ func newRouter(svc *Service) *Router {
 	return r
 }
 
+// readCheck multicasts a read check in the current view's epoch as a batch
+// of linearizable gets leaves for the leader, and names it in the batch's
+// header: the followers confirm the leader's leadership for these reads
+// while the batch travels, instead of in a round the leader starts once it
+// has them (protocol.Node.Read). Unsent, the reads take a round.
+func (r *Router) readCheck(m *nats.Msg) {
+	token := rand.Uint64() | 1
+	b, _ := protocol.Message{Type: protocol.MsgReadCheck, From: protocol.Group, To: protocol.Multicast,
+		Epoch: r.svc.current().view.Epoch, Seq: token}.MarshalBinary() // never fails
+	if r.nc.Publish(r.sub.All(), b) == nil {
+		m.Header.Set(bus.HeaderReadCheck, strconv.FormatUint(token, 10))
+	}
+}
+
 // Close stops serving.
 func (r *Router) Close() {
 	for _, s := range r.subs {
@@ -204,6 +218,9 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 				continue
 			}
 			rt = fixedRoute(r.sub.Fwd(cur.view.Leader, op))
+			if op == bus.OpGet {
+				rt.leave = r.readCheck
+			}
 		}
 		// Anything but an unkeyed put is sent again after 2 s without an
 		// answer, or at once when a new view comes (the leader it went to

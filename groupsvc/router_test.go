@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -274,5 +275,52 @@ func TestStaleGetsSkipAHangingMember(t *testing.T) {
 	}
 	if got := nodes[hung].sizes(); len(got) != 1 {
 		t.Fatalf("the hanging member got batches %v after its first, want none", got)
+	}
+}
+
+// TestLinearizableGetsCarryAReadCheck: a batch of linearizable gets leaves
+// for the leader with a read check multicast just before it on ms.sys.all,
+// in the view's epoch, its token named in the batch's header; stale gets
+// and puts carry none.
+func TestLinearizableGetsCarryAReadCheck(t *testing.T) {
+	r, nc, svc := startRouter(t, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
+	svc.setState(protocol.View{Epoch: 7, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
+	checks, err := nc.SubscribeSync(svc.sub.All())
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers := make(chan string, 3)
+	for _, op := range []string{bus.OpGet, bus.OpPut} {
+		if _, err := nc.Subscribe(svc.sub.Fwd(1, op), func(m *nats.Msg) {
+			headers <- m.Header.Get(bus.HeaderReadCheck)
+			_ = m.Respond(bus.EncodeReplies([][]byte{[]byte(`{"ok":true}`)}))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep, code := r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 2*time.Second); code != "ok" {
+		t.Fatalf("get: %s %s", code, rep)
+	}
+	m, err := checks.NextMsg(2 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chk protocol.Message
+	if err := chk.UnmarshalBinary(m.Data); err != nil {
+		t.Fatal(err)
+	}
+	if h := <-headers; chk.Type != protocol.MsgReadCheck || chk.Epoch != 7 || chk.Seq == 0 || h != strconv.FormatUint(chk.Seq, 10) {
+		t.Fatalf("read check %v, batch header %q", chk, h)
+	}
+	for op, req := range map[string]string{bus.OpGet: `{"path":"a/b","consistency":"stale"}`, bus.OpPut: `{"path":"a/b","value":1}`} {
+		if rep, code := r.forward(op, []byte(req), "u", 2*time.Second); code != "ok" {
+			t.Fatalf("%s: %s %s", req, code, rep)
+		}
+		if h := <-headers; h != "" {
+			t.Fatalf("%s went with read check %q", req, h)
+		}
+	}
+	if m, err := checks.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("a read check for a stale get or a put: %q", m.Data)
 	}
 }

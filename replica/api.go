@@ -77,6 +77,7 @@ type request struct {
 	op     string
 	user   string
 	data   []byte
+	check  uint64 // a linearizable get's read check (protocol.Node.Read); 0: none
 	answer func([]byte)
 }
 
@@ -447,7 +448,7 @@ func (n *Node) handleGet(rq request) {
 	default:
 		n.nextID++
 		n.reads[n.nextID] = pendingRead{rq: rq, req: req}
-		n.pn.Read(n.nextID)
+		n.pn.Read(n.nextID, rq.check)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -497,6 +498,51 @@ func TestConcurrentUsersReadTheirWrites(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLinearizableGetsTakeNoRound: linearizable gets through the router
+// are confirmed by the read checks it multicasts with their batches: the
+// leader starts no read-index round (read_ping) of its own.
+func TestLinearizableGetsTakeNoRound(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	rep, err := c.cl.Put(cx, "lin/k", json.RawMessage(`1`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(c.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	seen := map[protocol.MsgType]int{}
+	if _, err := nc.Subscribe("ms.sys.all", func(m *nats.Msg) {
+		var msg protocol.Message
+		if msg.UnmarshalBinary(m.Data) == nil {
+			mu.Lock()
+			seen[msg.Type]++
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		g, err := c.cl.Get(cx, bus.GetRequest{Path: "lin/k"})
+		if err != nil || g.Seq != rep.Seq {
+			t.Fatalf("get %d: %+v %v", i, g, err)
+		}
+	}
+	_ = nc.Flush()
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[protocol.MsgReadCheck] < 30 || seen[protocol.MsgReadPing] != 0 {
+		t.Fatalf("30 linearizable gets: %d read checks, %d read pings; want 30 or more, and none",
+			seen[protocol.MsgReadCheck], seen[protocol.MsgReadPing])
 	}
 }
 

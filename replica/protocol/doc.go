@@ -10,8 +10,8 @@
 // One goroutine owns a Node and loops:
 //
 //  1. Feed it input: Step(msg) for each message received, Tick() at a fixed
-//     interval, Propose(id, data) for each client write, Read(id) for each
-//     linearizable read, DiskDone(id) when storage reports a write durable,
+//     interval, Propose(id, data) for each client write, Read(id, check) for
+//     each linearizable read, DiskDone(id) when storage reports a write durable,
 //     SnapshotDone(point, err) when a snapshot fetch ends, Compact(seq)
 //     after the state machine checkpointed.
 //  2. Call Ready() and handle it in the order its doc gives: issue the Write
@@ -48,8 +48,10 @@
 //   - Linearizable reads: the leader records its commit seq as the read
 //     index once its epoch's no-op is committed, confirms with a read-index
 //     round that a majority still follows it in its epoch (one round serves
-//     every read registered before it started), and answers once it has
-//     applied up to the index.
+//     every read registered before it started), or with the acks of a read
+//     check the router multicast as the read left (the round then runs
+//     while the read travels; a check late by 2 ticks falls back to a
+//     round), and answers once it has applied up to the index.
 //   - A leader that has not heard from a majority of the members within
 //     QuorumTicks refuses new writes (ErrNoQuorum: nothing written) instead
 //     of queueing them where they would hang.

@@ -14,12 +14,13 @@ type leaderState struct {
 	roundSentAt uint64            // tick it was (re)sent
 	roundAcks   map[NodeID]uint64 // member → highest round acked
 	confirmed   uint64            // highest round a majority acked
+	checks      map[uint64]*check // read check token → who acked it
 }
 
 // becomeLeader starts leading n.epoch: a no-op of the new epoch is the first
 // entry, so that older entries commit with it.
 func (n *Node) becomeLeader() {
-	n.lead = &leaderState{progress: map[NodeID]uint64{}, roundAcks: map[NodeID]uint64{}, heard: map[NodeID]uint64{}}
+	n.lead = &leaderState{progress: map[NodeID]uint64{}, roundAcks: map[NodeID]uint64{}, heard: map[NodeID]uint64{}, checks: map[uint64]*check{}}
 	for _, id := range n.members {
 		n.lead.heard[id] = n.ticks // a grace period to hear from everyone
 	}

@@ -44,13 +44,21 @@ const (
 	// MsgStatus (node → Group): the node's heartbeat. Fields: Epoch (the
 	// node's promise), Last (durable log end), Commit, Applied, Leading.
 	MsgStatus
+	// MsgReadCheck (router → Multicast, as a batch of linearizable reads
+	// leaves for the leader): confirm to your leader that you still follow
+	// it in Epoch, for check Seq (a random token, not 0).
+	MsgReadCheck
+	// MsgCheckAck (follower → leader): I follow you in Epoch, and I got
+	// read check Seq.
+	MsgCheckAck
 )
 
 var msgNames = [...]string{
 	MsgPrepare: "prepare", MsgPromise: "promise", MsgReject: "reject",
 	MsgView: "view", MsgAppend: "append", MsgAck: "ack", MsgCatchUp: "catchup",
 	MsgSnapshotNeeded: "snapshot_needed", MsgReadPing: "read_ping",
-	MsgReadAck: "read_ack", MsgStatus: "status",
+	MsgReadAck: "read_ack", MsgStatus: "status", MsgReadCheck: "read_check",
+	MsgCheckAck: "check_ack",
 }
 
 func (t MsgType) String() string {

@@ -143,6 +143,10 @@ func (n *Node) Step(m Message) {
 		n.handleReadPing(m)
 	case MsgReadAck:
 		n.handleReadAck(m)
+	case MsgReadCheck:
+		n.handleReadCheck(m)
+	case MsgCheckAck:
+		n.handleCheckAck(m)
 	case MsgReject:
 		if n.lead != nil && m.Epoch > n.epoch {
 			n.stepDown()
@@ -165,6 +169,7 @@ func (n *Node) Tick() {
 	}
 	if n.lead != nil {
 		n.retryReadRound()
+		n.expireChecks()
 	}
 }
 

@@ -195,7 +195,7 @@ func TestStaleLeaderAfterViewChange(t *testing.T) {
 	r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
 	s.ops[r.id] = r
 	s.side = map[protocol.NodeID]int{}
-	old.n.Read(r.id)
+	old.n.Read(r.id, 0)
 	s.flushNode(old)
 	s.settle(t)
 	if r.done && r.err == nil && old.kv["k2"] != "new" {
@@ -399,7 +399,7 @@ func TestReadsShareOneRound(t *testing.T) {
 		s.opID++
 		r := &op{id: s.opID, at: l.id, issueMax: s.chk.maxApplied}
 		s.ops[r.id] = r
-		l.n.Read(r.id)
+		l.n.Read(r.id, 0)
 		reads = append(reads, r)
 	}
 	s.flushNode(l)
@@ -423,4 +423,102 @@ func TestReadsShareOneRound(t *testing.T) {
 		t.Fatalf("%d read-index rounds for 100 reads, want 1", len(rounds))
 	}
 	s.settle(t)
+}
+
+// TestCheckedReadsNeedNoRound: reads whose read check the followers ack
+// are answered without a read-index round from the leader, also when the
+// acks come before the reads; reads whose check is lost take a round
+// after checkTicks and are answered too.
+func TestCheckedReadsNeedNoRound(t *testing.T) {
+	s := newScenario(t, 3, 1)
+	l := s.leader()
+	if w := s.write(l.id, "k=v"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("write: %+v", w)
+	}
+	pings := 0
+	lose := false
+	s.drop = func(e envelope) bool {
+		if e.msg.Type == protocol.MsgReadPing {
+			pings++
+		}
+		return lose && e.msg.Type == protocol.MsgReadCheck
+	}
+	checked := func(before bool) []*op {
+		token := s.sendCheck()
+		if before { // the acks reach the leader before the reads
+			for len(s.net) > 0 {
+				e := s.net[0]
+				s.net = s.net[1:]
+				s.deliver(e)
+			}
+		}
+		var reads []*op
+		for range 10 {
+			s.opID++
+			r := &op{id: s.opID, at: l.id, issueMax: s.chk.maxApplied}
+			s.ops[r.id] = r
+			l.n.Read(r.id, token)
+			reads = append(reads, r)
+		}
+		s.flushNode(l)
+		return reads
+	}
+	answered := func(reads []*op) bool {
+		for _, r := range reads {
+			if !r.done || r.err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	for _, before := range []bool{false, true} {
+		reads := checked(before)
+		if !s.until(10, func() bool { return answered(reads) }) || pings != 0 {
+			t.Fatalf("checked reads (acks first: %v): answered %v, %d read pings", before, answered(reads), pings)
+		}
+	}
+	lose = true
+	reads := checked(false)
+	if !s.until(20, func() bool { return answered(reads) }) || pings == 0 {
+		t.Fatalf("reads whose check was lost: answered %v after %d read pings", answered(reads), pings)
+	}
+	s.settle(t)
+}
+
+// TestStaleLeaderCheckedRead: a deposed leader that still believes it
+// leads gets a read with a read check, in the old epoch (a router that
+// has not seen the new view) or in the new one: the followers of the new
+// leader ack neither to it, so it does not serve the read from its old
+// state.
+func TestStaleLeaderCheckedRead(t *testing.T) {
+	for _, newEpoch := range []bool{false, true} {
+		s := newScenario(t, 3, 1)
+		old := s.leader()
+		oldEpoch := s.kv.view.Epoch
+		if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+			t.Fatalf("write: %+v", w) // the old leader's no-op commits: it can serve reads
+		}
+		s.isolate(old.id)
+		nl := s.waitLeaderOtherThan(t, old.id)
+		w := s.write(nl.id, "k2=new")
+		if !s.until(100, func() bool { return w.done }) || w.err != nil {
+			t.Fatalf("new leader cannot write: %+v", w)
+		}
+		s.side = map[protocol.NodeID]int{}
+		epoch := oldEpoch
+		if newEpoch {
+			epoch = s.kv.view.Epoch
+		}
+		token := s.rng.Uint64() | 1
+		s.send(protocol.Message{Type: protocol.MsgReadCheck, From: routerAddr, To: protocol.Multicast, Epoch: epoch, Seq: token})
+		s.opID++
+		r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
+		s.ops[r.id] = r
+		old.n.Read(r.id, token)
+		s.flushNode(old)
+		s.settle(t)
+		if r.done && r.err == nil && old.kv["k2"] != "new" {
+			t.Fatalf("check in epoch %d: stale leader served an old read: %+v", epoch, r)
+		}
+	}
 }

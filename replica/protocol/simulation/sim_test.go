@@ -21,6 +21,9 @@ import (
 // coordBase is the first coordinator address; nodes are 1..N.
 const coordBase = 1000
 
+// routerAddr is the router's address: it multicasts read checks.
+const routerAddr = coordBase
+
 type simConfig struct {
 	nodes, coords int
 	node          protocol.TestingKnobs
@@ -85,6 +88,14 @@ type op struct {
 	err      error
 }
 
+// lateRead is a linearizable read on its way to node at, whose read check
+// was multicast when it was asked.
+type lateRead struct {
+	id    uint64
+	at    protocol.NodeID
+	check uint64
+}
+
 type sim struct {
 	cfg       simConfig
 	seed      int64
@@ -99,6 +110,7 @@ type sim struct {
 	opID      uint64
 	chk       *checker
 	drop      func(envelope) bool // scenario filter: messages it matches are lost
+	late      []lateRead          // checked reads whose check left before they reach their node
 	snapshots int                 // snapshots installed
 	trace     []string
 	err       error
@@ -431,16 +443,43 @@ func (s *sim) propose() {
 	}
 }
 
+// read asks for a linearizable read. Half of them carry a read check, as
+// the router sends them: multicast in the epoch of the stored view when the
+// read leaves, and a third of those reach their node only later, after
+// the check and maybe its acks. Sometimes a late read arrives instead.
 func (s *sim) read() {
-	s.opID++
-	at := s.target()
-	if s.rng.Intn(2) == 0 { // a read may reach any node: only the leader may answer it
-		at = protocol.NodeID(1 + s.rng.Intn(len(s.nodes)))
+	if len(s.late) > 0 && s.rng.Intn(3) == 0 {
+		r := s.late[0]
+		s.late = s.late[1:]
+		s.readAt(r)
+		return
 	}
-	o := &op{id: s.opID, at: at, issueMax: s.chk.maxApplied}
-	s.ops[o.id] = o
-	if sn := s.node(o.at); sn.up {
-		sn.n.Read(o.id)
+	s.opID++
+	r := lateRead{id: s.opID, at: s.target()}
+	if s.rng.Intn(2) == 0 { // a read may reach any node: only the leader may answer it
+		r.at = protocol.NodeID(1 + s.rng.Intn(len(s.nodes)))
+	}
+	s.ops[r.id] = &op{id: r.id, at: r.at, issueMax: s.chk.maxApplied}
+	if s.rng.Intn(2) == 0 {
+		r.check = s.sendCheck()
+		if s.rng.Intn(3) == 0 {
+			s.late = append(s.late, r)
+			return
+		}
+	}
+	s.readAt(r)
+}
+
+// sendCheck multicasts a new read check in the stored view's epoch.
+func (s *sim) sendCheck() uint64 {
+	token := s.rng.Uint64() | 1
+	s.send(protocol.Message{Type: protocol.MsgReadCheck, From: routerAddr, To: protocol.Multicast, Epoch: s.kv.view.Epoch, Seq: token})
+	return token
+}
+
+func (s *sim) readAt(r lateRead) {
+	if sn := s.node(r.at); sn.up {
+		sn.n.Read(r.id, r.check)
 		s.flushNode(sn)
 	}
 }
