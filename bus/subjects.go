@@ -85,7 +85,7 @@ func (s Subjects) PathFromIn(subject string) (string, bool) {
 // Internal subjects (ms.sys.>): never open to users once auth is on.
 //
 //	ms.sys.group         node → every coordinator: status, promise, reject
-//	ms.sys.all           leader or coordinator → every node: append, read_ping, view
+//	ms.sys.all           leader, coordinator or router → every node: append, read_ping, view, read_check
 //	ms.sys.to.<id>       → one node or coordinator: prepare, ack, catchup, …
 //	ms.sys.snap.<id>     request → node <id>: a snapshot, chunk by chunk
 //	ms.sys.fwd.<id>.<op> router → node <id>: user requests of op, in batches (Forwarded)

@@ -218,7 +218,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 				continue
 			}
 			rt = fixedRoute(r.sub.Fwd(cur.view.Leader, op))
-			if op == bus.OpGet {
+			if op == bus.OpGet && batched { // a min_seq get waits for its seq, not for a read index
 				rt.leave = r.readCheck
 			}
 		}

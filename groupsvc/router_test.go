@@ -280,8 +280,8 @@ func TestStaleGetsSkipAHangingMember(t *testing.T) {
 
 // TestLinearizableGetsCarryAReadCheck: a batch of linearizable gets leaves
 // for the leader with a read check multicast just before it on ms.sys.all,
-// in the view's epoch, its token named in the batch's header; stale gets
-// and puts carry none.
+// in the view's epoch, its token (a new one each batch) named in the
+// batch's header; stale gets, min_seq gets and puts carry none.
 func TestLinearizableGetsCarryAReadCheck(t *testing.T) {
 	r, nc, svc := startRouter(t, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
 	svc.setState(protocol.View{Epoch: 7, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
@@ -298,26 +298,37 @@ func TestLinearizableGetsCarryAReadCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rep, code := r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 2*time.Second); code != "ok" {
-		t.Fatalf("get: %s %s", code, rep)
+	tokens := map[uint64]bool{}
+	for range 2 { // each batch has a check of its own
+		if rep, code := r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 2*time.Second); code != "ok" {
+			t.Fatalf("get: %s %s", code, rep)
+		}
+		m, err := checks.NextMsg(2 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var chk protocol.Message
+		if err := chk.UnmarshalBinary(m.Data); err != nil {
+			t.Fatal(err)
+		}
+		if h := <-headers; chk.Type != protocol.MsgReadCheck || chk.Epoch != 7 || chk.Seq == 0 || h != strconv.FormatUint(chk.Seq, 10) {
+			t.Fatalf("read check %v, batch header %q", chk, h)
+		}
+		tokens[chk.Seq] = true
 	}
-	m, err := checks.NextMsg(2 * time.Second)
-	if err != nil {
-		t.Fatal(err)
+	if len(tokens) != 2 {
+		t.Fatalf("two batches, read check tokens %v: want two different ones", tokens)
 	}
-	var chk protocol.Message
-	if err := chk.UnmarshalBinary(m.Data); err != nil {
-		t.Fatal(err)
-	}
-	if h := <-headers; chk.Type != protocol.MsgReadCheck || chk.Epoch != 7 || chk.Seq == 0 || h != strconv.FormatUint(chk.Seq, 10) {
-		t.Fatalf("read check %v, batch header %q", chk, h)
-	}
-	for op, req := range map[string]string{bus.OpGet: `{"path":"a/b","consistency":"stale"}`, bus.OpPut: `{"path":"a/b","value":1}`} {
-		if rep, code := r.forward(op, []byte(req), "u", 2*time.Second); code != "ok" {
-			t.Fatalf("%s: %s %s", req, code, rep)
+	for _, req := range []struct{ op, data string }{
+		{bus.OpGet, `{"path":"a/b","consistency":"stale"}`},
+		{bus.OpGet, `{"path":"a/b","min_seq":1}`},
+		{bus.OpPut, `{"path":"a/b","value":1}`},
+	} {
+		if rep, code := r.forward(req.op, []byte(req.data), "u", 2*time.Second); code != "ok" {
+			t.Fatalf("%s: %s %s", req.data, code, rep)
 		}
 		if h := <-headers; h != "" {
-			t.Fatalf("%s went with read check %q", req, h)
+			t.Fatalf("%s went with read check %q", req.data, h)
 		}
 	}
 	if m, err := checks.NextMsg(100 * time.Millisecond); err == nil {

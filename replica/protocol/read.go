@@ -166,8 +166,9 @@ func (n *Node) handleCheckAck(m Message) {
 	}
 }
 
-// expireChecks forgets read checks seen 2×checkTicks ago: their reads, if
-// they ever came, have taken rounds.
+// expireChecks forgets read checks first acked 2×checkTicks ago, so checks
+// whose batch never comes do not pile up; a read that comes later still
+// is confirmed by a round, checkTicks after it came.
 func (n *Node) expireChecks() {
 	for token, c := range n.lead.checks {
 		if n.ticks-c.at >= 2*checkTicks {

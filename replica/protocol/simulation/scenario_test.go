@@ -522,3 +522,96 @@ func TestStaleLeaderCheckedRead(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateCheckAckCountsOnce: 5 nodes; the old leader and one
+// follower are cut off while the other three elect a leader and commit.
+// The old leader gets a read whose check only its follower can ack, and
+// the network delivers that ack twice: it counts once (the leader and one
+// follower are 2 of 5), so the read is not served from the old state.
+func TestDuplicateCheckAckCountsOnce(t *testing.T) {
+	s := newScenario(t, 5, 1)
+	old := s.leader()
+	if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("write: %+v", w)
+	}
+	buddy := protocol.NodeID(1)
+	if old.id == 1 {
+		buddy = 2
+	}
+	s.isolate(old.id, buddy)
+	nl := s.waitLeaderOtherThan(t, old.id)
+	if w := s.write(nl.id, "k2=new"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("new leader cannot write: %+v", w)
+	}
+	if !old.n.Status().Leading {
+		t.Fatal("the old leader stepped down: the case is not set up")
+	}
+	s.side[routerAddr] = 1 // the router reaches only the cut-off side
+	s.net = nil
+	s.send(protocol.Message{Type: protocol.MsgReadCheck, From: routerAddr, To: protocol.Multicast, Epoch: old.n.Status().Epoch, Seq: 77})
+	s.opID++
+	r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
+	s.ops[r.id] = r
+	old.n.Read(r.id, 77)
+	s.flushNode(old)
+	acks := 0
+	for len(s.net) > 0 {
+		e := s.net[0]
+		s.net = s.net[1:]
+		s.deliver(e)
+		if e.msg.Type == protocol.MsgCheckAck {
+			acks++
+			s.deliver(e)
+		}
+	}
+	if acks != 1 {
+		t.Fatalf("%d check acks reached the old leader, want 1 (its follower's)", acks)
+	}
+	s.settle(t)
+	if r.done && r.err == nil && old.kv["k2"] != "new" {
+		t.Fatalf("stale read: %+v", r)
+	}
+}
+
+// TestOldCheckAcksConfirmNoLaterRead: the acks of a check sent while the
+// old leader still led reach it after it was deposed; a read that comes
+// then, with a check of its own (never acked), is not confirmed by them.
+func TestOldCheckAcksConfirmNoLaterRead(t *testing.T) {
+	s := newScenario(t, 3, 1)
+	old := s.leader()
+	if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("write: %+v", w)
+	}
+	s.sendCheck()
+	var held []envelope
+	for len(s.net) > 0 {
+		e := s.net[0]
+		s.net = s.net[1:]
+		if e.msg.Type == protocol.MsgCheckAck {
+			held = append(held, e)
+			continue
+		}
+		s.deliver(e)
+	}
+	if len(held) != 2 {
+		t.Fatalf("%d check acks held, want 2", len(held))
+	}
+	s.isolate(old.id)
+	nl := s.waitLeaderOtherThan(t, old.id)
+	if w := s.write(nl.id, "k2=new"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("new leader cannot write: %+v", w)
+	}
+	s.side = map[protocol.NodeID]int{}
+	for _, e := range held {
+		s.deliver(e)
+	}
+	s.opID++
+	r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
+	s.ops[r.id] = r
+	old.n.Read(r.id, s.rng.Uint64()|1)
+	s.flushNode(old)
+	s.settle(t)
+	if r.done && r.err == nil && old.kv["k2"] != "new" {
+		t.Fatalf("stale read: %+v", r)
+	}
+}
