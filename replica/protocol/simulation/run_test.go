@@ -225,7 +225,8 @@ func (s *sim) heal() {
 }
 
 // converged reports whether a leader leads the stored view, every node has
-// applied the same last entry of it, and the nodes' states are equal.
+// applied the same last entry of it, the nodes' states are equal, and
+// every read taken by a node that has not crashed since is answered.
 func (s *sim) converged() bool {
 	l := s.node(s.kv.view.Leader)
 	if l == nil || !l.up || !l.n.Status().Leading {
@@ -237,6 +238,11 @@ func (s *sim) converged() bool {
 	}
 	for _, sn := range s.nodes {
 		if sn.applied != last || len(sn.disk.pending) > 0 {
+			return false
+		}
+	}
+	for _, o := range s.ops { // every read a live node took is answered
+		if !o.write && !o.done && o.registered && s.node(o.at).crashes == o.crashes {
 			return false
 		}
 	}

@@ -69,6 +69,7 @@ type simNode struct {
 	// maxBytes is the node's MaxBytes: no append it sends carries more
 	// entry data, unless it carries a single entry.
 	maxBytes int
+	crashes  int // times it crashed: a read it took before is lost
 }
 
 type simCoord struct {
@@ -83,9 +84,12 @@ type op struct {
 	data     string
 	at       protocol.NodeID
 	issueMax uint64 // reads: highest applied seq anywhere at issue
-	done     bool
-	seq      uint64
-	err      error
+	// reads: the node took it, after it had crashed this many times
+	registered bool
+	crashes    int
+	done       bool
+	seq        uint64
+	err        error
 }
 
 // lateRead is a linearizable read on its way to node at, whose read check
@@ -237,6 +241,7 @@ func (s *sim) crashNode(sn *simNode) {
 	}
 	d.pending = nil
 	sn.up, sn.n = false, nil
+	sn.crashes++
 	s.logf("node %d crash (kept %d unsynced writes)", sn.id, k)
 }
 
@@ -479,6 +484,8 @@ func (s *sim) sendCheck() uint64 {
 
 func (s *sim) readAt(r lateRead) {
 	if sn := s.node(r.at); sn.up {
+		o := s.ops[r.id]
+		o.registered, o.crashes = true, sn.crashes
 		sn.n.Read(r.id, r.check)
 		s.flushNode(sn)
 	}
