@@ -183,6 +183,9 @@ func (s *sim) waitLeaderOtherThan(t *testing.T, old protocol.NodeID) *simNode {
 func TestStaleLeaderAfterViewChange(t *testing.T) {
 	s := newScenario(t, 3, 1)
 	old := s.leader()
+	if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("write: %+v", w) // the old leader's no-op commits: it could serve reads
+	}
 	s.isolate(old.id) // paused, as far as everyone else can tell
 	nl := s.waitLeaderOtherThan(t, old.id)
 	w := s.write(nl.id, "k2=new")
