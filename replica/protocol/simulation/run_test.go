@@ -16,7 +16,7 @@ import (
 var (
 	flagSchedules = flag.Int("schedules", 2000, "random schedules TestSimulation runs")
 	flagSeed      = flag.Int64("seed", 0, "run only this seed (replay a failure)")
-	flagTrace     = flag.Bool("trace", false, "print the trace of a replayed seed")
+	flagTrace     = flag.Bool("simtrace", false, "print the trace of a replayed seed (go test keeps -trace for itself)")
 )
 
 // configFor derives a schedule's shape from its seed: 3 or 5 nodes, one or
@@ -255,7 +255,7 @@ func (s *sim) converged() bool {
 }
 
 func replayCommand(seed int64) string {
-	return fmt.Sprintf("go test ./replica/protocol/simulation -run 'TestSimulation$' -seed=%d -trace -v", seed)
+	return fmt.Sprintf("go test ./replica/protocol/simulation -run 'TestSimulation$' -seed=%d -simtrace -v", seed)
 }
 
 func TestSimulation(t *testing.T) {
