@@ -224,10 +224,7 @@ func (n *Node) subscribe() error {
 		}
 		op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 		replies := newBatchReply(m, len(reqs), int(n.nc.MaxPayload()), op == bus.OpGet, n.log)
-		var check uint64 // the batch's read check, if the router sent one: 0 if none or not a number
-		if op == bus.OpGet && m.Header != nil {
-			check, _ = strconv.ParseUint(m.Header.Get(bus.HeaderReadCheck), 10, 64)
-		}
+		check, _ := strconv.ParseUint(m.Header.Get(bus.HeaderReadCheck), 10, 64) // a batch of gets' read check: 0 if none
 		batch := make([]request, len(reqs))
 		for i, f := range reqs {
 			batch[i] = request{op: op, user: f.User, data: f.Data, check: check, answer: replies.answer(i)}

@@ -44,10 +44,10 @@ func (n *Node) Read(id, chk uint64) {
 	n.lead.reads = append(n.lead.reads, pendingRead{id: id, check: chk, at: n.ticks})
 }
 
-// needsRound reports whether a read waits for a read-index round: it has no
-// check, or its check is late.
+// needsRound reports whether a read waits for a read-index round: it has
+// none yet, and no check, or a check late and not confirmed.
 func (n *Node) needsRound(r *pendingRead) bool {
-	return r.hasIdx && r.round == 0 && (r.check == 0 || n.ticks-r.at >= checkTicks)
+	return r.hasIdx && r.round == 0 && (r.check == 0 || (n.ticks-r.at >= checkTicks && !n.readConfirmed(r)))
 }
 
 // readConfirmed reports whether a majority of members (the leader
@@ -82,7 +82,7 @@ func (n *Node) serveReads() {
 		if !r.hasIdx && n.commit >= l.start {
 			r.index, r.hasIdx = n.commit, true
 		}
-		if n.needsRound(r) && !n.readConfirmed(r) {
+		if n.needsRound(r) {
 			waiting = true
 		}
 	}
