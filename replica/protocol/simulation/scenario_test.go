@@ -70,6 +70,36 @@ func (s *sim) waitLeader(t *testing.T) *simNode {
 	return s.leader()
 }
 
+// commit writes data at node at and runs until it is acknowledged.
+func (s *sim) commit(t *testing.T, at protocol.NodeID, data string) {
+	t.Helper()
+	if w := s.write(at, data); !s.until(100, func() bool { return w.done }) || w.err != nil {
+		t.Fatalf("write %s at node %d: %+v", data, at, w)
+	}
+}
+
+// depose commits k2=old at the leader (its epoch's no-op commits: it can
+// serve reads), cuts it off with the nodes in cut, runs until the others
+// elect a leader that commits k2=new, and returns the old leader, which
+// still believes it leads.
+func (s *sim) depose(t *testing.T, cut ...protocol.NodeID) *simNode {
+	t.Helper()
+	old := s.leader()
+	s.commit(t, old.id, "k2=old")
+	s.isolate(append(cut, old.id)...)
+	s.commit(t, s.waitLeaderOtherThan(t, old.id).id, "k2=new")
+	return old
+}
+
+// servedStale fails the test if read r was served at old with the value
+// k2 had before old was deposed.
+func servedStale(t *testing.T, r *op, old *simNode) {
+	t.Helper()
+	if r.done && r.err == nil && old.kv["k2"] != "new" {
+		t.Fatalf("stale leader %d served an old read: %+v", old.id, r)
+	}
+}
+
 func (s *sim) write(at protocol.NodeID, data string) *op {
 	s.opID++
 	o := &op{id: s.opID, write: true, data: data, at: at}
@@ -182,28 +212,15 @@ func (s *sim) waitLeaderOtherThan(t *testing.T, old protocol.NodeID) *simNode {
 
 func TestStaleLeaderAfterViewChange(t *testing.T) {
 	s := newScenario(t, 3, 1)
-	old := s.leader()
-	if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("write: %+v", w) // the old leader's no-op commits: it could serve reads
-	}
-	s.isolate(old.id) // paused, as far as everyone else can tell
-	nl := s.waitLeaderOtherThan(t, old.id)
-	w := s.write(nl.id, "k2=new")
-	if !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("new leader cannot write: %+v", w)
-	}
+	old := s.depose(t) // paused, as far as everyone else can tell
 	// The old leader wakes up still believing it leads: a linearizable read
 	// there must not return the old value.
-	s.opID++
-	r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
-	s.ops[r.id] = r
+	r := s.newRead(old.id)
 	s.side = map[protocol.NodeID]int{}
-	old.n.Read(r.id, 0)
+	s.take(r, 0)
 	s.flushNode(old)
 	s.settle(t)
-	if r.done && r.err == nil && old.kv["k2"] != "new" {
-		t.Fatalf("stale leader served an old read: %+v", r)
-	}
+	servedStale(t, r, old)
 }
 
 func TestCoordinatorRestartMidElection(t *testing.T) {
@@ -387,9 +404,7 @@ func TestNodeJoinsAndLeaves(t *testing.T) {
 func TestReadsShareOneRound(t *testing.T) {
 	s := newScenario(t, 3, 1)
 	l := s.leader()
-	if w := s.write(l.id, "k=v"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("write: %+v", w) // the epoch's no-op commits with it: reads get their index at once
-	}
+	s.commit(t, l.id, "k=v") // the epoch's no-op commits with it: reads get their index at once
 	rounds := map[uint64]bool{}
 	s.drop = func(e envelope) bool {
 		if e.msg.Type == protocol.MsgReadPing && e.msg.From == l.id {
@@ -399,10 +414,8 @@ func TestReadsShareOneRound(t *testing.T) {
 	}
 	var reads []*op
 	for range 100 {
-		s.opID++
-		r := &op{id: s.opID, at: l.id, issueMax: s.chk.maxApplied}
-		s.ops[r.id] = r
-		l.n.Read(r.id, 0)
+		r := s.newRead(l.id)
+		s.take(r, 0)
 		reads = append(reads, r)
 	}
 	s.flushNode(l)
@@ -435,9 +448,7 @@ func TestReadsShareOneRound(t *testing.T) {
 func TestCheckedReadsNeedNoRound(t *testing.T) {
 	s := newScenario(t, 3, 1)
 	l := s.leader()
-	if w := s.write(l.id, "k=v"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("write: %+v", w)
-	}
+	s.commit(t, l.id, "k=v")
 	pings := 0
 	lose := false
 	s.drop = func(e envelope) bool {
@@ -457,10 +468,8 @@ func TestCheckedReadsNeedNoRound(t *testing.T) {
 		}
 		var reads []*op
 		for range 10 {
-			s.opID++
-			r := &op{id: s.opID, at: l.id, issueMax: s.chk.maxApplied}
-			s.ops[r.id] = r
-			l.n.Read(r.id, token)
+			r := s.newRead(l.id)
+			s.take(r, token)
 			reads = append(reads, r)
 		}
 		s.flushNode(l)
@@ -496,17 +505,8 @@ func TestCheckedReadsNeedNoRound(t *testing.T) {
 func TestStaleLeaderCheckedRead(t *testing.T) {
 	for _, newEpoch := range []bool{false, true} {
 		s := newScenario(t, 3, 1)
-		old := s.leader()
 		oldEpoch := s.kv.view.Epoch
-		if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-			t.Fatalf("write: %+v", w) // the old leader's no-op commits: it can serve reads
-		}
-		s.isolate(old.id)
-		nl := s.waitLeaderOtherThan(t, old.id)
-		w := s.write(nl.id, "k2=new")
-		if !s.until(100, func() bool { return w.done }) || w.err != nil {
-			t.Fatalf("new leader cannot write: %+v", w)
-		}
+		old := s.depose(t)
 		s.side = map[protocol.NodeID]int{}
 		epoch := oldEpoch
 		if newEpoch {
@@ -514,15 +514,11 @@ func TestStaleLeaderCheckedRead(t *testing.T) {
 		}
 		token := s.rng.Uint64() | 1
 		s.send(protocol.Message{Type: protocol.MsgReadCheck, From: routerAddr, To: protocol.Multicast, Epoch: epoch, Seq: token})
-		s.opID++
-		r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
-		s.ops[r.id] = r
-		old.n.Read(r.id, token)
+		r := s.newRead(old.id)
+		s.take(r, token)
 		s.flushNode(old)
 		s.settle(t)
-		if r.done && r.err == nil && old.kv["k2"] != "new" {
-			t.Fatalf("check in epoch %d: stale leader served an old read: %+v", epoch, r)
-		}
+		servedStale(t, r, old)
 	}
 }
 
@@ -533,29 +529,19 @@ func TestStaleLeaderCheckedRead(t *testing.T) {
 // follower are 2 of 5), so the read is not served from the old state.
 func TestDuplicateCheckAckCountsOnce(t *testing.T) {
 	s := newScenario(t, 5, 1)
-	old := s.leader()
-	if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("write: %+v", w)
-	}
 	buddy := protocol.NodeID(1)
-	if old.id == 1 {
+	if s.leader().id == 1 {
 		buddy = 2
 	}
-	s.isolate(old.id, buddy)
-	nl := s.waitLeaderOtherThan(t, old.id)
-	if w := s.write(nl.id, "k2=new"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("new leader cannot write: %+v", w)
-	}
+	old := s.depose(t, buddy)
 	if !old.n.Status().Leading {
 		t.Fatal("the old leader stepped down: the case is not set up")
 	}
 	s.side[routerAddr] = 1 // the router reaches only the cut-off side
 	s.net = nil
 	s.send(protocol.Message{Type: protocol.MsgReadCheck, From: routerAddr, To: protocol.Multicast, Epoch: old.n.Status().Epoch, Seq: 77})
-	s.opID++
-	r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
-	s.ops[r.id] = r
-	old.n.Read(r.id, 77)
+	r := s.newRead(old.id)
+	s.take(r, 77)
 	s.flushNode(old)
 	acks := 0
 	for len(s.net) > 0 {
@@ -571,9 +557,7 @@ func TestDuplicateCheckAckCountsOnce(t *testing.T) {
 		t.Fatalf("%d check acks reached the old leader, want 1 (its follower's)", acks)
 	}
 	s.settle(t)
-	if r.done && r.err == nil && old.kv["k2"] != "new" {
-		t.Fatalf("stale read: %+v", r)
-	}
+	servedStale(t, r, old)
 }
 
 // TestOldCheckAcksConfirmNoLaterRead: the acks of a check sent while the
@@ -582,9 +566,7 @@ func TestDuplicateCheckAckCountsOnce(t *testing.T) {
 func TestOldCheckAcksConfirmNoLaterRead(t *testing.T) {
 	s := newScenario(t, 3, 1)
 	old := s.leader()
-	if w := s.write(old.id, "k2=old"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("write: %+v", w)
-	}
+	s.commit(t, old.id, "k2=old")
 	s.sendCheck()
 	var held []envelope
 	for len(s.net) > 0 {
@@ -600,21 +582,14 @@ func TestOldCheckAcksConfirmNoLaterRead(t *testing.T) {
 		t.Fatalf("%d check acks held, want 2", len(held))
 	}
 	s.isolate(old.id)
-	nl := s.waitLeaderOtherThan(t, old.id)
-	if w := s.write(nl.id, "k2=new"); !s.until(100, func() bool { return w.done }) || w.err != nil {
-		t.Fatalf("new leader cannot write: %+v", w)
-	}
+	s.commit(t, s.waitLeaderOtherThan(t, old.id).id, "k2=new")
 	s.side = map[protocol.NodeID]int{}
 	for _, e := range held {
 		s.deliver(e)
 	}
-	s.opID++
-	r := &op{id: s.opID, at: old.id, issueMax: s.chk.maxApplied}
-	s.ops[r.id] = r
-	old.n.Read(r.id, s.rng.Uint64()|1)
+	r := s.newRead(old.id)
+	s.take(r, s.rng.Uint64()|1)
 	s.flushNode(old)
 	s.settle(t)
-	if r.done && r.err == nil && old.kv["k2"] != "new" {
-		t.Fatalf("stale read: %+v", r)
-	}
+	servedStale(t, r, old)
 }

@@ -92,11 +92,10 @@ type op struct {
 	err        error
 }
 
-// lateRead is a linearizable read on its way to node at, whose read check
-// was multicast when it was asked.
+// lateRead is a linearizable read on its way to its node, whose read
+// check was multicast when it was asked.
 type lateRead struct {
-	id    uint64
-	at    protocol.NodeID
+	o     *op
 	check uint64
 }
 
@@ -456,23 +455,42 @@ func (s *sim) read() {
 	if len(s.late) > 0 && s.rng.Intn(3) == 0 {
 		r := s.late[0]
 		s.late = s.late[1:]
-		s.readAt(r)
+		s.take(r.o, r.check)
+		s.flushNode(s.node(r.o.at))
 		return
 	}
-	s.opID++
-	r := lateRead{id: s.opID, at: s.target()}
+	at := s.target()
 	if s.rng.Intn(2) == 0 { // a read may reach any node: only the leader may answer it
-		r.at = protocol.NodeID(1 + s.rng.Intn(len(s.nodes)))
+		at = protocol.NodeID(1 + s.rng.Intn(len(s.nodes)))
 	}
-	s.ops[r.id] = &op{id: r.id, at: r.at, issueMax: s.chk.maxApplied}
+	o := s.newRead(at)
+	var check uint64
 	if s.rng.Intn(2) == 0 {
-		r.check = s.sendCheck()
+		check = s.sendCheck()
 		if s.rng.Intn(3) == 0 {
-			s.late = append(s.late, r)
+			s.late = append(s.late, lateRead{o: o, check: check})
 			return
 		}
 	}
-	s.readAt(r)
+	s.take(o, check)
+	s.flushNode(s.node(at))
+}
+
+// newRead records a linearizable read asked now, for node at.
+func (s *sim) newRead(at protocol.NodeID) *op {
+	s.opID++
+	o := &op{id: s.opID, at: at, issueMax: s.chk.maxApplied}
+	s.ops[o.id] = o
+	return o
+}
+
+// take hands read o, with read check chk (0: none), to its node if it is
+// up; the caller flushes the node (flushNode does nothing to a node down).
+func (s *sim) take(o *op, chk uint64) {
+	if sn := s.node(o.at); sn.up {
+		o.registered, o.crashes = true, sn.crashes
+		sn.n.Read(o.id, chk)
+	}
 }
 
 // sendCheck multicasts a new read check in the stored view's epoch.
@@ -480,15 +498,6 @@ func (s *sim) sendCheck() uint64 {
 	token := s.rng.Uint64() | 1
 	s.send(protocol.Message{Type: protocol.MsgReadCheck, From: routerAddr, To: protocol.Multicast, Epoch: s.kv.view.Epoch, Seq: token})
 	return token
-}
-
-func (s *sim) readAt(r lateRead) {
-	if sn := s.node(r.at); sn.up {
-		o := s.ops[r.id]
-		o.registered, o.crashes = true, sn.crashes
-		sn.n.Read(r.id, r.check)
-		s.flushNode(sn)
-	}
 }
 
 func (s *sim) target() protocol.NodeID {
