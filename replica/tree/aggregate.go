@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"time"
-
-	"memstore/replica/storage/vfs"
 )
 
 // MaxBuckets bounds the buckets of one aggregate.
@@ -127,21 +124,20 @@ func (t *Tree) Aggregate(p string, q AggQuery) (Agg, error) {
 	firstRecent := len(refs) - len(ps.recent)
 	fileEnd := min(end, firstRecent)
 	recent := slices.Clone(ps.recent[max(i, firstRecent)-firstRecent : max(end, firstRecent)-firstRecent])
-	var f vfs.File
-	if i < fileEnd {
-		var err error
-		if f, err = vfs.Open(t.fs, filepath.Join(t.diskPath(p), versionsFile)); err != nil {
+	l := t.lines(p, ps)
+	defer l.Close()
+	if i < fileEnd && refs[i].off() < l.disk {
+		if err := l.open(); err != nil {
 			t.mu.RUnlock()
-			return Agg{}, fmt.Errorf("tree: open history of %s: %w", p, err)
+			return Agg{}, fmt.Errorf("tree: aggregate %s: %w", p, err)
 		}
-		defer f.Close()
 	}
 	t.mu.RUnlock()
 
 	a := aggregator{q: q, buckets: map[int64]*Stats{}}
 	if i < fileEnd {
 		from, to := refs[i].off(), refs[fileEnd-1].off()+refs[fileEnd-1].n()+1
-		sc := bufio.NewScanner(io.NewSectionReader(f, from, to-from))
+		sc := bufio.NewScanner(io.NewSectionReader(l, from, to-from))
 		sc.Buffer(make([]byte, 256<<10), 1<<lenBits+1)
 		for k := i; k < fileEnd && sc.Scan(); k++ {
 			if err := a.add(sc.Bytes(), refs[k]); err != nil {

@@ -17,10 +17,12 @@
 //
 // # Writes, checkpoints and crash replay
 //
-// Apply (write_to_file) appends one line per put; it is idempotent by seq
-// per path. Files are not fsynced per apply: the WAL is the source of
-// truth. Checkpoint fsyncs every written file and new folder, then replaces
-// applied.json atomically. After a crash, Open (read_from_file) reads every
+// Apply (write_to_file) appends one line per put to the path's pending
+// lines; it is idempotent by seq per path. Pending lines are written to the
+// file at the next checkpoint, or once flushAbove bytes gather, and reads
+// see them as if written. Files are not fsynced per apply: the WAL is the
+// source of truth. Checkpoint writes the pending lines, fsyncs every
+// written file and new folder, then replaces applied.json atomically. After a crash, Open (read_from_file) reads every
 // file back, cuts a torn or garbage last line, and reports the checkpointed
 // point (AppliedPoint); the driver replays the WAL after it, and versions
 // already present are skipped by seq. A bad line before the last one is

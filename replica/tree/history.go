@@ -2,14 +2,9 @@ package tree
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"path/filepath"
 	"sort"
 	"time"
-
-	"memstore/replica/storage/vfs"
 )
 
 // HistoryQuery selects versions of a path: seq after AfterSeq, commit time
@@ -67,26 +62,16 @@ func (t *Tree) HistoryJSON(p string, q HistoryQuery) ([]json.RawMessage, bool, e
 	end = min(end, i+limit)
 	out := make([]json.RawMessage, 0, end-i)
 	firstRecent := len(refs) - len(ps.recent)
-	var f vfs.File
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
+	l := t.lines(p, ps)
+	defer l.Close()
 	for k := i; k < end; k++ {
 		if k >= firstRecent {
 			out = append(out, ps.recent[k-firstRecent])
 			continue
 		}
-		if f == nil {
-			var err error
-			if f, err = vfs.Open(t.fs, filepath.Join(t.diskPath(p), versionsFile)); err != nil {
-				return nil, false, fmt.Errorf("tree: open history of %s: %w", p, err)
-			}
-		}
-		line := make([]byte, refs[k].n())
-		if _, err := f.ReadAt(line, refs[k].off()); err != nil && !errors.Is(err, io.EOF) {
-			return nil, false, fmt.Errorf("tree: read history of %s: %w", p, err)
+		line, err := l.line(refs[k])
+		if err != nil {
+			return nil, false, fmt.Errorf("tree: history of %s: %w", p, err)
 		}
 		if !json.Valid(line) {
 			return nil, false, fmt.Errorf("%w: %s: the line of seq %d", ErrCorrupt, p, refs[k].seq)

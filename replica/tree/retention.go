@@ -48,6 +48,9 @@ func (t *Tree) Compact() error {
 // rewrite drops the first drop versions of a path's file. Lock should be
 // held.
 func (t *Tree) rewrite(p string, ps *pathState, drop int) error {
+	if err := t.flush(p, ps); err != nil {
+		return fmt.Errorf("tree: compact %s: %w", p, err)
+	}
 	name := filepath.Join(t.diskPath(p), versionsFile)
 	src, err := vfs.Open(t.fs, name)
 	if err != nil {

@@ -14,8 +14,6 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
-
-	"memstore/replica/storage/vfs"
 )
 
 // MaxChunkBytes bounds an encoded snapshot chunk, well under the NATS
@@ -141,8 +139,9 @@ type Snapshot struct {
 	sources map[string]Source
 	paths   []string
 	refs    map[string][]ref
-	next    int // index of the next path
-	skip    int // versions of paths[next] already sent
+	lines   map[string]*lines // each path's versions when the snapshot started
+	next    int               // index of the next path
+	skip    int               // versions of paths[next] already sent
 	index   int
 	done    bool
 }
@@ -152,10 +151,12 @@ func (t *Tree) Snapshot() *Snapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.snapshots++
-	s := &Snapshot{t: t, at: t.applied, ts: t.lastTS, sources: maps.Clone(t.sources), refs: make(map[string][]ref, len(t.paths))}
+	s := &Snapshot{t: t, at: t.applied, ts: t.lastTS, sources: maps.Clone(t.sources),
+		refs: make(map[string][]ref, len(t.paths)), lines: make(map[string]*lines, len(t.paths))}
 	for p, ps := range t.paths {
 		s.paths = append(s.paths, p)
 		s.refs[p] = slices.Clone(ps.refs)
+		s.lines[p] = t.lines(p, ps)
 	}
 	slices.Sort(s.paths)
 	return s
@@ -204,12 +205,9 @@ func (s *Snapshot) Next() (Chunk, error) {
 }
 
 func (s *Snapshot) readAt(p string, b []byte, off int64) error {
-	f, err := vfs.Open(s.t.fs, filepath.Join(s.t.diskPath(p), versionsFile))
-	if err != nil {
-		return fmt.Errorf("tree: snapshot %s: %w", p, err)
-	}
-	defer f.Close()
-	if _, err := f.ReadAt(b, off); err != nil {
+	l := s.lines[p]
+	defer l.Close()
+	if _, err := l.ReadAt(b, off); err != nil {
 		return fmt.Errorf("tree: snapshot %s: %w", p, err)
 	}
 	return nil

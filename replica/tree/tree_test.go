@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,28 @@ func TestApplyReadBack(t *testing.T) {
 	if _, err := tr.Get("plant1/none"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("get missing: %v", err)
 	}
+	// The old versions are read from the pending lines before the
+	// checkpoint writes them, from the file after.
+	if _, err := m.Lstat("/d/tree/plant1/line3/temp/versions.jsonl"); err == nil {
+		t.Fatal("versions file written before the checkpoint")
+	}
+	readBack(t, tr)
+	if _, err := tr.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	readBack(t, tr)
+	// The file is human readable: one JSON line per version.
+	f, _ := vfs.Open(m, "/d/tree/plant1/line3/temp/versions.jsonl")
+	data, _ := io.ReadAll(f)
+	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 10 ||
+		lines[0] != `{"seq":1,"ts":"2026-01-01T00:00:01Z","user":"u","value":1}` {
+		t.Fatalf("file:\n%s", data)
+	}
+}
+
+// readBack checks the history, ls and subtree of TestApplyReadBack.
+func readBack(t *testing.T, tr *Tree) {
+	t.Helper()
 	// Pages: 4 at a time, the old ones read from the file.
 	var seqs []uint64
 	after := uint64(0)
@@ -151,13 +174,6 @@ func TestApplyReadBack(t *testing.T) {
 	}
 	if sub, more, _ := tr.Subtree("", time.Time{}, "", 2); len(sub) != 2 || !more {
 		t.Fatalf("limited subtree: %d %v", len(sub), more)
-	}
-	// The file is human readable: one JSON line per version.
-	f, _ := vfs.Open(m, "/d/tree/plant1/line3/temp/versions.jsonl")
-	data, _ := io.ReadAll(f)
-	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 10 ||
-		lines[0] != `{"seq":1,"ts":"2026-01-01T00:00:01Z","user":"u","value":1}` {
-		t.Fatalf("file:\n%s", data)
 	}
 }
 
@@ -559,7 +575,7 @@ func TestDedupSurvivesCheckpointAndSnapshot(t *testing.T) {
 	}
 }
 
-// TestCrashThenPowerLoss: versions a killed process wrote but never
+// TestCrashThenPowerLoss: versions a stopped process wrote but never
 // fsynced survive the process (the page cache keeps them), so a restarted
 // tree finds them; its next checkpoint must make them durable before its
 // marker vouches for them, or a later power loss loses them for good
@@ -568,7 +584,8 @@ func TestDedupSurvivesCheckpointAndSnapshot(t *testing.T) {
 func TestCrashThenPowerLoss(t *testing.T) {
 	m := vfs.NewMem()
 	tr := openTree(t, m, "/d", DefaultConfig())
-	apply(t, tr, 1, put("a/b", 1)) // applied, never checkpointed: the process is killed
+	apply(t, tr, 1, put("a/b", 1)) // applied and written (Close), never checkpointed
+	tr.Close()
 	tr = openTree(t, m, "/d", DefaultConfig())
 	apply(t, tr, 2, put("c", 2))
 	if p, err := tr.Checkpoint(); err != nil || p.Seq != 2 {
@@ -778,5 +795,77 @@ func TestApplyReportsWhatItWrote(t *testing.T) {
 	}
 	if w3, err := tr.Apply(1, 5, tsOf(5), "u", []Put{{Path: "a/b", Value: json.RawMessage(`2`)}}); err != nil || w3[0].Line != nil {
 		t.Fatalf("replayed entry wrote %+v %v", w3, err)
+	}
+}
+
+// TestPendingLines: applied lines wait in memory until a checkpoint, or
+// until flushAbove bytes gather; reads see them either way, also a read
+// whose range runs from the file into them.
+func TestPendingLines(t *testing.T) {
+	m := vfs.NewMem()
+	cfg := DefaultConfig()
+	cfg.RecentVersions = 2
+	tr := openTree(t, m, "/d", cfg)
+	size := func() int64 {
+		st, err := m.Lstat("/d/tree/p/versions.jsonl")
+		if err != nil {
+			return -1
+		}
+		return st.Size()
+	}
+	for seq := uint64(1); seq <= 5; seq++ {
+		apply(t, tr, seq, put("p", seq))
+	}
+	if s := size(); s != -1 {
+		t.Fatalf("versions file of %d bytes before the checkpoint", s)
+	}
+	if _, err := tr.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	written := size()
+	for seq := uint64(6); seq <= 10; seq++ {
+		apply(t, tr, seq, put("p", seq))
+	}
+	if s := size(); s != written {
+		t.Fatalf("versions file grew from %d to %d bytes before the checkpoint", written, s)
+	}
+	// 1-5 in the file, 6-8 pending, 9-10 recent too.
+	a, err := tr.Aggregate("p", AggQuery{})
+	if err != nil || a.Count != 10 || a.Sum != 55 || a.First.Seq != 1 || a.Last.Seq != 10 {
+		t.Fatalf("aggregate over file and pending lines: %+v %v", a.Stats, err)
+	}
+	vs, _, err := tr.History("p", HistoryQuery{})
+	if err != nil || len(vs) != 10 {
+		t.Fatalf("history: %d versions, %v", len(vs), err)
+	}
+	for i, v := range vs {
+		if string(v.Value) != fmt.Sprint(i+1) {
+			t.Fatalf("version %d holds %s", v.Seq, v.Value)
+		}
+	}
+	// A snapshot taken now reads 6-10 from the lines it began with, though
+	// the checkpoint writes them and 11 follows.
+	snap := tr.Snapshot()
+	if _, err := tr.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, tr, 11, put("p", 11))
+	c, err := snap.Next()
+	snap.Close()
+	f, _ := vfs.Open(m, "/d/tree/p/versions.jsonl")
+	file, _ := io.ReadAll(f)
+	f.Close()
+	if err != nil || len(c.Paths) != 1 || !bytes.Equal(c.Paths[0].Lines, file) || bytes.Count(file, []byte("\n")) != 10 {
+		t.Fatalf("snapshot %+v, file %q, %v", c.Paths, file, err)
+	}
+	written = size()
+	// A path with flushAbove bytes pending is written at once.
+	big := strings.Repeat("x", 1000)
+	seq := uint64(12)
+	for ; size() == written && seq < 1000; seq++ {
+		apply(t, tr, seq, put("p", big))
+	}
+	if n := seq - 12; n < flushAbove/1100 || n > flushAbove/1000+1 {
+		t.Fatalf("written after %d puts of 1 KB", n)
 	}
 }
