@@ -75,8 +75,9 @@ type Node struct {
 	reqs     chan []request // forwarded batches
 	leave    chan struct{}
 	snapDone chan snapResult
-	diskq    chan *protocol.Write // the loop → writeLoop, in order
-	diskNote chan struct{}        // writeLoop → the loop: see disk
+	ckptDone chan checkpointResult // a checkpoint's fsyncs → the loop
+	diskq    chan *protocol.Write  // the loop → writeLoop, in order
+	diskNote chan struct{}         // writeLoop → the loop: see disk
 	disk     struct {
 		mu   sync.Mutex
 		done uint64 // the last write that is durable
@@ -86,21 +87,22 @@ type Node struct {
 	snaps *snapServer
 
 	// Owned by the loop.
-	nextID     uint64
-	puts       map[uint64]pendingPut
-	dups       map[uint64]tree.Source // seq of a duplicate entry → the source's original write
-	reads      map[uint64]pendingRead
-	waits      []pendingRead // min_seq reads waiting for the applied seq
-	fetching   bool
-	checkpoint time.Time
-	leaving    uint64        // epoch when asked to leave, 0 if not
-	lastTS     time.Time     // latest commit time of any entry this node holds: a leader's next is later
-	label      string        // the node's id, as its metrics' label
-	aggs       chan struct{} // slots of aggregates running beside the loop
+	nextID        uint64
+	puts          map[uint64]pendingPut
+	dups          map[uint64]tree.Source // seq of a duplicate entry → the source's original write
+	reads         map[uint64]pendingRead
+	waits         []pendingRead // min_seq reads waiting for the applied seq
+	fetching      bool
+	checkpoint    time.Time
+	checkpointing bool          // a checkpoint's fsyncs run
+	leaving       uint64        // epoch when asked to leave, 0 if not
+	lastTS        time.Time     // latest commit time of any entry this node holds: a leader's next is later
+	label         string        // the node's id, as its metrics' label
+	aggs          chan struct{} // slots of aggregates running beside the loop
 
 	ctx    context.Context // ends when the node closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // writeLoop, the snapshot fetcher and aggregates
+	wg     sync.WaitGroup // writeLoop, the snapshot fetcher, checkpoints' fsyncs and aggregates
 	done   chan struct{}
 	errMu  sync.Mutex // guards err
 	err    error
@@ -128,7 +130,7 @@ type snapResult struct {
 // sends itself on ms.sys.all, so nc is best made with nats.NoEcho.
 func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), fs: cfg.FS,
-		in: make(chan *nats.Msg, 8192), reqs: make(chan []request, 1024), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1),
+		in: make(chan *nats.Msg, 8192), reqs: make(chan []request, 1024), leave: make(chan struct{}, 1), snapDone: make(chan snapResult, 1), ckptDone: make(chan checkpointResult, 1),
 		diskq: make(chan *protocol.Write, 256), diskNote: make(chan struct{}, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
@@ -315,6 +317,11 @@ func (n *Node) run(ctx context.Context) {
 			n.pn.DiskDone(done)
 		case s := <-n.snapDone:
 			if err := n.installSnapshot(s); err != nil {
+				n.fail(err)
+				return
+			}
+		case r := <-n.ckptDone:
+			if err := n.checkpointed(r); err != nil {
 				n.fail(err)
 				return
 			}

@@ -247,6 +247,11 @@ func (n *Node) installSnapshot(s snapResult) error {
 		return nil
 	}
 	if s.at.Seq > n.tree.AppliedPoint().Seq {
+		if n.checkpointing { // Install must not swap the tree under a checkpoint's fsyncs
+			if err := n.checkpointed(<-n.ckptDone); err != nil {
+				return err
+			}
+		}
 		if err := n.tree.Install(s.in); err != nil {
 			return err
 		}
@@ -256,20 +261,45 @@ func (n *Node) installSnapshot(s snapResult) error {
 	return nil
 }
 
-// maybeCheckpoint checkpoints the tree now and then, applies retention, and
-// compacts the log behind the checkpoint, keeping KeepLogBytes of entries
-// for followers that lag.
+// maybeCheckpoint starts a checkpoint of the tree now and then: the loop
+// writes the pending lines and takes the point, a goroutine does the
+// fsyncs (Checkpointing.Finish), and checkpointed finishes the work when it
+// reports back.
 func (n *Node) maybeCheckpoint() error {
-	if time.Since(n.checkpoint) < n.cfg.CheckpointEvery {
+	if n.checkpointing || time.Since(n.checkpoint) < n.cfg.CheckpointEvery {
 		return nil
 	}
 	n.checkpoint = time.Now()
-	p, err := n.tree.Checkpoint()
+	c, err := n.tree.StartCheckpoint()
 	if err != nil {
 		return err
+	}
+	n.checkpointing = true
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		var r checkpointResult
+		r.at, r.err = c.Finish()
+		n.ckptDone <- r // buffered: never blocks
+	}()
+	return nil
+}
+
+type checkpointResult struct {
+	at  tree.Point
+	err error
+}
+
+// checkpointed takes a finished checkpoint: it applies retention, and
+// compacts the log behind the checkpoint, keeping KeepLogBytes of entries
+// for followers that lag.
+func (n *Node) checkpointed(r checkpointResult) error {
+	n.checkpointing = false
+	if r.err != nil {
+		return r.err
 	}
 	if err := n.tree.Compact(); err != nil {
 		return err
 	}
-	return n.wal.DropThrough(n.pn.Compact(p.Seq, n.cfg.KeepLogBytes))
+	return n.wal.DropThrough(n.pn.Compact(r.at.Seq, n.cfg.KeepLogBytes))
 }

@@ -22,7 +22,9 @@
 // file at the next checkpoint, or once flushAbove bytes gather, and reads
 // see them as if written. Files are not fsynced per apply: the WAL is the
 // source of truth. Checkpoint writes the pending lines, fsyncs every
-// written file and new folder, then replaces applied.json atomically. After a crash, Open (read_from_file) reads every
+// written file and new folder, then replaces applied.json atomically; a
+// driver that must not wait for the fsyncs splits it into StartCheckpoint
+// (under the lock) and Finish (beside the applies). After a crash, Open (read_from_file) reads every
 // file back, cuts a torn or garbage last line, and reports the checkpointed
 // point (AppliedPoint); the driver replays the WAL after it, and versions
 // already present are skipped by seq. A bad line before the last one is

@@ -869,3 +869,33 @@ func TestPendingLines(t *testing.T) {
 		t.Fatalf("written after %d puts of 1 KB", n)
 	}
 }
+
+// TestCheckpointWhileApplying: applies go on between StartCheckpoint and
+// Finish; the checkpoint vouches only for what was applied when it
+// started, and the next one makes the rest durable.
+func TestCheckpointWhileApplying(t *testing.T) {
+	m := vfs.NewMem()
+	tr := openTree(t, m, "/d", DefaultConfig())
+	apply(t, tr, 1, put("a/b", 1))
+	c, err := tr.StartCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, tr, 2, put("a/b", 2), put("c", 2))
+	if p, err := c.Finish(); err != nil || p.Seq != 1 {
+		t.Fatalf("checkpoint: %+v %v", p, err)
+	}
+	after := openTree(t, m.CrashClone(rand.New(rand.NewSource(1)), false), "/d", DefaultConfig())
+	if v, err := after.Get("a/b"); after.AppliedPoint().Seq != 1 || err != nil || v.Seq != 1 {
+		t.Fatalf("after a power loss: applied %d, a/b %+v %v", after.AppliedPoint().Seq, v, err)
+	}
+	if p, err := tr.Checkpoint(); err != nil || p.Seq != 2 {
+		t.Fatalf("second checkpoint: %+v %v", p, err)
+	}
+	after = openTree(t, m.CrashClone(rand.New(rand.NewSource(1)), false), "/d", DefaultConfig())
+	for _, p := range []string{"a/b", "c"} {
+		if v, err := after.Get(p); err != nil || v.Seq != 2 {
+			t.Fatalf("%s after the second checkpoint and a power loss: %+v %v", p, v, err)
+		}
+	}
+}
