@@ -17,6 +17,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"memstore/internal/proc"
 )
 
 // Config of a run.
@@ -73,7 +75,8 @@ const (
 )
 
 // Row is one measurement, repeated: Values (in Unit) and, for request
-// workloads, latency percentiles in ms, one per repetition.
+// workloads, latency percentiles in ms and the CPU time the system's
+// servers used per operation, in µs, one per repetition.
 type Row struct {
 	Workload string
 	Params   string
@@ -81,11 +84,14 @@ type Row struct {
 	Unit     string
 	Values   []float64
 	P50, P99 []float64
+	CPU      []float64
 }
 
-// sample is one repetition of a request workload.
+// sample is one repetition of a request workload: the rate and latencies
+// after the warm-up, and every operation done, warm-up included.
 type sample struct {
 	ops, p50, p99 float64
+	done          int
 }
 
 // measure runs op from workers goroutines for a warm-up and then d, and
@@ -96,6 +102,7 @@ func measure(ctx context.Context, workers int, d time.Duration, op func(ctx cont
 	start := time.Now()
 	from, end := start.Add(warm), start.Add(warm+d)
 	lat := make([][]time.Duration, workers)
+	count := make([]int, workers) // operations done, warm-up included
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
@@ -116,6 +123,7 @@ func measure(ctx context.Context, workers int, d time.Duration, op func(ctx cont
 					mu.Unlock()
 					return
 				}
+				count[w]++
 				if t0.After(from) {
 					lat[w] = append(lat[w], time.Since(t0))
 				}
@@ -130,34 +138,63 @@ func measure(ctx context.Context, workers int, d time.Duration, op func(ctx cont
 		return sample{}, firstErr
 	}
 	var all []time.Duration
+	done := 0
 	for _, l := range lat {
 		all = append(all, l...)
+	}
+	for _, n := range count {
+		done += n
 	}
 	if len(all) == 0 {
 		return sample{}, fmt.Errorf("bench: no operation completed in %v", d)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Microseconds()) / 1000 }
-	return sample{ops: float64(len(all)) / d.Seconds(), p50: ms(0.50), p99: ms(0.99)}, nil
+	return sample{ops: float64(len(all)) / d.Seconds(), p50: ms(0.50), p99: ms(0.99), done: done}, nil
 }
 
 // runner carries a run's rows.
 type runner struct {
-	cfg  Config
-	rows []Row
+	cfg     Config
+	rows    []Row
+	servers []*proc.Proc // of the system being measured: their CPU time is counted
 }
 
-// repeat measures reps times and adds the row.
+// serversCPU is the CPU time the servers have used so far; false if it is
+// not known (not on Linux) or there are none.
+func (r *runner) serversCPU() (time.Duration, bool) {
+	var total time.Duration
+	for _, p := range r.servers {
+		d, ok := p.CPUTime()
+		if !ok {
+			return 0, false
+		}
+		total += d
+	}
+	return total, len(r.servers) > 0
+}
+
+// repeat measures reps times and adds the row, with the CPU time the
+// servers used per operation where it is known: a figure that depends far
+// less on what else the machine does than the rate, and says what each
+// operation costs.
 func (r *runner) repeat(workload, params, system string, run func() (sample, error)) error {
 	row := Row{Workload: workload, Params: params, System: system, Unit: "ops/s"}
 	for i := 0; i < r.cfg.Reps; i++ {
+		cpu0, known := r.serversCPU()
 		s, err := run()
 		if err != nil {
 			return fmt.Errorf("%s %s %s: %w", workload, system, params, err)
 		}
+		cpu := ""
+		if cpu1, ok := r.serversCPU(); known && ok && s.done > 0 {
+			us := float64((cpu1 - cpu0).Microseconds()) / float64(s.done)
+			row.CPU = append(row.CPU, us)
+			cpu = fmt.Sprintf("  servers' CPU %5.0f µs/op", us)
+		}
 		row.Values, row.P50, row.P99 = append(row.Values, s.ops), append(row.P50, s.p50), append(row.P99, s.p99)
-		fmt.Fprintf(r.cfg.Progress, "%-6s %-26s %-28s rep %d/%d: %9.0f ops/s  p50 %6.2f ms  p99 %6.2f ms\n",
-			workload, system, params, i+1, r.cfg.Reps, s.ops, s.p50, s.p99)
+		fmt.Fprintf(r.cfg.Progress, "%-6s %-26s %-28s rep %d/%d: %9.0f ops/s  p50 %6.2f ms  p99 %6.2f ms%s\n",
+			workload, system, params, i+1, r.cfg.Reps, s.ops, s.p50, s.p99, cpu)
 	}
 	r.rows = append(r.rows, row)
 	return nil

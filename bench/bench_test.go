@@ -25,7 +25,7 @@ func TestTable(t *testing.T) {
 	rows := []Row{
 		{Workload: "limit", Params: "append 64 B + fdatasync, 64 per sync", System: Limit, Unit: "records/s", Values: []float64{100000, 90000, 110000}},
 		{Workload: "limit", Params: "NATS request-reply, 32 requesters", System: Limit, Unit: "ops/s", Values: []float64{40000}},
-		{Workload: "W1", Params: "durable puts, 64 B, 64 writers", System: MS3, Unit: "ops/s", Values: []float64{10000, 12000, 11000}, P50: []float64{5, 6, 5}, P99: []float64{9, 12, 10}},
+		{Workload: "W1", Params: "durable puts, 64 B, 64 writers", System: MS3, Unit: "ops/s", Values: []float64{10000, 12000, 11000}, P50: []float64{5, 6, 5}, P99: []float64{9, 12, 10}, CPU: []float64{140, 120, 131}},
 		{Workload: "W1", Params: "durable puts, 64 B, 64 writers", System: JSSync, Unit: "ops/s", Values: []float64{5000, 5500, 4000}},
 		{Workload: "W2", Params: "linearizable get, 16 readers", System: MS3, Unit: "ops/s", Values: []float64{20000}},
 		{Workload: "W2", Params: "direct get, 16 readers", System: JSSync, Unit: "ops/s", Values: []float64{10000}},
@@ -38,11 +38,11 @@ func TestTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| W1 | durable puts, 64 B, 64 writers | memstore 3 nodes | 11000 (10000–12000) ops/s | 5.00 (5.00–6.00) | 10.00 (9.00–12.00) | 2.20× | 2.00× | 0.11× |",
-		"| W2 | linearizable get, 16 readers | memstore 3 nodes | 20000 ops/s |  |  | 2.00× |  | 0.50× |",
-		"| W2 | stale get, 16 readers | memstore 3 nodes | 12000 ops/s |  |  | 1.20× | 1.50× | 0.30× |",
-		"| W1 | durable puts, 64 B, 64 writers | JetStream KV sync=always | 5000 (4000–5500) ops/s |  |  |  |  | 0.05× |",
-		"| W1 | durable puts, 64 B, 64 writers | etcd 3 servers | 5500 ops/s |  |  | 1.10× |  | 0.06× |",
+		"| W1 | durable puts, 64 B, 64 writers | memstore 3 nodes | 11000 (10000–12000) ops/s | 5.00 (5.00–6.00) | 10.00 (9.00–12.00) | 131 (120–140) | 2.20× | 2.00× | 0.11× |",
+		"| W2 | linearizable get, 16 readers | memstore 3 nodes | 20000 ops/s |  |  |  | 2.00× |  | 0.50× |",
+		"| W2 | stale get, 16 readers | memstore 3 nodes | 12000 ops/s |  |  |  | 1.20× | 1.50× | 0.30× |",
+		"| W1 | durable puts, 64 B, 64 writers | JetStream KV sync=always | 5000 (4000–5500) ops/s |  |  |  |  |  | 0.05× |",
+		"| W1 | durable puts, 64 B, 64 writers | etcd 3 servers | 5500 ops/s |  |  |  | 1.10× |  | 0.06× |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
@@ -63,6 +63,9 @@ func TestMeasure(t *testing.T) {
 	})
 	if err != nil || s.ops <= 0 || s.p50 < 1 || s.p50 > 10 || s.p99 < 25 {
 		t.Fatalf("p50 %.1f ms (want 1–10), p99 %.1f ms (want ≥ 25), %.0f ops/s: %v", s.p50, s.p99, s.ops, err)
+	}
+	if measured := int(s.ops*0.4 + 0.5); s.done < measured+4 { // each worker did some in the warm-up
+		t.Fatalf("%d operations done in all, %d measured", s.done, measured)
 	}
 	cut, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)

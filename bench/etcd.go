@@ -39,6 +39,8 @@ func (r *runner) etcd(ctx context.Context) error {
 		return nil
 	}
 	defer c.close()
+	r.servers = c.servers
+	defer func() { r.servers = nil }()
 	put := func(ctx context.Context, key string, v []byte) error {
 		_, err := c.cl.Put(ctx, key, string(v))
 		return err

@@ -107,6 +107,15 @@ func (c *memstoreCluster) status() (bus.StatusReply, error) {
 	return c.cl.Status(ctx)
 }
 
+// procs are the middleware's and the nodes' processes.
+func (c *memstoreCluster) procs() []*proc.Proc {
+	ps := []*proc.Proc{c.mw}
+	for _, p := range c.nodes {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
 func (c *memstoreCluster) close() {
 	if c.cl != nil {
 		c.cl.Close()

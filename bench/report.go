@@ -91,8 +91,8 @@ func limitOf(rows []Row, r Row) (Row, bool) {
 // and the physical limit.
 func Table(w io.Writer, rows []Row) error {
 	var b strings.Builder
-	b.WriteString("| workload | parameters | system | result: median (min–max) | p50 ms | p99 ms | ÷ JetStream sync=always | ÷ etcd | ÷ physical limit |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| workload | parameters | system | result: median (min–max) | p50 ms | p99 ms | servers' CPU µs/op | ÷ JetStream sync=always | ÷ etcd | ÷ physical limit |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		ratio := func(o Row, ok bool) string {
 			if !ok || median(o.Values) == 0 {
@@ -104,8 +104,8 @@ func Table(w io.Writer, rows []Row) error {
 		if r.Unit == "s" || r.Unit == "MB/s" {
 			format = "%.2f"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s |\n", r.Workload, r.Params, r.System,
-			spread(r.Values, format), r.Unit, spread(r.P50, "%.2f"), spread(r.P99, "%.2f"),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s | %s |\n", r.Workload, r.Params, r.System,
+			spread(r.Values, format), r.Unit, spread(r.P50, "%.2f"), spread(r.P99, "%.2f"), spread(r.CPU, "%.0f"),
 			ratio(baseline(rows, r)), ratio(etcdBaseline(rows, r)), ratio(limitOf(rows, r)))
 	}
 	_, err := io.WriteString(w, b.String())

@@ -142,7 +142,9 @@ func (r *runner) memstore(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.servers = c.procs()
 		err = r.memstoreWorkloads(ctx, c, system, n == 3)
+		r.servers = nil
 		c.close()
 		if err != nil {
 			return err
@@ -257,7 +259,9 @@ func (r *runner) jetstream(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.servers = js.servers
 		err = r.jetStreamWorkloads(ctx, js, system, syncAlways)
+		r.servers = nil
 		js.close()
 		if err != nil {
 			return err

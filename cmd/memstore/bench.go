@@ -34,7 +34,8 @@ and the physical limits in the same run: append + fdatasync of 64 B
 records one and 64 per sync, NATS request-reply with 32 requesters.
 If an etcd binary is on the PATH (Debian: apt install etcd-server), W1 and
 W2 (linearizable and serializable gets) also run on a 3-server etcd cluster.
-It prints one table (medians of --reps repetitions, min–max, ratios against
+It prints one table (medians of --reps repetitions, min–max, the CPU time
+the system's server processes used per operation on Linux, ratios against
 JetStream sync=always, etcd and the limits) and writes it as Markdown.`,
 		Example: `  memstore bench                          # everything, about 10 minutes
   memstore bench --only W1,limits --reps 3 --duration 3s
