@@ -2,6 +2,7 @@ package groupsvc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -156,15 +157,29 @@ func TestStaleGetsBatchApart(t *testing.T) {
 	close(node.release)
 }
 
-// TestIsStaleSeesEscapes: a stale get spelt with escapes, which the node
-// reads as stale, is routed as one (to any live member, in its own batch).
+// TestIsStaleSeesEscapes: a get is routed as stale (to any live member,
+// in its own batch) exactly when the node's decoder reads it as one: spelt
+// with escapes, with the key twice (the last wins), or nested (not the
+// request's key).
 func TestIsStaleSeesEscapes(t *testing.T) {
 	for data, want := range map[string]bool{
 		`{"path":"a/b"}`: false,
-		`{"path":"a/b","consistency":"linearizable"}`: false,
-		`{"path":"a/b","consistency":"stale"}`:        true,
-		`{"path":"a/b","CONSISTENCY":"st\u0061le"}`:   true,
+		`{"path":"a/b","consistency":"linearizable"}`:                       false,
+		`{"path":"a/b","consistency":"stale"}`:                              true,
+		`{"path":"a/b","CONSISTENCY":"st\u0061le"}`:                         true,
+		`{"path":"a/b","consistency":"stale","consistency":"linearizable"}`: false,
+		`{"path":"a/b","consistency":"linearizable","consistency":"stale"}`: true,
+		`{"path":"a/b","Consistency":"linearizable","consistency":"stale"}`: true,
+		`{"path":"a/b","x":{"consistency":"stale"}}`:                        false,
+		`{"consistency":"stale","path":"a/b"}`:                              true,
+		`{"path":"a\",\"consistency\":\"stale\"}"}`:                         false,
 	} {
+		var req struct {
+			Consistency string `json:"consistency"`
+		}
+		if err := json.Unmarshal([]byte(data), &req); err != nil || (req.Consistency == bus.Stale) != want {
+			t.Fatalf("the case %s is wrong: the decoder reads %q (%v)", data, req.Consistency, err)
+		}
 		if got := isStale([]byte(data)); got != want {
 			t.Errorf("isStale(%s) = %v, want %v", data, got, want)
 		}
