@@ -43,3 +43,24 @@ func FuzzDecodeRequest(f *testing.F) {
 
 // normal re-encodes a request, so raw values compare by content.
 func normal(v any) string { return string(Encode(v)) }
+
+// FuzzDecodeGetRequest: the fast get decoder agrees with the strict one on
+// every input, in what it accepts and what it reads.
+func FuzzDecodeGetRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"path":"plant1/line3/temp"}`, `{"path":"a/b","consistency":"stale"}`, `{"path":"a","consistency":"linearizable"}`,
+		`{"path":"a","consistency":"other"}`, `{"path":"a\"b"}`, `{"path":"a","consistency":"stale","min_seq":3}`,
+		`{"path":"ü"}`, `{"path":""}`, `{"path":"a"} `, `{"path":"a","consistency":"stale"}}`, `{"path":"a","path":"b"}`,
+		`{"path":"a.b"}`, `{"path":"a\u0041"}`, `{"Path":"a"}`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := DecodeGetRequest(data)
+		var want GetRequest
+		wantErr := DecodeRequest(data, &want)
+		if (gotErr == nil) != (wantErr == nil) || (wantErr == nil && got != want) {
+			t.Fatalf("%q: fast %+v (%v), strict %+v (%v)", data, got, gotErr, want, wantErr)
+		}
+	})
+}

@@ -429,8 +429,8 @@ func putReplyJSON(seq uint64, ts string) []byte {
 // handleGet serves a get: linearizable through the read index, stale from
 // the applied state, min_seq once applied up to it.
 func (n *Node) handleGet(rq request) {
-	var req bus.GetRequest
-	if e := bus.DecodeRequest(rq.data, &req); e != nil {
+	req, e := bus.DecodeGetRequest(rq.data)
+	if e != nil {
 		respondErr(rq, e)
 		return
 	}
