@@ -15,6 +15,7 @@ import (
 
 	"memstore/bus"
 	"memstore/client"
+	"memstore/internal/proc"
 )
 
 // value64 is the 64-byte value of every W1 put (a JSON string).
@@ -184,6 +185,7 @@ func (r *runner) memstoreWorkloads(ctx context.Context, c *memstoreCluster, syst
 	if !r.cfg.runs("limits") {
 		return nil
 	}
+	r.servers = []*proc.Proc{c.mw} // the NATS server that carries it; the nodes idle
 	return r.repeat("limit", "NATS request-reply, 32 requesters", Limit, func() (sample, error) {
 		return natsRequestReply(ctx, c.url, r.cfg.Duration)
 	})

@@ -327,9 +327,9 @@ func (t *Tree) Install(in *Installer) error {
 	if err := t.fs.Rename(in.idx.dir, t.dir); err != nil {
 		return fmt.Errorf("tree: install: %w", err)
 	}
-	if err := t.fs.SyncDir(t.dataDir); err != nil {
-		return fmt.Errorf("tree: install: %w", err)
-	}
+	// The index follows the files at once: the old one's pending lines,
+	// older than the snapshot, must never be written into its files (as
+	// Close would, after a failure below).
 	t.appends.Purge() // its files are in the old tree
 	t.paths, t.children = in.idx.paths, in.idx.children
 	t.sortedMu.Lock()
@@ -340,6 +340,9 @@ func (t *Tree) Install(in *Installer) error {
 	t.applied, t.lastTS, t.sources = in.idx.applied, in.idx.lastTS, in.idx.sources
 	if t.sources == nil {
 		t.sources = map[string]Source{}
+	}
+	if err := t.fs.SyncDir(t.dataDir); err != nil {
+		return fmt.Errorf("tree: install: %w", err)
 	}
 	if err := t.fs.RemoveAll(old); err != nil {
 		return fmt.Errorf("tree: install: remove old tree: %w", err)

@@ -616,7 +616,12 @@ func (t *Tree) flush(p string, ps *pathState) error {
 		}
 		t.appends.Add(p, f)
 	}
-	if _, err := f.Write(ps.pend); err != nil {
+	n, err := f.Write(ps.pend)
+	if err != nil {
+		// What did reach the file stays there: only the rest is pending,
+		// or a later flush (Close's) would write it twice, a bad line
+		// before the last that Open refuses.
+		ps.pend = ps.pend[n:]
 		t.appends.Remove(p)
 		return fmt.Errorf("tree: write %s: %w", name, err)
 	}

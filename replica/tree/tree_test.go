@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -897,5 +898,105 @@ func TestCheckpointWhileApplying(t *testing.T) {
 		if v, err := after.Get(p); err != nil || v.Seq != 2 {
 			t.Fatalf("%s after the second checkpoint and a power loss: %+v %v", p, v, err)
 		}
+	}
+}
+
+// faultFS fails, once armed, the next write to a versions file half-way
+// (as write(2) does when the disk fills) or the fsync of one folder.
+type faultFS struct {
+	*vfs.MemFS
+	tearWrite bool
+	failSync  string
+}
+
+type faultFile struct {
+	vfs.File
+	fs *faultFS
+}
+
+func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	fl, err := f.MemFS.OpenFile(name, flag, perm)
+	if err != nil || filepath.Base(name) != versionsFile {
+		return fl, err
+	}
+	return faultFile{fl, f}, nil
+}
+
+func (f *faultFS) SyncDir(name string) error {
+	if name == f.failSync {
+		return syscall.EIO
+	}
+	return f.MemFS.SyncDir(name)
+}
+
+func (f faultFile) Write(p []byte) (int, error) {
+	if !f.fs.tearWrite {
+		return f.File.Write(p)
+	}
+	f.fs.tearWrite = false
+	n, _ := f.File.Write(p[:len(p)/2])
+	return n, syscall.ENOSPC
+}
+
+// TestTornFlushThenClose: a write of pending lines that stops half-way
+// fails the checkpoint; Close (which the node calls as it stops) writes
+// only the rest, so the file opens whole (regression: it wrote them all
+// again, a bad line before the last, and the node could not restart).
+func TestTornFlushThenClose(t *testing.T) {
+	fsys := &faultFS{MemFS: vfs.NewMem()}
+	tr := openTree(t, fsys, "/d", DefaultConfig())
+	for seq := uint64(1); seq <= 6; seq++ {
+		apply(t, tr, seq, put("p", seq))
+	}
+	fsys.tearWrite = true
+	if _, err := tr.Checkpoint(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("checkpoint on a full disk: %v", err)
+	}
+	tr.Close()
+	after := openTree(t, fsys, "/d", DefaultConfig())
+	if vs, _, err := after.History("p", HistoryQuery{}); err != nil || len(vs) != 6 {
+		t.Fatalf("after the torn flush and Close: %d versions, %v", len(vs), err)
+	}
+}
+
+// TestFailedInstallThenClose: an install that fails after swapping the
+// folders leaves the index of the installed tree, so Close writes none
+// of the old tree's pending lines into its files (regression: it
+// appended them, older seqs after newer, and the tree did not open).
+func TestFailedInstallThenClose(t *testing.T) {
+	src := openTree(t, vfs.NewMem(), "/s", DefaultConfig())
+	for seq := uint64(1); seq <= 10; seq++ {
+		apply(t, src, seq, put("p", seq))
+	}
+	fsys := &faultFS{MemFS: vfs.NewMem()}
+	dst := openTree(t, fsys, "/d", DefaultConfig())
+	for seq := uint64(1); seq <= 3; seq++ {
+		apply(t, dst, seq, put("p", seq)) // pending
+	}
+	in, err := dst.NewInstaller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := src.Snapshot()
+	for done := false; !done; {
+		c, err := snap.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Add(c); err != nil {
+			t.Fatal(err)
+		}
+		done = c.Last
+	}
+	snap.Close()
+	fsys.failSync = "/d"
+	if err := dst.Install(in); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("install with a failing fsync: %v", err)
+	}
+	fsys.failSync = ""
+	dst.Close()
+	after := openTree(t, fsys, "/d", DefaultConfig())
+	if vs, _, err := after.History("p", HistoryQuery{}); err != nil || len(vs) != 10 {
+		t.Fatalf("after the failed install and Close: %d versions, %v", len(vs), err)
 	}
 }
