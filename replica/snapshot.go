@@ -271,7 +271,7 @@ func (n *Node) maybeCheckpoint() error {
 	}
 	n.checkpoint = time.Now()
 	c, err := n.tree.StartCheckpoint()
-	if err != nil {
+	if err != nil || c == nil { // nil: nothing applied since the last one
 		return err
 	}
 	n.checkpointing = true

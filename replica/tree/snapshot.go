@@ -338,6 +338,7 @@ func (t *Tree) Install(in *Installer) error {
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
 	t.applied, t.lastTS, t.sources = in.idx.applied, in.idx.lastTS, in.idx.sources
+	t.marked = t.applied // Install wrote its marker
 	if t.sources == nil {
 		t.sources = map[string]Source{}
 	}

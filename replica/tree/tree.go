@@ -102,6 +102,7 @@ type Tree struct {
 	sortedMu   sync.Mutex                     // guards sorted: readers holding mu.RLock fill it
 	sorted     map[string][]string            // folder → its children sorted, until one is added
 	applied    Point
+	marked     Point               // the applied point of the marker last read or taken for a checkpoint
 	lastTS     int64               // ts of the latest applied entry
 	dirtyFiles map[string]struct{} // paths applied to since the last checkpoint: pending lines, unsynced writes
 	dirtyDirs  map[string]struct{} // folders (on disk) with new entries since then
@@ -218,6 +219,7 @@ func (t *Tree) load() error {
 	if err := t.readMarker(); err != nil {
 		return err
 	}
+	t.marked = t.applied
 	return t.walk("")
 }
 
@@ -753,8 +755,8 @@ func (t *Tree) makeFolders(p string) error {
 // log is replayed after it. It is StartCheckpoint and Finish in one.
 func (t *Tree) Checkpoint() (Point, error) {
 	c, err := t.StartCheckpoint()
-	if err != nil {
-		return Point{}, err
+	if err != nil || c == nil {
+		return t.AppliedPoint(), err
 	}
 	return c.Finish()
 }
@@ -772,10 +774,14 @@ type Checkpointing struct {
 // point, holding the lock only for that: the fsyncs, which took 12-50 ms a
 // second at 64 writers on the node's loop (issue 7), come in Finish, while
 // applies go on. Until Finish returns, the caller must not Install, Compact
-// or start another checkpoint.
+// or start another checkpoint. It returns nil if nothing was applied since
+// the last one: an idle node writes and fsyncs nothing.
 func (t *Tree) StartCheckpoint() (*Checkpointing, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.applied == t.marked && len(t.dirtyFiles)+len(t.dirtyDirs) == 0 {
+		return nil, nil
+	}
 	if err := t.flushAll(); err != nil {
 		return nil, fmt.Errorf("tree: checkpoint: %w", err)
 	}
@@ -788,6 +794,7 @@ func (t *Tree) StartCheckpoint() (*Checkpointing, error) {
 	}
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
+	t.marked = t.applied
 	return c, nil
 }
 

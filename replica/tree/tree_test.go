@@ -1000,3 +1000,39 @@ func TestFailedInstallThenClose(t *testing.T) {
 		t.Fatalf("after the failed install and Close: %d versions, %v", len(vs), err)
 	}
 }
+
+// renameCounter counts renames: each marker written is one.
+type renameCounter struct {
+	*vfs.MemFS
+	n int
+}
+
+func (r *renameCounter) Rename(from, to string) error {
+	r.n++
+	return r.MemFS.Rename(from, to)
+}
+
+// TestIdleCheckpointWritesNothing: a checkpoint with nothing applied since
+// the last one (or since the tree was opened) writes no marker, yet
+// reports the applied point; the next apply makes the next one write.
+func TestIdleCheckpointWritesNothing(t *testing.T) {
+	fsys := &renameCounter{MemFS: vfs.NewMem()}
+	tr := openTree(t, fsys, "/d", DefaultConfig())
+	apply(t, tr, 1, put("p", 1))
+	checkpoint := func(wantSeq uint64, wantWrites int) {
+		t.Helper()
+		before := fsys.n
+		if p, err := tr.Checkpoint(); err != nil || p.Seq != wantSeq || fsys.n-before != wantWrites {
+			t.Fatalf("checkpoint: %+v %v, %d markers written, want seq %d and %d", p, err, fsys.n-before, wantSeq, wantWrites)
+		}
+	}
+	checkpoint(1, 1)
+	checkpoint(1, 0)
+	apply(t, tr, 2, put("p", 2))
+	checkpoint(2, 1)
+	tr.Close()
+	tr = openTree(t, fsys, "/d", DefaultConfig())
+	checkpoint(2, 0)
+	apply(t, tr, 3) // a no-op entry moves the point too
+	checkpoint(3, 1)
+}
