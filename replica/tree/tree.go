@@ -755,17 +755,19 @@ func (t *Tree) makeFolders(p string) error {
 // log is replayed after it. It is StartCheckpoint and Finish in one.
 func (t *Tree) Checkpoint() (Point, error) {
 	c, err := t.StartCheckpoint()
-	if err != nil || c == nil {
-		return t.AppliedPoint(), err
+	if err != nil {
+		return Point{}, err
+	}
+	if c == nil {
+		return t.AppliedPoint(), nil
 	}
 	return c.Finish()
 }
 
 // Checkpointing is a checkpoint whose fsyncs are still to come (Finish).
 type Checkpointing struct {
-	fs    vfs.FS
-	dir   string
-	files []string // versions files written since the last checkpoint
+	t     *Tree
+	paths []string // whose versions files were written since the last checkpoint
 	dirs  []string // folders with new entries since then
 	mark  marker
 }
@@ -785,13 +787,8 @@ func (t *Tree) StartCheckpoint() (*Checkpointing, error) {
 	if err := t.flushAll(); err != nil {
 		return nil, fmt.Errorf("tree: checkpoint: %w", err)
 	}
-	c := &Checkpointing{fs: t.fs, dir: t.dir, mark: marker{Point: t.applied, TS: t.lastTS, Sources: maps.Clone(t.sources)}}
-	for p := range t.dirtyFiles {
-		c.files = append(c.files, filepath.Join(t.diskPath(p), versionsFile))
-	}
-	for d := range t.dirtyDirs {
-		c.dirs = append(c.dirs, d)
-	}
+	c := &Checkpointing{t: t, paths: slices.Collect(maps.Keys(t.dirtyFiles)), dirs: slices.Collect(maps.Keys(t.dirtyDirs)),
+		mark: marker{Point: t.applied, TS: t.lastTS, Sources: maps.Clone(t.sources)}}
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
 	t.marked = t.applied
@@ -799,29 +796,47 @@ func (t *Tree) StartCheckpoint() (*Checkpointing, error) {
 }
 
 // Finish makes the checkpoint durable and records its point, which it
-// returns.
+// returns. If it fails, what it was to make durable is dirty again, so
+// the next checkpoint tries it all again.
 func (c *Checkpointing) Finish() (Point, error) {
-	if vfs.SyncAllIsOneCall && len(c.files)+len(c.dirs) > syncAllAbove {
-		if err := c.fs.SyncAll(c.dir); err != nil {
-			return Point{}, fmt.Errorf("tree: checkpoint: %w", err)
+	if err := c.sync(); err != nil {
+		t := c.t
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for _, p := range c.paths {
+			t.dirtyFiles[p] = struct{}{}
+		}
+		for _, d := range c.dirs {
+			t.dirtyDirs[d] = struct{}{}
+		}
+		t.marked = Point{}
+		return Point{}, err
+	}
+	return c.mark.Point, nil
+}
+
+// sync fsyncs the checkpoint's files and folders, then writes its marker.
+// The tree's folder changes only in Install, which waits for Finish.
+func (c *Checkpointing) sync() error {
+	t := c.t
+	if vfs.SyncAllIsOneCall && len(c.paths)+len(c.dirs) > syncAllAbove {
+		if err := t.fs.SyncAll(t.dir); err != nil {
+			return fmt.Errorf("tree: checkpoint: %w", err)
 		}
 	} else {
 		var g errgroup.Group
 		g.SetLimit(syncWorkers)
-		for _, name := range c.files {
-			g.Go(func() error { return syncFile(c.fs, name) })
+		for _, p := range c.paths {
+			g.Go(func() error { return syncFile(t.fs, filepath.Join(t.diskPath(p), versionsFile)) })
 		}
 		for _, d := range c.dirs {
-			g.Go(func() error { return syncDir(c.fs, d) })
+			g.Go(func() error { return syncDir(t.fs, d) })
 		}
 		if err := g.Wait(); err != nil {
-			return Point{}, err
+			return err
 		}
 	}
-	if err := writeMarker(c.fs, c.dir, c.mark); err != nil {
-		return Point{}, err
-	}
-	return c.mark.Point, nil
+	return writeMarker(t.fs, t.dir, c.mark)
 }
 
 // syncWorkers is how many fsyncs a checkpoint keeps in flight: the disk

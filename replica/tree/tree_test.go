@@ -1036,3 +1036,37 @@ func TestIdleCheckpointWritesNothing(t *testing.T) {
 	apply(t, tr, 3) // a no-op entry moves the point too
 	checkpoint(3, 1)
 }
+
+// TestCheckpointRetriesAfterAFailedFinish: a checkpoint whose fsyncs fail
+// leaves its files dirty and its point unvouched, so the next checkpoint
+// makes them durable and writes the marker (it must not skip as idle).
+func TestCheckpointRetriesAfterAFailedFinish(t *testing.T) {
+	fsys := &faultFS{MemFS: vfs.NewMem(), failSync: "/d/tree/a"}
+	tr := openTree(t, fsys, "/d", DefaultConfig())
+	apply(t, tr, 1, put("a/b", 1))
+	if _, err := tr.Checkpoint(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("checkpoint with a failing fsync: %v", err)
+	}
+	fsys.failSync = ""
+	if p, err := tr.Checkpoint(); err != nil || p.Seq != 1 {
+		t.Fatalf("the retry: %+v %v", p, err)
+	}
+	after := openTree(t, fsys.CrashClone(rand.New(rand.NewSource(1)), false), "/d", DefaultConfig())
+	if v, err := after.Get("a/b"); after.AppliedPoint().Seq != 1 || err != nil || v.Seq != 1 {
+		t.Fatalf("after the retry and a power loss: applied %d, a/b %+v %v", after.AppliedPoint().Seq, v, err)
+	}
+	// Only the point moved (a no-op entry), and the marker's write fails.
+	apply(t, tr, 2)
+	fsys.failSync = "/d/tree"
+	if _, err := tr.Checkpoint(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("checkpoint with a failing marker: %v", err)
+	}
+	fsys.failSync = ""
+	if p, err := tr.Checkpoint(); err != nil || p.Seq != 2 {
+		t.Fatalf("the second retry: %+v %v", p, err)
+	}
+	after = openTree(t, fsys.CrashClone(rand.New(rand.NewSource(1)), false), "/d", DefaultConfig())
+	if got := after.AppliedPoint().Seq; got != 2 {
+		t.Fatalf("after the second retry and a power loss: applied %d, want 2", got)
+	}
+}
