@@ -380,21 +380,7 @@ func TestInstallIsAtomicAtEveryCrashPoint(t *testing.T) {
 	if _, err := dst.Checkpoint(); err != nil {
 		t.Fatal(err)
 	}
-	snap := src.Snapshot()
-	in, _ := dst.NewInstaller()
-	for {
-		c, err := snap.Next()
-		if err != nil {
-			break
-		}
-		if c, err = UnmarshalChunk(MarshalChunk(c)); err != nil {
-			t.Fatal(err)
-		}
-		if err := in.Add(c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snap.Close()
+	in := receive(t, src, dst)
 	var images []*vfs.MemFS
 	m.BeforeMutate(func() { images = append(images, m.CrashClone(rand.New(rand.NewSource(1)), false)) })
 	if err := dst.Install(in); err != nil {
@@ -556,19 +542,8 @@ func TestDedupSurvivesCheckpointAndSnapshot(t *testing.T) {
 	if o, dup := tr2.Dedup(1, 4, tsOf(4), "s1", 101); !dup || o.Seq != 3 {
 		t.Fatalf("after reopen: %+v %v", o, dup)
 	}
-	snap := tr2.Snapshot()
 	dst := openTree(t, m, "/b", DefaultConfig())
-	in, _ := dst.NewInstaller()
-	for {
-		c, err := snap.Next()
-		if err != nil {
-			break
-		}
-		c, _ = UnmarshalChunk(MarshalChunk(c))
-		in.Add(c)
-	}
-	snap.Close()
-	if err := dst.Install(in); err != nil {
+	if err := dst.Install(receive(t, tr2, dst)); err != nil {
 		t.Fatal(err)
 	}
 	if o, dup := dst.Dedup(1, 5, tsOf(5), "s1", 50); !dup || o.Seq != 3 {
@@ -973,22 +948,7 @@ func TestFailedInstallThenClose(t *testing.T) {
 	for seq := uint64(1); seq <= 3; seq++ {
 		apply(t, dst, seq, put("p", seq)) // pending
 	}
-	in, err := dst.NewInstaller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := src.Snapshot()
-	for done := false; !done; {
-		c, err := snap.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := in.Add(c); err != nil {
-			t.Fatal(err)
-		}
-		done = c.Last
-	}
-	snap.Close()
+	in := receive(t, src, dst)
 	fsys.failSync = "/d"
 	if err := dst.Install(in); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("install with a failing fsync: %v", err)
@@ -1068,5 +1028,32 @@ func TestCheckpointRetriesAfterAFailedFinish(t *testing.T) {
 	after = openTree(t, fsys.CrashClone(rand.New(rand.NewSource(1)), false), "/d", DefaultConfig())
 	if got := after.AppliedPoint().Seq; got != 2 {
 		t.Fatalf("after the second retry and a power loss: applied %d, want 2", got)
+	}
+}
+
+// receive streams a snapshot of src, through the wire encoding, into a
+// new installer of dst, ready to install.
+func receive(t *testing.T, src, dst *Tree) *Installer {
+	t.Helper()
+	snap := src.Snapshot()
+	defer snap.Close()
+	in, err := dst.NewInstaller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		c, err := snap.Next()
+		if errors.Is(err, io.EOF) {
+			return in
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err = UnmarshalChunk(MarshalChunk(c)); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Add(c); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
