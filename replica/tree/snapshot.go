@@ -37,11 +37,10 @@ type Chunk struct {
 // its versions file (each ending in a newline): a snapshot ships the files'
 // bytes, not decoded versions. A long history may span several chunks.
 type ChunkPath struct {
-	Path  string   `json:"path"`
-	Lines []byte   `json:"-"`
-	N     int      `json:"n"` // len(Lines), in the encoded header
-	refs  []ref    // the lines' index, offsets within Lines: set by UnmarshalChunk
-	lines [][]byte // each line without its newline, as refs are
+	Path  string `json:"path"`
+	Lines []byte `json:"-"`
+	N     int    `json:"n"` // len(Lines), in the encoded header
+	refs  []ref  // the lines' index, offsets within Lines: set by UnmarshalChunk
 }
 
 // MarshalChunk encodes a chunk for the wire: a 4-byte big-endian length,
@@ -108,6 +107,7 @@ func UnmarshalChunk(b []byte) (Chunk, error) {
 // index parses every line: whole versions with increasing seqs, none
 // above the snapshot's.
 func (cp *ChunkPath) index(max uint64) error {
+	cp.refs = make([]ref, 0, bytes.Count(cp.Lines, []byte{'\n'}))
 	for off := 0; off < len(cp.Lines); {
 		end := bytes.IndexByte(cp.Lines[off:], '\n')
 		if end < 0 {
@@ -122,11 +122,14 @@ func (cp *ChunkPath) index(max uint64) error {
 			return fmt.Errorf("version %d out of order", r.seq)
 		}
 		r.loc = locate(int64(off), int64(end))
-		cp.refs, cp.lines = append(cp.refs, r), append(cp.lines, line)
+		cp.refs = append(cp.refs, r)
 		off += end + 1
 	}
 	return nil
 }
+
+// line is the version r of the chunk, without its newline.
+func (cp *ChunkPath) line(r ref) []byte { return cp.Lines[r.off() : r.off()+r.n()] }
 
 // Snapshot is a consistent stream of the tree at one applied point. Files
 // are append-only and the snapshot copied each path's index when it
@@ -275,14 +278,29 @@ func (in *Installer) Add(c Chunk) error {
 				folder = join(folder, seg)
 			}
 		}
-		for i, r := range cp.refs {
-			r.loc = locate(ps.size+r.off(), r.n())
-			in.idx.push(ps, r, cp.lines[i])
-		}
+		in.index(ps, cp)
 		ps.size += int64(len(cp.Lines))
 		g.Go(func() error { return in.write(cp) })
 	}
 	return g.Wait()
+}
+
+// index adds a chunk's versions of one path to the staged index. Only
+// the last RecentVersions lines are kept: a joining node receives every
+// version of every path, and a copy of each line would double its
+// allocations (issue 7's W5).
+func (in *Installer) index(ps *pathState, cp ChunkPath) {
+	ps.refs = slices.Grow(ps.refs, len(cp.refs))
+	keep := max(len(cp.refs)-in.t.cfg.RecentVersions, 0)
+	for i, r := range cp.refs {
+		line := cp.line(r)
+		r.loc = locate(ps.size+r.off(), r.n())
+		if i < keep {
+			ps.refs = append(ps.refs, r)
+		} else {
+			in.idx.push(ps, r, line)
+		}
+	}
 }
 
 // write appends a chunk's lines of one path to its staged file.
