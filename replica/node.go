@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,7 +96,7 @@ type Node struct {
 	fetching      bool
 	checkpoint    time.Time
 	checkpointing bool          // a checkpoint's fsyncs run
-	leaving       uint64        // epoch when asked to leave, 0 if not
+	leaving       bool          // asked to leave the group
 	lastTS        time.Time     // latest commit time of any entry this node holds: a leader's next is later
 	label         string        // the node's id, as its metrics' label
 	aggs          chan struct{} // slots of aggregates running beside the loop
@@ -301,9 +302,9 @@ func (n *Node) run(ctx context.Context) {
 			}
 			leadingGauge.WithLabelValues(n.label).Set(lead)
 		case <-n.leave:
-			if n.leaving == 0 {
+			if !n.leaving {
 				n.log.Info("leaving the group")
-				n.leaving = n.pn.Status().Epoch + 1
+				n.leaving = true
 				n.pn.Leave()
 			}
 		case <-n.diskNote:
@@ -368,22 +369,15 @@ func (n *Node) fail(err error) {
 	n.errMu.Unlock()
 }
 
-// left reports whether a view without this node was adopted after it asked
-// to leave.
+// left reports whether the node asked to leave holds a view without it: a
+// member waits for the view change that removes it; a node not yet a
+// member is out already, since no leaving node is admitted.
 func (n *Node) left() bool {
-	if n.leaving == 0 {
+	if !n.leaving {
 		return false
 	}
 	st := n.pn.Status()
-	if st.Epoch < n.leaving || st.Members == nil {
-		return false
-	}
-	for _, m := range st.Members {
-		if m == n.cfg.ID {
-			return false
-		}
-	}
-	return true
+	return st.Members != nil && !slices.Contains(st.Members, n.cfg.ID)
 }
 
 // Err returns the error that stopped the node, if any.

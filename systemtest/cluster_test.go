@@ -12,9 +12,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"memstore/groupsvc"
 	"memstore/replica"
 	"memstore/replica/protocol"
+	"memstore/replica/storage/vfs"
 	"memstore/sensor"
 )
 
@@ -650,6 +653,46 @@ func TestGracefulLeave(t *testing.T) {
 	}
 	if _, err := c.cl.Put(cx, "after/leave", json.RawMessage(`1`)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLeaveWhileJoining asks a node to leave before it is a member: it is
+// out of the group already, so it stops (it waited for a view change that
+// never came, and went on running). Its disk is held until the request is
+// answered, so it cannot catch up and be admitted first.
+func TestLeaveWhileJoining(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	for i := range 100 { // more entries than JoinLag: node 4 joins only once it holds them
+		if _, err := c.cl.Put(cx, "j/x", json.RawMessage(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk, held, holding := vfs.NewMem(), make(chan struct{}), atomic.Bool{}
+	disk.BeforeMutate(func() {
+		if holding.Load() {
+			<-held
+		}
+	})
+	c.startNodeWith(4, func(cfg *replica.Config) { cfg.FS = disk })
+	holding.Store(true)
+	c.waitFor("node 4 to take the request", 5*time.Second, func() error {
+		_, err := c.mwConn.Request(bus.NewSubjects("").Leave(4), nil, time.Second)
+		return err
+	})
+	close(held)
+	select {
+	case <-c.nodes[4].Done():
+	case <-time.After(15 * time.Second):
+		st, _ := c.cl.Status(cx)
+		t.Fatalf("the leaving node did not stop; status %+v", st)
+	}
+	if err := c.nodes[4].Err(); err != nil {
+		t.Fatalf("left with an error: %v", err)
+	}
+	st, _ := c.cl.Status(cx)
+	if slices.Contains(st.Members, 4) {
+		t.Fatalf("members after leave: %v", st.Members)
 	}
 }
 
