@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -99,6 +100,46 @@ func (c *memstoreCluster) waitMembers(ctx context.Context, n int, within time.Du
 		_, err = c.cl.Put(ctx, "bench/ready", []byte("1"))
 		return err
 	})
+}
+
+// join starts node id, new to the cluster, and waits until it has applied
+// seq: the time that took.
+func (c *memstoreCluster) join(ctx context.Context, id int, seq uint64) (time.Duration, error) {
+	t0 := time.Now()
+	if err := c.startNode(id); err != nil {
+		return 0, err
+	}
+	err := retry(ctx, 30*time.Minute, func() error {
+		st, err := c.status()
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.ID == uint64(id) && n.Applied >= seq {
+				return nil
+			}
+		}
+		return fmt.Errorf("bench: node %d has not applied %d", id, seq)
+	})
+	return time.Since(t0), err
+}
+
+// leave takes node id out of the group (memstore leave) and waits
+// for its process to end.
+func (c *memstoreCluster) leave(ctx context.Context, id int) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, c.bin, "leave", "--id", strconv.Itoa(id), "--server", c.url).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("bench: node %d leave: %w: %s", id, err, out)
+	}
+	select {
+	case <-c.nodes[id].Done():
+	case <-ctx.Done():
+		return fmt.Errorf("bench: node %d still running after it left", id)
+	}
+	delete(c.nodes, id)
+	return nil
 }
 
 func (c *memstoreCluster) status() (bus.StatusReply, error) {
