@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,7 +95,6 @@ type Node struct {
 	fetching      bool
 	checkpoint    time.Time
 	checkpointing bool          // a checkpoint's fsyncs run
-	leaving       bool          // asked to leave the group
 	lastTS        time.Time     // latest commit time of any entry this node holds: a leader's next is later
 	label         string        // the node's id, as its metrics' label
 	aggs          chan struct{} // slots of aggregates running beside the loop
@@ -302,11 +300,8 @@ func (n *Node) run(ctx context.Context) {
 			}
 			leadingGauge.WithLabelValues(n.label).Set(lead)
 		case <-n.leave:
-			if !n.leaving {
-				n.log.Info("leaving the group")
-				n.leaving = true
-				n.pn.Leave()
-			}
+			n.log.Info("leaving the group")
+			n.pn.Leave()
 		case <-n.diskNote:
 			n.disk.mu.Lock()
 			done, err := n.disk.done, n.disk.err
@@ -332,7 +327,7 @@ func (n *Node) run(ctx context.Context) {
 			n.fail(err)
 			return
 		}
-		if n.left() {
+		if n.pn.Left() {
 			n.log.Info("left the group: stopping")
 			return
 		}
@@ -367,17 +362,6 @@ func (n *Node) fail(err error) {
 	n.errMu.Lock()
 	n.err = err
 	n.errMu.Unlock()
-}
-
-// left reports whether the node asked to leave holds a view without it: a
-// member waits for the view change that removes it; a node not yet a
-// member is out already, since no leaving node is admitted.
-func (n *Node) left() bool {
-	if !n.leaving {
-		return false
-	}
-	st := n.pn.Status()
-	return st.Members != nil && !slices.Contains(st.Members, n.cfg.ID)
 }
 
 // Err returns the error that stopped the node, if any.

@@ -360,9 +360,16 @@ func (n *Node) handleView(v View) {
 }
 
 // Leave asks the group to take this node out of the members (a graceful
-// leave); the driver stops the node once a view without it is adopted.
+// leave); the driver stops the node once Left reports it out.
 func (n *Node) Leave() {
 	n.leaving = true
+}
+
+// Left reports whether this node asked to leave and holds a view without
+// it: a member waits for the view change that removes it; a node not yet
+// a member is out already, since no leaving node is admitted.
+func (n *Node) Left() bool {
+	return n.leaving && n.members != nil && !slices.Contains(n.members, n.id)
 }
 
 // adopt makes epoch (at least the promise) the current one, led by leader.

@@ -293,7 +293,7 @@ func (in *Installer) index(ps *pathState, cp ChunkPath) {
 	ps.refs = slices.Grow(ps.refs, len(cp.refs))
 	keep := max(len(cp.refs)-in.t.cfg.RecentVersions, 0)
 	for i, r := range cp.refs {
-		line := cp.line(r)
+		line := cp.line(r) // before r.loc moves from the chunk to the file
 		r.loc = locate(ps.size+r.off(), r.n())
 		if i < keep {
 			ps.refs = append(ps.refs, r)

@@ -392,6 +392,9 @@ func TestNodeJoinsAndLeaves(t *testing.T) {
 	if len(s.kv.view.Members) != 3 {
 		t.Fatalf("members after leave: %v", s.kv.view.Members)
 	}
+	if !s.until(100, func() bool { return leaving.n.Left() }) {
+		t.Fatalf("node %d never saw itself out: %+v", leaving.id, leaving.n.Status())
+	}
 	w := s.write(s.leader().id, "k0=after-leave")
 	if !s.until(100, func() bool { return w.done }) || w.err != nil {
 		t.Fatalf("write after leave: %+v", w)
