@@ -18,7 +18,9 @@
 // segments.
 //
 // Append writes a whole batch with one write and, under SyncAlways (the
-// default), one fsync: group commit. SyncNone skips fsync, for benchmarks
+// default), one fsync: group commit. The last segment's blocks are
+// reserved 4 MiB ahead of its end (vfs.File.Allocate, which keeps the
+// size), so the fsync after an append commits no block allocation. SyncNone skips fsync, for benchmarks
 // only, and says so loudly at open.
 //
 // # Recovery

@@ -83,9 +83,12 @@ type WAL struct {
 	segs []*segment
 	f    vfs.File // the last segment, open for appending
 	size int64    // its size
-	last Pos
-	buf  []byte
-	err  error // sticky: a failed write leaves the log unusable
+	// reserved is how much of it has disk blocks reserved (Allocate):
+	// appends below it allocate none, which makes their fsync cheaper.
+	reserved int64
+	last     Pos
+	buf      []byte
+	err      error // sticky: a failed write leaves the log unusable
 }
 
 // OpenWAL opens (or creates) the WAL in dir and recovers it: a torn or
@@ -273,7 +276,7 @@ func (w *WAL) openLast() error {
 		f.Close()
 		return fmt.Errorf("storage: fsync %s: %w", w.dir, err)
 	}
-	w.f, w.size = f, st.Size()
+	w.f, w.size, w.reserved = f, st.Size(), 0
 	return nil
 }
 
@@ -304,8 +307,22 @@ func (w *WAL) createSegment(name string, prev Pos, tmp bool) error {
 		w.f.Close()
 	}
 	w.segs = append(w.segs, &segment{name: name, prev: prev})
-	w.f, w.size, w.last = f, segHeader, prev
+	w.f, w.size, w.reserved, w.last = f, segHeader, 0, prev
 	return nil
+}
+
+// reserveAhead is how far past an append the WAL reserves the segment's
+// blocks (up to SegmentBytes): one fallocate per 4 MiB of log.
+const reserveAhead = 4 << 20
+
+// reserve reserves the last segment's blocks up to end and reserveAhead
+// beyond. It cannot fail an append: without reserved blocks the write
+// allocates its own.
+func (w *WAL) reserve(end int64) {
+	w.reserved = min(end+reserveAhead, max(end, w.cfg.SegmentBytes))
+	if err := w.f.Allocate(w.reserved); err != nil {
+		w.cfg.Logger.WithError(err).Debug("wal: could not reserve blocks ahead: appends allocate their own")
+	}
 }
 
 // Append writes records that directly follow the log's end: one write and,
@@ -341,6 +358,9 @@ func (w *WAL) Append(recs []Record) error {
 	for _, r := range recs {
 		seg.offsets = append(seg.offsets, off)
 		off += int64(recordHeader + payloadMin + len(r.Data))
+	}
+	if off > w.reserved {
+		w.reserve(off)
 	}
 	if _, err := w.f.Write(w.buf); err != nil {
 		return w.fail(fmt.Errorf("storage: write %s: %w", seg.name, err))

@@ -349,3 +349,57 @@ func TestWALCrashThenPowerLoss(t *testing.T) {
 		t.Fatalf("after the restart and a power loss: %d records, want 3", len(got))
 	}
 }
+
+// allocSpy is a filesystem that records each file's Allocate calls.
+type allocSpy struct {
+	vfs.FS
+	reserved map[string][]int64 // by file name
+}
+
+type spiedFile struct {
+	vfs.File
+	name string
+	spy  *allocSpy
+}
+
+func (s *allocSpy) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	f, err := s.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &spiedFile{File: f, name: name, spy: s}, nil
+}
+
+func (f *spiedFile) Allocate(size int64) error {
+	f.spy.reserved[f.name] = append(f.spy.reserved[f.name], size)
+	return f.File.Allocate(size)
+}
+
+// TestWALReservesAhead: every append lands in blocks reserved before it,
+// up to the segment's size, one Allocate per reserveAhead of log.
+func TestWALReservesAhead(t *testing.T) {
+	spy := &allocSpy{FS: vfs.NewMem(), reserved: map[string][]int64{}}
+	cfg := DefaultWALConfig(testLogger())
+	cfg.SegmentBytes = 3*reserveAhead + reserveAhead/2
+	cfg.Sync = SyncNone // each fsync of the MemFS copies the file
+	w := openWAL(t, spy, cfg)
+	data := make([]byte, 64<<10)
+	for seq := uint64(1); seq <= 500; seq++ {
+		if err := w.Append([]Record{{Epoch: 1, Seq: seq, Data: data}}); err != nil {
+			t.Fatal(err)
+		}
+		name := "/d/wal/" + w.segs[len(w.segs)-1].name
+		calls := spy.reserved[name]
+		if len(calls) == 0 || calls[len(calls)-1] < w.size {
+			t.Fatalf("seq %d: %s is %d bytes, reserved %v", seq, name, w.size, calls)
+		}
+	}
+	if len(w.segs) < 3 {
+		t.Fatalf("%d segments: rolling over untested", len(w.segs))
+	}
+	for name, calls := range spy.reserved {
+		if len(calls) > 4 || calls[len(calls)-1] > cfg.SegmentBytes {
+			t.Errorf("%s: reserved %v, want at most 4 calls up to %d", name, calls, cfg.SegmentBytes)
+		}
+	}
+}

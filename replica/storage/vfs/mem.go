@@ -420,6 +420,9 @@ func (f *memFile) Truncate(size int64) error {
 	return nil
 }
 
+// Allocate does nothing: memory needs no reserving.
+func (f *memFile) Allocate(int64) error { return nil }
+
 func (f *memFile) Stat() (os.FileInfo, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
