@@ -278,7 +278,7 @@ func (c *Coordinator) majority(members []protocol.NodeID) bool {
 			n++
 		}
 	}
-	return n > len(members)/2
+	return n >= protocol.Quorum(members)
 }
 
 // choose names the promiser with the most up-to-date log (highest last

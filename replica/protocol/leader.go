@@ -107,7 +107,7 @@ func (n *Node) quorumHeard() bool {
 			k++
 		}
 	}
-	return k > len(n.members)/2
+	return k >= Quorum(n.members)
 }
 
 // heardFrom notes that a member answered in this epoch.
@@ -142,7 +142,7 @@ func (n *Node) maybeCommit() {
 	}
 	slices.Sort(acked)
 	slices.Reverse(acked)
-	q := len(n.members)/2 + 1
+	q := Quorum(n.members)
 	if len(acked) < q {
 		return
 	}

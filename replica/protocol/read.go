@@ -67,7 +67,7 @@ func (n *Node) readConfirmed(r *pendingRead) bool {
 	if slices.Contains(n.members, n.id) {
 		votes++
 	}
-	return votes >= len(n.members)/2+1
+	return votes >= Quorum(n.members)
 }
 
 // serveReads assigns read indexes and rounds and answers confirmed reads.
@@ -145,7 +145,7 @@ func (n *Node) updateConfirmed() {
 	}
 	slices.Sort(acks)
 	slices.Reverse(acks)
-	if q := len(n.members)/2 + 1; len(acks) >= q && acks[q-1] > l.confirmed {
+	if q := Quorum(n.members); len(acks) >= q && acks[q-1] > l.confirmed {
 		l.confirmed = acks[q-1]
 	}
 }

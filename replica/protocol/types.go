@@ -57,5 +57,6 @@ func (v View) IsMember(id NodeID) bool {
 	return false
 }
 
-// Quorum is the number of members that make a majority of v.
-func (v View) Quorum() int { return len(v.Members)/2 + 1 }
+// Quorum is how many of members make a majority: elections, commits and
+// read checks all count to it.
+func Quorum(members []NodeID) int { return len(members)/2 + 1 }
