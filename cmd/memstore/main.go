@@ -123,3 +123,12 @@ func (g *globals) logger() (*logrus.Logger, error) {
 	log.SetOutput(os.Stderr)
 	return log, nil
 }
+
+// trustCA is the NATS option that trusts the CA certificate file ca
+// (--tls-ca), none if ca is "".
+func trustCA(ca string) []nats.Option {
+	if ca == "" {
+		return nil
+	}
+	return []nats.Option{nats.RootCAs(ca)}
+}

@@ -112,11 +112,7 @@ func startMiddleware(o *middlewareOptions, prefix, tlsCA string, log *logrus.Log
 		if perr != nil || u.Host == "" {
 			return nil, usageError{fmt.Errorf("--nats-url %q: not a URL like nats://user:password@host:4222", o.natsURL)}
 		}
-		var extra []nats.Option
-		if tlsCA != "" {
-			extra = append(extra, nats.RootCAs(tlsCA))
-		}
-		if nc, err = bus.Connect(o.natsURL, "memstore-middleware", log, extra...); err != nil {
+		if nc, err = bus.Connect(o.natsURL, "memstore-middleware", log, trustCA(tlsCA)...); err != nil {
 			return nil, err
 		}
 		m.natsURL, auth = u.Redacted(), u.User != nil

@@ -95,10 +95,7 @@ func startNode(o nodeOptions, log *logrus.Logger) (*replica.Node, func(), error)
 	}
 	// The node ignores its own messages: echoing its multicasts back would
 	// cost a delivery per append and read round.
-	extra := []nats.Option{nats.NoEcho()}
-	if o.tlsCA != "" {
-		extra = append(extra, nats.RootCAs(o.tlsCA))
-	}
+	extra := append([]nats.Option{nats.NoEcho()}, trustCA(o.tlsCA)...)
 	id := o.id
 	entry := log.WithField("node", id)
 	nc, err := bus.Connect(o.url, fmt.Sprintf("memstore-node-%d", id), entry, extra...)
@@ -125,11 +122,7 @@ func leaveCommand(g *globals) *cobra.Command {
 				return usageError{errors.New("--id is required")}
 			}
 			return withClient(g, func(c *client.Client) error {
-				var opts []nats.Option
-				if g.tlsCA != "" {
-					opts = append(opts, nats.RootCAs(g.tlsCA))
-				}
-				nc, err := nats.Connect(g.server, opts...)
+				nc, err := nats.Connect(g.server, trustCA(g.tlsCA)...)
 				if err != nil {
 					return bus.Errorf(bus.CodeUnavailable, "%v", err)
 				}
