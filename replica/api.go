@@ -323,8 +323,8 @@ func (n *Node) handlePut(rq request) {
 		respondErr(rq, bus.Errorf(bus.CodeTooLarge, "put request of %d bytes, at most %d", len(rq.data), n.cfg.MaxRequestBytes))
 		return
 	}
-	var req bus.PutRequest
-	if e := bus.DecodeRequest(rq.data, &req); e != nil {
+	req, e := bus.DecodePutRequest(rq.data)
+	if e != nil {
 		respondErr(rq, e)
 		return
 	}
