@@ -143,6 +143,7 @@ type Snapshot struct {
 	paths   []string
 	refs    map[string][]ref
 	lines   map[string]*lines // each path's versions when the snapshot started
+	tree    int               // the tree's installs then: its files are those of this tree
 	next    int               // index of the next path
 	skip    int               // versions of paths[next] already sent
 	index   int
@@ -154,7 +155,7 @@ func (t *Tree) Snapshot() *Snapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.snapshots++
-	s := &Snapshot{t: t, at: t.applied, ts: t.lastTS, sources: maps.Clone(t.sources),
+	s := &Snapshot{t: t, at: t.applied, ts: t.lastTS, sources: maps.Clone(t.sources), tree: t.installs,
 		refs: make(map[string][]ref, len(t.paths)), lines: make(map[string]*lines, len(t.paths))}
 	for p, ps := range t.paths {
 		s.paths = append(s.paths, p)
@@ -207,10 +208,27 @@ func (s *Snapshot) Next() (Chunk, error) {
 	return c, nil
 }
 
+// readAt reads versions of path p. It opens p's file while the tree is
+// surely the one the snapshot started on: an Install puts another tree's
+// files under the same names, while a file opened before still reads the
+// old one.
 func (s *Snapshot) readAt(p string, b []byte, off int64) error {
 	l := s.lines[p]
 	defer l.Close()
-	if _, err := l.ReadAt(b, off); err != nil {
+	s.t.mu.RLock()
+	replaced := s.t.installs != s.tree
+	var err error
+	if !replaced && off < l.disk {
+		err = l.open()
+	}
+	s.t.mu.RUnlock()
+	if replaced {
+		return fmt.Errorf("tree: snapshot %s: the tree has been replaced by an installed snapshot since it started", p)
+	}
+	if err == nil {
+		_, err = l.ReadAt(b, off)
+	}
+	if err != nil {
 		return fmt.Errorf("tree: snapshot %s: %w", p, err)
 	}
 	return nil
@@ -356,6 +374,7 @@ func (t *Tree) Install(in *Installer) error {
 	clear(t.dirtyFiles)
 	clear(t.dirtyDirs)
 	t.applied, t.lastTS, t.sources = in.idx.applied, in.idx.lastTS, in.idx.sources
+	t.installs++
 	t.marked = t.applied // Install wrote its marker
 	if t.sources == nil {
 		t.sources = map[string]Source{}

@@ -107,6 +107,7 @@ type Tree struct {
 	dirtyFiles map[string]struct{} // paths applied to since the last checkpoint: pending lines, unsynced writes
 	dirtyDirs  map[string]struct{} // folders (on disk) with new entries since then
 	snapshots  int                 // snapshot readers running: compaction waits for them
+	installs   int                 // snapshots installed: a snapshot reader started before one reads no more
 	sources    map[string]Source   // client source → its last write, for deduplication
 	// appends keeps the versions files of recently written paths open for
 	// appending: opening and closing a file per put was the largest cost

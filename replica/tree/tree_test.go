@@ -1065,3 +1065,47 @@ func receive(t *testing.T, src, dst *Tree) *Installer {
 		}
 	}
 }
+
+// TestSnapshotOfAReplacedTreeFails: a snapshot stream whose tree installs
+// another snapshot midway stops with an error; it never sends the new
+// tree's bytes as if they were the old one's (a fetcher would install a
+// state that never was).
+func TestSnapshotOfAReplacedTreeFails(t *testing.T) {
+	m := vfs.NewMem()
+	src := openTree(t, m, "/src", DefaultConfig())
+	for seq := uint64(1); seq <= 600; seq++ {
+		apply(t, src, seq, put(fmt.Sprintf("p/%03d", seq), strings.Repeat("x", 2000)))
+	}
+	if _, err := src.Checkpoint(); err != nil { // the lines are in the files, not pending
+		t.Fatal(err)
+	}
+	other := openTree(t, m, "/other", DefaultConfig())
+	for seq := uint64(1); seq <= 600; seq++ {
+		apply(t, other, seq, put(fmt.Sprintf("p/%03d", seq), strings.Repeat("y", 3000)))
+	}
+	if _, err := other.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	snap := src.Snapshot()
+	defer snap.Close()
+	if c, err := snap.Next(); err != nil || c.Last {
+		t.Fatalf("first chunk: last %v, %v", c.Last, err)
+	}
+	if err := src.Install(receive(t, other, src)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		c, err := snap.Next()
+		if err != nil {
+			return
+		}
+		for _, cp := range c.Paths {
+			if bytes.Contains(cp.Lines, []byte("yyy")) {
+				t.Fatalf("chunk %d sent %s from the installed tree", c.Index, cp.Path)
+			}
+		}
+		if c.Last {
+			t.Fatal("the snapshot ran to its end over a replaced tree")
+		}
+	}
+}
