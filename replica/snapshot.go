@@ -58,15 +58,10 @@ func (s *snapServer) serve(m *nats.Msg) {
 		_ = m.Respond(bus.ErrorReply(e))
 		return
 	}
+	now := time.Now()
+	s.expire(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
-	for id, ss := range s.sessions {
-		if now.Sub(ss.used) > snapIdle {
-			ss.snap.Close()
-			delete(s.sessions, id)
-		}
-	}
 	if req.Session == "" {
 		s.seq++
 		req.Session = fmt.Sprintf("%d-%d", now.UnixNano(), s.seq)
@@ -93,6 +88,20 @@ func (s *snapServer) serve(m *nats.Msg) {
 	rep.Header.Set(snapSessionHeader, req.Session)
 	rep.Data = tree.MarshalChunk(c)
 	_ = m.RespondMsg(rep)
+}
+
+// expire closes the sessions unused for snapIdle at now: an open
+// snapshot holds the tree's retention back (Tree.Compact waits for it),
+// and a fetcher that gave up never says so.
+func (s *snapServer) expire(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, ss := range s.sessions {
+		if now.Sub(ss.used) > snapIdle {
+			ss.snap.Close()
+			delete(s.sessions, id)
+		}
+	}
 }
 
 func (s *snapServer) close() {
@@ -298,6 +307,7 @@ func (n *Node) checkpointed(r checkpointResult) error {
 	if r.err != nil {
 		return r.err
 	}
+	n.snaps.expire(time.Now())
 	if err := n.tree.Compact(); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
 
 	"memstore/bus"
 	"memstore/internal/natstest"
@@ -157,5 +158,56 @@ func TestFetchChunksFails(t *testing.T) {
 	var last tree.Chunk
 	if err := fetchChunks(ctx, nc, "test.snap", func(c tree.Chunk) error { last = c; return nil }); err != nil || !last.Last {
 		t.Fatalf("second fetch: %v, last chunk %d (last %v)", err, last.Index, last.Last)
+	}
+}
+
+// TestAbandonedSnapshotSessionExpires: a session its fetcher gave up on
+// holds the tree's retention back only until expire finds it idle for
+// snapIdle; then Compact drops what the rules say.
+func TestAbandonedSnapshotSessionExpires(t *testing.T) {
+	cfg := tree.DefaultConfig()
+	cfg.Retention = []tree.Rule{{MaxVersions: 2}}
+	src, err := tree.Open(vfs.NewMem(), "/src", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := []byte(`"` + strings.Repeat("v", 2000) + `"`) // 300 of them: the snapshot takes two chunks
+	for seq := uint64(1); seq <= 305; seq++ {
+		ts := time.Date(2026, 1, 1, 0, 0, int(seq), 0, time.UTC).Format(time.RFC3339Nano)
+		put := tree.Put{Path: "a", Value: []byte("1")}
+		if seq > 5 {
+			put = tree.Put{Path: fmt.Sprintf("big/%d", seq), Value: big}
+		}
+		if _, err := src.Apply(1, seq, ts, "u", []tree.Put{put}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versions := func() int {
+		t.Helper()
+		vs, _, err := src.History("a", tree.HistoryQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(vs)
+	}
+	srv := newSnapServer(src, logrus.New())
+	defer srv.close()
+	srv.serve(&nats.Msg{Data: []byte(`{"session":"","index":0}`)}) // the first chunk of a session nobody asks on from
+	if len(srv.sessions) != 1 {
+		t.Fatalf("%d sessions open, want 1", len(srv.sessions))
+	}
+	srv.expire(time.Now())
+	if err := src.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if got := versions(); got != 5 {
+		t.Fatalf("%d versions while the session may still be used, want all 5", got)
+	}
+	srv.expire(time.Now().Add(snapIdle + time.Second))
+	if err := src.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if got := versions(); got != 2 {
+		t.Fatalf("%d versions after the idle session expired, want the 2 the rule keeps", got)
 	}
 }
