@@ -59,9 +59,9 @@ func (s *snapServer) serve(m *nats.Msg) {
 		return
 	}
 	now := time.Now()
-	s.expire(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expire(now)
 	if req.Session == "" {
 		s.seq++
 		req.Session = fmt.Sprintf("%d-%d", now.UnixNano(), s.seq)
@@ -74,28 +74,38 @@ func (s *snapServer) serve(m *nats.Msg) {
 		return
 	}
 	c, err := ss.snap.Next()
+	if err != nil || c.Last { // a failed session cannot go on: it would only hold retention back
+		ss.snap.Close()
+		delete(s.sessions, req.Session)
+	}
 	if err != nil {
 		_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "snapshot: %v", err)))
 		return
 	}
 	ss.next++
 	ss.used = now
-	if c.Last {
-		ss.snap.Close()
-		delete(s.sessions, req.Session)
-	}
 	rep := nats.NewMsg(m.Reply)
 	rep.Header.Set(snapSessionHeader, req.Session)
 	rep.Data = tree.MarshalChunk(c)
 	_ = m.RespondMsg(rep)
 }
 
-// expire closes the sessions unused for snapIdle at now: an open
-// snapshot holds the tree's retention back (Tree.Compact waits for it),
-// and a fetcher that gave up never says so.
+// compact applies the tree's retention rules (Tree.Compact), first
+// closing the sessions unused for snapIdle at now: an open snapshot holds
+// retention back, and a fetcher that gave up never says so. While serve
+// holds the sessions it leaves them (serve closes idle ones itself): the
+// node loop calls it, and must not wait for a chunk being read.
+func (s *snapServer) compact(now time.Time) error {
+	if s.mu.TryLock() {
+		s.expire(now)
+		s.mu.Unlock()
+	}
+	return s.tree.Compact()
+}
+
+// expire closes the sessions unused for snapIdle at now. Lock should be
+// held.
 func (s *snapServer) expire(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for id, ss := range s.sessions {
 		if now.Sub(ss.used) > snapIdle {
 			ss.snap.Close()
@@ -307,8 +317,7 @@ func (n *Node) checkpointed(r checkpointResult) error {
 	if r.err != nil {
 		return r.err
 	}
-	n.snaps.expire(time.Now())
-	if err := n.tree.Compact(); err != nil {
+	if err := n.snaps.compact(time.Now()); err != nil {
 		return err
 	}
 	return n.wal.DropThrough(n.pn.Compact(r.at.Seq, n.cfg.KeepLogBytes))

@@ -161,27 +161,11 @@ func TestFetchChunksFails(t *testing.T) {
 	}
 }
 
-// TestAbandonedSnapshotSessionExpires: a session its fetcher gave up on
-// holds the tree's retention back only until expire finds it idle for
-// snapIdle; then Compact drops what the rules say.
-func TestAbandonedSnapshotSessionExpires(t *testing.T) {
-	cfg := tree.DefaultConfig()
-	cfg.Retention = []tree.Rule{{MaxVersions: 2}}
-	src, err := tree.Open(vfs.NewMem(), "/src", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	big := []byte(`"` + strings.Repeat("v", 2000) + `"`) // 300 of them: the snapshot takes two chunks
-	for seq := uint64(1); seq <= 305; seq++ {
-		ts := time.Date(2026, 1, 1, 0, 0, int(seq), 0, time.UTC).Format(time.RFC3339Nano)
-		put := tree.Put{Path: "a", Value: []byte("1")}
-		if seq > 5 {
-			put = tree.Put{Path: fmt.Sprintf("big/%d", seq), Value: big}
-		}
-		if _, err := src.Apply(1, seq, ts, "u", []tree.Put{put}); err != nil {
-			t.Fatal(err)
-		}
-	}
+// TestRetentionClosesIdleSnapshotSessions: a session its fetcher gave up
+// on holds the tree's retention back only until it has been idle for
+// snapIdle; then compact closes it and drops what the rules say.
+func TestRetentionClosesIdleSnapshotSessions(t *testing.T) {
+	src, _ := twoChunkTree(t)
 	versions := func() int {
 		t.Helper()
 		vs, _, err := src.History("a", tree.HistoryQuery{})
@@ -196,18 +180,66 @@ func TestAbandonedSnapshotSessionExpires(t *testing.T) {
 	if len(srv.sessions) != 1 {
 		t.Fatalf("%d sessions open, want 1", len(srv.sessions))
 	}
-	srv.expire(time.Now())
-	if err := src.Compact(); err != nil {
+	if err := srv.compact(time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if got := versions(); got != 5 {
 		t.Fatalf("%d versions while the session may still be used, want all 5", got)
 	}
-	srv.expire(time.Now().Add(snapIdle + time.Second))
-	if err := src.Compact(); err != nil {
+	if err := srv.compact(time.Now().Add(snapIdle + time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if got := versions(); got != 2 {
 		t.Fatalf("%d versions after the idle session expired, want the 2 the rule keeps", got)
 	}
+}
+
+// TestFailedSnapshotSessionCloses: a session whose chunk could not be read
+// is closed at once; it could not go on, and would hold retention back.
+func TestFailedSnapshotSessionCloses(t *testing.T) {
+	src, fsys := twoChunkTree(t)
+	srv := newSnapServer(src, logrus.New())
+	defer srv.close()
+	srv.serve(&nats.Msg{Data: []byte(`{"session":"","index":0}`)})
+	if len(srv.sessions) != 1 {
+		t.Fatalf("%d sessions open, want 1", len(srv.sessions))
+	}
+	if err := fsys.RemoveAll("/src/tree/big"); err != nil { // the second chunk's files
+		t.Fatal(err)
+	}
+	for id := range srv.sessions {
+		srv.serve(&nats.Msg{Data: []byte(`{"session":"` + id + `","index":1}`)})
+	}
+	if len(srv.sessions) != 0 {
+		t.Fatalf("%d sessions open after a chunk failed, want 0", len(srv.sessions))
+	}
+}
+
+// twoChunkTree is a tree whose snapshot takes two chunks, every line
+// written to its file: 5 versions of a (under a retention rule keeping
+// 2), one of each of big/6 to big/305.
+func twoChunkTree(t *testing.T) (*tree.Tree, *vfs.MemFS) {
+	t.Helper()
+	cfg := tree.DefaultConfig()
+	cfg.Retention = []tree.Rule{{MaxVersions: 2}}
+	fsys := vfs.NewMem()
+	src, err := tree.Open(fsys, "/src", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := []byte(`"` + strings.Repeat("v", 2000) + `"`)
+	for seq := uint64(1); seq <= 305; seq++ {
+		ts := time.Date(2026, 1, 1, 0, 0, int(seq), 0, time.UTC).Format(time.RFC3339Nano)
+		put := tree.Put{Path: "a", Value: []byte("1")}
+		if seq > 5 {
+			put = tree.Put{Path: fmt.Sprintf("big/%d", seq), Value: big}
+		}
+		if _, err := src.Apply(1, seq, ts, "u", []tree.Put{put}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	return src, fsys
 }
