@@ -217,7 +217,7 @@ func (c *Coordinator) elect(old, next []protocol.NodeID) {
 			up++
 		}
 	}
-	if up <= len(next)/2 {
+	if up < protocol.Quorum(next) {
 		return // no majority to elect with: wait rather than burn epochs
 	}
 	if c.startAt == 0 {

@@ -41,7 +41,8 @@
 //
 // Snapshot streams the tree at its applied point in chunks under
 // MaxChunkBytes; it copies the index when it starts and the files are
-// append-only, so it stays consistent while applies go on. An Installer
+// append-only, so it stays consistent while applies go on (an Install
+// ends it: ErrReplaced). An Installer
 // writes a received stream into tree.new; Install fsyncs it, writes its
 // marker last, and swaps it in by renames, which Open finishes or undoes
 // after a crash: never half a snapshot, never a mix. Compact applies the

@@ -17,6 +17,9 @@ var (
 	ErrUnsafe = errors.New("tree: unsafe folder")
 	// ErrTooLarge means an answer would pass a bound (MaxBuckets).
 	ErrTooLarge = errors.New("tree: answer too large")
+	// ErrReplaced means a snapshot cannot go on: its tree has installed
+	// another since it started.
+	ErrReplaced = errors.New("tree: replaced by an installed snapshot")
 	// errConfig means a Config failed validation.
 	errConfig = errors.New("tree: invalid config")
 )

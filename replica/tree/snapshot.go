@@ -134,7 +134,8 @@ func (cp *ChunkPath) line(r ref) []byte { return cp.Lines[r.off() : r.off()+r.n(
 // Snapshot is a consistent stream of the tree at one applied point. Files
 // are append-only and the snapshot copied each path's index when it
 // started, so applies going on meanwhile do not change it; compaction
-// waits until it is closed.
+// waits until it is closed. Once its tree installs another snapshot, Next
+// fails with ErrReplaced.
 type Snapshot struct {
 	t       *Tree
 	at      Point
@@ -223,7 +224,7 @@ func (s *Snapshot) readAt(p string, b []byte, off int64) error {
 	}
 	s.t.mu.RUnlock()
 	if replaced {
-		return fmt.Errorf("tree: snapshot %s: the tree has been replaced by an installed snapshot since it started", p)
+		return fmt.Errorf("tree: snapshot %s: %w", p, ErrReplaced)
 	}
 	if err == nil {
 		_, err = l.ReadAt(b, off)
