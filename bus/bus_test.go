@@ -130,3 +130,27 @@ func TestStatusHealthy(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeRequestRefusesDataAfterIt: one JSON object, then at most white
+// space; anything after it is a bad_request, a stray } or ] included.
+func TestDecodeRequestRefusesDataAfterIt(t *testing.T) {
+	for data, ok := range map[string]bool{
+		`{"path":"a","value":1}`:          true,
+		"{\"path\":\"a\",\"value\":1} \n": true,
+		`{"path":"a","value":1}}`:         false,
+		`{"path":"a","value":1}]`:         false,
+		`{"path":"a","value":1} {}`:       false,
+		`{"path":"a","value":1}x`:         false,
+	} {
+		_, e := DecodePutRequest([]byte(data))
+		if (e == nil) != ok {
+			t.Errorf("%q: error %v, want accepted %v", data, e, ok)
+		}
+		if ok {
+			continue
+		}
+		if e.Code != CodeBadRequest {
+			t.Errorf("%q: code %s, want %s", data, e.Code, CodeBadRequest)
+		}
+	}
+}

@@ -276,7 +276,7 @@ func DecodeRequest(data []byte, v any) *Error {
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeBadRequest, "malformed %T: %v", v, err)
 	}
-	if dec.More() {
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 { // not dec.More: it is false before a } or ]
 		return Errorf(CodeBadRequest, "malformed %T: data after the request", v)
 	}
 	return nil
