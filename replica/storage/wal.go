@@ -316,12 +316,13 @@ func (w *WAL) createSegment(name string, prev Pos, tmp bool) error {
 const reserveAhead = 4 << 20
 
 // reserve reserves the last segment's blocks up to end and reserveAhead
-// beyond. It cannot fail an append: without reserved blocks the write
-// allocates its own.
+// beyond. It does not fail an append: without reserved blocks the write
+// allocates its own, and reports a full disk itself. A failure (most
+// likely a nearly full disk) is warned of, once per reserveAhead of log.
 func (w *WAL) reserve(end int64) {
 	w.reserved = min(end+reserveAhead, max(end, w.cfg.SegmentBytes))
 	if err := w.f.Allocate(w.reserved); err != nil {
-		w.cfg.Logger.WithError(err).Debug("wal: could not reserve blocks ahead: appends allocate their own")
+		w.cfg.Logger.WithError(err).Warn("wal: could not reserve disk blocks ahead of the log; appends allocate their own")
 	}
 }
 

@@ -19,7 +19,7 @@ func (f osFile) Allocate(size int64) error {
 	}); err != nil {
 		return err
 	}
-	if errors.Is(ferr, unix.EOPNOTSUPP) {
+	if errors.Is(ferr, unix.EOPNOTSUPP) || errors.Is(ferr, unix.ENOSYS) {
 		return nil
 	}
 	return ferr
