@@ -212,6 +212,9 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	if inMemory(cfg.Dir) {
+		return nil, fmt.Errorf("bench: %s is on a filesystem in memory (tmpfs), where fsync costs nothing: durable writes would not be measured; give --dir a folder on a disk", cfg.Dir)
+	}
 	r := &runner{cfg: cfg}
 	steps := []struct {
 		name string

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,9 @@ func TestMedian(t *testing.T) {
 }
 
 // TestTable: every memstore row is divided by its JetStream sync=always
-// row and by its physical limit, medians against medians.
+// row (for W3 the faster history read) and by its physical limit (none
+// for JetStream's default sync, which does not fsync, nor for etcd's
+// reads), medians against medians.
 func TestTable(t *testing.T) {
 	rows := []Row{
 		{Workload: "limit", Params: "append 64 B + fdatasync, 64 per sync", System: Limit, Unit: "records/s", Values: []float64{100000, 90000, 110000}},
@@ -32,6 +35,12 @@ func TestTable(t *testing.T) {
 		{Workload: "W1", Params: "durable puts, 64 B, 64 writers", System: Etcd, Unit: "ops/s", Values: []float64{5500}},
 		{Workload: "W2", Params: "stale get, 16 readers", System: MS3, Unit: "ops/s", Values: []float64{12000}},
 		{Workload: "W2", Params: "serializable get, 16 readers", System: Etcd, Unit: "ops/s", Values: []float64{8000}},
+		{Workload: "limit", Params: "append 64 B + fdatasync, 1 per sync", System: Limit, Unit: "records/s", Values: []float64{5000}},
+		{Workload: "W1", Params: "durable puts, 64 B, 1 writers", System: MS3, Unit: "ops/s", Values: []float64{1000}},
+		{Workload: "W1", Params: "durable puts, 64 B, 64 writers", System: JSDefault, Unit: "ops/s", Values: []float64{30000}},
+		{Workload: "W3", Params: "history of 64 values, 16 readers", System: MS3, Unit: "ops/s", Values: []float64{8000}},
+		{Workload: "W3", Params: "history of 64 values, 16 readers, KV History", System: JSSync, Unit: "ops/s", Values: []float64{500}},
+		{Workload: "W3", Params: "history of 64 values, 16 readers, one batched direct get", System: JSSync, Unit: "ops/s", Values: []float64{4000}},
 	}
 	var b strings.Builder
 	if err := Table(&b, rows); err != nil {
@@ -43,6 +52,10 @@ func TestTable(t *testing.T) {
 		"| W2 | stale get, 16 readers | memstore 3 nodes | 12000 ops/s |  |  |  | 1.20× | 1.50× | 0.30× |",
 		"| W1 | durable puts, 64 B, 64 writers | JetStream KV sync=always | 5000 (4000–5500) ops/s |  |  |  |  |  | 0.05× |",
 		"| W1 | durable puts, 64 B, 64 writers | etcd 3 servers | 5500 ops/s |  |  |  | 1.10× |  | 0.06× |",
+		"| W2 | serializable get, 16 readers | etcd 3 servers | 8000 ops/s |  |  |  | 0.80× |  |  |",
+		"| W1 | durable puts, 64 B, 1 writers | memstore 3 nodes | 1000 ops/s |  |  |  |  |  | 0.20× |",
+		"| W1 | durable puts, 64 B, 64 writers | JetStream KV default sync | 30000 ops/s |  |  |  | 6.00× |  |  |",
+		"| W3 | history of 64 values, 16 readers | memstore 3 nodes | 8000 ops/s |  |  |  | 2.00× |  | 0.20× |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
@@ -82,5 +95,19 @@ func TestRawAppend(t *testing.T) {
 	rate, err := rawAppend(context.Background(), t.TempDir(), 64, 100*time.Millisecond)
 	if err != nil || rate <= 0 {
 		t.Fatalf("%v %v", rate, err)
+	}
+}
+
+func TestRunRefusesMemoryFilesystem(t *testing.T) {
+	if !inMemory("/dev/shm") {
+		t.Skip("no tmpfs at /dev/shm here")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "bench")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer os.RemoveAll(dir)
+	if _, err := Run(context.Background(), Config{Dir: dir}); err == nil || !strings.Contains(err.Error(), "tmpfs") {
+		t.Fatalf("a run on tmpfs: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -92,11 +91,8 @@ func startEtcd(ctx context.Context, bin, dir string) (*etcdCluster, error) {
 	}
 	// A folder of an earlier run holds its cluster, whose peers listened
 	// on other ports: start afresh.
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if err := freshDir(dir); err != nil {
+		return nil, err
 	}
 	c := &etcdCluster{}
 	for i := range n {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,8 +50,8 @@ func startMemstore(ctx context.Context, bin, dir string, n int) (*memstoreCluste
 		return nil, err
 	}
 	c := &memstoreCluster{dir: dir, url: "nats://" + addr, nodes: map[int]*proc.Proc{}, bin: bin}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if err := freshDir(dir); err != nil {
+		return nil, err
 	}
 	if c.mw, err = proc.Start(bin, filepath.Join(dir, "middleware.log"), "middleware", "--listen", addr,
 		"--data", filepath.Join(dir, "mw"), "--bootstrap", strconv.Itoa(n), "--log-level", "warn"); err != nil {
@@ -167,6 +168,18 @@ func (c *memstoreCluster) close() {
 	c.mw.Stop()
 }
 
+// freshDir empties a system's folder, or creates it: every system starts
+// on no data (a --dir used before would hold the last run's).
+func freshDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
+
 // freeAddrs returns n free loopback addresses, for the servers of a
 // baseline cluster.
 func freeAddrs(n int) ([]string, error) {
@@ -198,8 +211,8 @@ func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jet
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if err := freshDir(dir); err != nil {
+		return nil, err
 	}
 	var routes []string
 	for _, a := range routeAddrs {
@@ -258,11 +271,66 @@ cluster {
 			})
 		}
 	}
+	if err == nil {
+		err = c.connectToLeader(ctx, urls)
+	}
 	if err != nil {
 		c.close()
 		return nil, fmt.Errorf("bench: jetstream cluster: %w", err)
 	}
 	return c, nil
+}
+
+// connectToLeader waits until every replica of the bucket's stream is
+// current, then connects the client to the server that leads the stream,
+// JetStream's best case: through another server, each put takes a hop
+// more (memstore's client always goes through the middleware). Server jsN
+// listens on urls[N-1].
+func (c *jetStreamCluster) connectToLeader(ctx context.Context, urls []string) error {
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return err
+	}
+	var leader string
+	err = retry(ctx, 60*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, "KV_bench")
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		cl := info.Cluster
+		if cl == nil || cl.Leader == "" || len(cl.Replicas) != 2 {
+			return errors.New("the stream has no leader and 2 replicas yet")
+		}
+		for _, p := range cl.Replicas {
+			if !p.Current {
+				return fmt.Errorf("replica %s is not current", p.Name)
+			}
+		}
+		leader = cl.Leader
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(leader, "js"))
+	if err != nil || n < 1 || n > len(urls) {
+		return fmt.Errorf("the stream leader %q is none of js1…js%d", leader, len(urls))
+	}
+	c.nc.Close()
+	if c.nc, err = nats.Connect(urls[n-1], nats.Name("memstore-bench-jetstream")); err != nil {
+		return err
+	}
+	if js, err = jetstream.New(c.nc); err != nil {
+		return err
+	}
+	c.kv, err = js.KeyValue(ctx, "bench")
+	return err
 }
 
 func (c *jetStreamCluster) close() {

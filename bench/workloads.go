@@ -108,14 +108,18 @@ func (r *runner) reads(ctx context.Context, kind, system string, get func(ctx co
 	return nil
 }
 
-// history is W3: 16 readers read the whole history (64 values) of a key.
-func (r *runner) history(ctx context.Context, system string, read func(ctx context.Context) (int, error)) error {
+// historyReaders is how many read W3's history at once.
+const historyReaders = 16
+
+// history is W3: 16 readers read the whole history (64 values) of a key
+// (how, if not "", says with what); read gets the reader's number.
+func (r *runner) history(ctx context.Context, system, how string, read func(ctx context.Context, w int) (int, error)) error {
 	if !r.cfg.runs("W3") {
 		return nil
 	}
-	return r.repeat("W3", "history of 64 values, 16 readers", system, func() (sample, error) {
-		return measure(ctx, 16, r.cfg.Duration, func(ctx context.Context, _, _ int) error {
-			n, err := read(ctx)
+	return r.repeat("W3", fmt.Sprintf("history of 64 values, %d readers%s", historyReaders, how), system, func() (sample, error) {
+		return measure(ctx, historyReaders, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
+			n, err := read(ctx, w)
 			if err == nil && n != 64 {
 				err = fmt.Errorf("history holds %d values, want 64", n)
 			}
@@ -176,7 +180,7 @@ func (r *runner) memstoreWorkloads(ctx context.Context, c *memstoreCluster, syst
 			return err
 		}
 	}
-	if err := r.history(ctx, system, func(ctx context.Context) (int, error) {
+	if err := r.history(ctx, system, "", func(ctx context.Context, _ int) (int, error) {
 		h, err := cl.History(ctx, bus.HistoryRequest{Path: "bench/h"})
 		return len(h.Values), err
 	}); err != nil {
@@ -290,10 +294,61 @@ func (r *runner) jetStreamWorkloads(ctx context.Context, js *jetStreamCluster, s
 	}); err != nil {
 		return err
 	}
-	return r.history(ctx, system, func(ctx context.Context) (int, error) {
+	if err := r.history(ctx, system, ", KV History", func(ctx context.Context, _ int) (int, error) {
 		h, err := kv.History(ctx, "h")
 		return len(h), err
-	})
+	}); err != nil {
+		return err
+	}
+	read, stop, err := directHistory(js.nc)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return r.history(ctx, system, ", one batched direct get", read)
+}
+
+// directHistory reads the versions of h with one batched direct get of
+// the bucket's stream, JetStream's fastest history read, outside the KV
+// API (whose History makes and deletes a consumer per call): a request
+// {"next_by_subj","batch"} on $JS.API.DIRECT.GET.KV_bench is answered by
+// the messages, then an end-of-batch status (204). Each reader waits on
+// an inbox of its own; stop drops them.
+func directHistory(nc *nats.Conn) (read func(ctx context.Context, w int) (int, error), stop func(), err error) {
+	subs := make([]*nats.Subscription, historyReaders)
+	stop = func() {
+		for _, s := range subs {
+			if s != nil {
+				_ = s.Unsubscribe()
+			}
+		}
+	}
+	for w := range subs {
+		if subs[w], err = nc.SubscribeSync(nc.NewInbox()); err != nil {
+			stop()
+			return nil, nil, err
+		}
+	}
+	req := []byte(`{"next_by_subj":"$KV.bench.h","batch":64}`)
+	read = func(ctx context.Context, w int) (int, error) {
+		if err := nc.PublishRequest("$JS.API.DIRECT.GET.KV_bench", subs[w].Subject, req); err != nil {
+			return 0, err
+		}
+		for n := 0; ; n++ {
+			m, err := subs[w].NextMsgWithContext(ctx)
+			if err != nil {
+				return n, err
+			}
+			switch status := m.Header.Get("Status"); status { // nats.go puts a status line in these headers
+			case "":
+			case "204": // end of the batch
+				return n, nil
+			default:
+				return n, fmt.Errorf("bench: direct get: status %s %s", status, m.Header.Get("Description"))
+			}
+		}
+	}
+	return read, stop, nil
 }
 
 // failover is W4: 32 writers put keyed values continuously to a 3-node
@@ -357,11 +412,16 @@ func failoverOnce(ctx context.Context, c *memstoreCluster, d time.Duration) (tim
 	case <-time.After(d / 3):
 	}
 	c.nodes[leader].Kill()
+	killed := time.Now()
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err
 	}
 	sort.Slice(acks, func(i, j int) bool { return acks[i].Before(acks[j]) })
+	if len(acks) == 0 || !acks[len(acks)-1].After(killed) {
+		// No gap to measure: the outage outlasted the writers.
+		return 0, 0, fmt.Errorf("bench: W4: no put was acknowledged in the %v the writers ran on after the leader was killed", end.Sub(killed).Round(time.Millisecond))
+	}
 	var gap time.Duration
 	for i := 1; i < len(acks); i++ {
 		gap = max(gap, acks[i].Sub(acks[i-1]))
@@ -401,8 +461,8 @@ func readHistory(ctx context.Context, cl *client.Client, path string, fn func(bu
 
 // catchUp is W5: a 3-node cluster is loaded with CatchUp versions in
 // batches of 1,000 over 10,000 paths, then a fresh node joins, Reps times;
-// the time until it has applied them all, and the rate over the leader's
-// versions files.
+// the time until it has applied them all, and the rate over the size of
+// node 1's versions files (every replica holds the same).
 func (r *runner) catchUp(ctx context.Context) error {
 	if !r.cfg.runs("W5") || r.cfg.CatchUp <= 0 {
 		return nil

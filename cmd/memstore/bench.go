@@ -26,7 +26,8 @@ promise memstore makes) and with its default; every node and server is a
 separate process. The same workloads run against each over NATS:
   W1 durable puts of 64 B values, 1/16/64 writers waiting for each ack
   W2 reads of the latest value: memstore linearizable and stale, JetStream direct get
-  W3 history of a path holding 64 values
+  W3 history of a path holding 64 values (JetStream: its KV History, and
+     one batched direct get of the stream)
   W4 a 3-node memstore cluster whose leader is SIGKILLed under 32 writers:
      longest gap between acknowledgements, acknowledged puts lost
   W5 a node joining a cluster holding --catchup versions
@@ -36,7 +37,10 @@ If an etcd binary is on the PATH (Debian: apt install etcd-server), W1 and
 W2 (linearizable and serializable gets) also run on a 3-server etcd cluster.
 It prints one table (medians of --reps repetitions, min–max, the CPU time
 the system's server processes used per operation on Linux, ratios against
-JetStream sync=always, etcd and the limits) and writes it as Markdown.`,
+JetStream sync=always, etcd and the limits, and a legend of what each
+row compares) and writes it as Markdown. The work folder (--dir, else a
+temporary one) must be on a disk: tmpfs, where fsync costs nothing, is
+refused.`,
 		Example: `  memstore bench                          # everything, about 10 minutes
   memstore bench --only W1,limits --reps 3 --duration 3s
   memstore bench --catchup 0 --out results.md`,
