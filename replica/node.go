@@ -2,7 +2,9 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,6 +69,7 @@ type Node struct {
 	nc   *nats.Conn
 	sub  bus.Subjects
 	fs   vfs.FS
+	lock vfs.File // the data folder's LOCK, held while the node runs
 	wal  *storage.WAL
 	tree *tree.Tree
 	pn   *protocol.Node
@@ -148,24 +151,33 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	return n, nil
 }
 
-// open recovers the WAL, state and tree and builds the protocol node.
+// open locks the data folder, recovers the WAL, state and tree and builds
+// the protocol node.
 func (n *Node) open() error {
+	lock, err := lockDataDir(n.fs, n.cfg.DataDir, n.cfg.ID)
+	if err != nil {
+		return err
+	}
 	wcfg := storage.DefaultWALConfig(n.log)
 	wcfg.Sync = n.cfg.Sync
 	wal, err := storage.OpenWAL(n.fs, filepath.Join(n.cfg.DataDir, "wal"), wcfg)
 	if err != nil {
+		lock.Close()
 		return err
 	}
 	st, err := storage.LoadState(n.fs, n.cfg.DataDir)
 	if err != nil {
 		wal.Close()
+		lock.Close()
 		return err
 	}
 	tr, err := tree.Open(n.fs, n.cfg.DataDir, n.cfg.Tree)
 	if err != nil {
 		wal.Close()
+		lock.Close()
 		return err
 	}
+	n.lock = lock
 	n.wal, n.tree = wal, tr
 	applied := tr.AppliedPoint()
 	first, last := wal.First(), wal.Last()
@@ -212,6 +224,45 @@ func (n *Node) closeStorage() {
 	if n.tree != nil {
 		n.tree.Close()
 	}
+	n.lock.Close()
+}
+
+// lockDataDir takes the data folder's LOCK file for this process, so no
+// two processes run on one folder (they would corrupt it for good), and
+// checks the folder is this node's: the file names the node it was first
+// used by. A folder of another node would give that node's promises and
+// log a second vote.
+func lockDataDir(fsys vfs.FS, dir string, id protocol.NodeID) (vfs.File, error) {
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("replica: create %s: %w", dir, err)
+	}
+	f, err := fsys.Lock(filepath.Join(dir, "LOCK"))
+	if errors.Is(err, vfs.ErrLocked) {
+		return nil, fmt.Errorf("replica: data folder %s is in use by another process (is node %d already running?)", dir, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replica: lock %s: %w", dir, err)
+	}
+	owner, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("replica: read the lock of %s: %w", dir, err)
+	}
+	want := fmt.Sprintf("node %d\n", id)
+	switch {
+	case len(owner) == 0:
+		if _, err = f.Write([]byte(want)); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("replica: write the lock of %s: %w", dir, err)
+		}
+	case string(owner) != want:
+		f.Close()
+		return nil, fmt.Errorf("replica: data folder %s is the folder of %s, not of node %d: give each node its own", dir, strings.TrimSpace(string(owner)), id)
+	}
+	return f, nil
 }
 
 // subscribe is server_connect: the node's subjects.

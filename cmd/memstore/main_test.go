@@ -84,3 +84,23 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatal("a bad address was accepted")
 	}
 }
+
+// TestMiddlewareLocksItsFolder: a second middleware on the same data
+// folder is refused while the first holds it, and may start once it is
+// gone.
+func TestMiddlewareLocksItsFolder(t *testing.T) {
+	dir := t.TempDir()
+	first, err := lockFolder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockFolder(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second middleware on %s: %v, want in use", dir, err)
+	}
+	first.Close()
+	again, err := lockFolder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Close()
+}

@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -15,6 +17,7 @@ import (
 	"memstore/bus"
 	"memstore/groupsvc"
 	"memstore/replica/protocol"
+	"memstore/replica/storage/vfs"
 )
 
 // middlewareOptions are the flags of the middleware.
@@ -117,6 +120,11 @@ func startMiddleware(o *middlewareOptions, prefix, tlsCA string, log *logrus.Log
 		}
 		m.natsURL, auth = u.Redacted(), u.User != nil
 	} else {
+		var lock io.Closer
+		if lock, err = lockFolder(o.data); err != nil {
+			return nil, err
+		}
+		stops = append(stops, func() { lock.Close() })
 		if m.srv, err = startEmbedded(o, prefix, log); err != nil {
 			return nil, err
 		}
@@ -140,6 +148,22 @@ func startMiddleware(o *middlewareOptions, prefix, tlsCA string, log *logrus.Log
 	}
 	stops = append(stops, router.Close)
 	return m, nil
+}
+
+// lockFolder takes the LOCK file of the middleware's data folder for this
+// process: two embedded servers on one JetStream store would corrupt it.
+func lockFolder(dir string) (io.Closer, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("middleware: create %s: %w", dir, err)
+	}
+	f, err := vfs.OS.Lock(filepath.Join(dir, "LOCK"))
+	if errors.Is(err, vfs.ErrLocked) {
+		return nil, fmt.Errorf("middleware: data folder %s is in use by another process (is a middleware or memstore dev already running on it?)", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("middleware: lock %s: %w", dir, err)
+	}
+	return f, nil
 }
 
 // startEmbedded starts the embedded NATS server the flags describe.

@@ -28,6 +28,7 @@ type MemFS struct {
 	// at every step.
 	beforeMutate func()
 	hookMu       sync.Mutex
+	locked       map[string]bool // lock files held (Lock), guarded by mu
 }
 
 // BeforeMutate installs a hook run before every change to the filesystem,
@@ -418,6 +419,41 @@ func (f *memFile) Truncate(size int64) error {
 		f.n.data = append(f.n.data, make([]byte, size-int64(len(f.n.data)))...)
 	}
 	return nil
+}
+
+// Lock implements FS: one holder per name at a time.
+func (m *MemFS) Lock(name string) (File, error) {
+	f, err := m.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	key := strings.Join(split(name), "/")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.locked[key] {
+		return nil, pathErr("lock", name, ErrLocked)
+	}
+	if m.locked == nil {
+		m.locked = map[string]bool{}
+	}
+	m.locked[key] = true
+	return &memLock{File: f, release: func() {
+		m.mu.Lock()
+		delete(m.locked, key)
+		m.mu.Unlock()
+	}}, nil
+}
+
+// memLock is a MemFS lock file: closing it releases the lock, once.
+type memLock struct {
+	File
+	release func()
+	once    sync.Once
+}
+
+func (l *memLock) Close() error {
+	l.once.Do(l.release)
+	return l.File.Close()
 }
 
 // Allocate does nothing: memory needs no reserving.

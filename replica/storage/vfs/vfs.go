@@ -8,6 +8,7 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -59,7 +60,15 @@ type FS interface {
 	// syncfs does not report write-back errors, and elsewhere, it is that
 	// fsync per file.
 	SyncAll(name string) error
+	// Lock opens the file name (creating it) and locks it for this
+	// process, or fails with ErrLocked while another holds it (flock(2) on
+	// Unix; per MemFS in memory; not at all elsewhere). Closing the file,
+	// or the process's end, releases it.
+	Lock(name string) (File, error)
 }
+
+// ErrLocked means another process holds a lock file (FS.Lock).
+var ErrLocked = errors.New("vfs: locked by another process")
 
 // Open opens name read-only.
 func Open(fs FS, name string) (File, error) {

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"math/rand"
 	"os"
@@ -153,5 +154,38 @@ func TestSyncAllSurvivesCrash(t *testing.T) {
 	}
 	if _, err := c.Lstat("/d/x/g"); !os.IsNotExist(err) {
 		t.Fatalf("a file created after SyncAll survived: %v", err)
+	}
+}
+
+// TestLock: a lock file has one holder at a time (flock's locks belong to
+// an open file, so a second Lock in the same process is refused too), and
+// closing it lets the next take it.
+func TestLock(t *testing.T) {
+	for name, mk := range map[string]func(t *testing.T) (FS, string){
+		"os":  func(t *testing.T) (FS, string) { return OS, t.TempDir() },
+		"mem": func(t *testing.T) (FS, string) { m := NewMem(); return m, "/data" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs, dir := mk(t)
+			if err := fs.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, "LOCK")
+			first, err := fs.Lock(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fs.Lock(p); !errors.Is(err, ErrLocked) {
+				t.Fatalf("a second lock while the first is held: %v, want ErrLocked", err)
+			}
+			if err := first.Close(); err != nil {
+				t.Fatal(err)
+			}
+			again, err := fs.Lock(p)
+			if err != nil {
+				t.Fatalf("lock after the holder closed it: %v", err)
+			}
+			again.Close()
+		})
 	}
 }
