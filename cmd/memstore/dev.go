@@ -37,7 +37,11 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 				return err
 			}
 			defer mw.close()
-			failed := make(chan error, nodes)
+			type stopped struct {
+				id  int
+				err error
+			}
+			ended := make(chan stopped, nodes)
 			for id := 1; id <= nodes; id++ {
 				n, closeNode, err := startNode(nodeOptions{url: mw.url(), id: protocol.NodeID(id),
 					data: filepath.Join(data, fmt.Sprintf("node%d", id)), prefix: g.prefix, sync: "always"}, log)
@@ -45,7 +49,7 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 					return err
 				}
 				defer closeNode()
-				go func() { <-n.Done(); failed <- n.Err() }() // ends when the node stops
+				go func() { <-n.Done(); ended <- stopped{id, n.Err()} }() // ends when the node stops
 			}
 			fmt.Printf("memstore dev: middleware on %s, %d nodes, data in %s\n", mw.url(), nodes, data)
 			if sensors > 0 {
@@ -64,18 +68,27 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 				}()
 				fmt.Printf("memstore dev: %d simulated sensors write under plant1/ once a second (--sensors 0 to stop them)\n", sensors)
 			}
-			fmt.Printf("try: memstore tree plant1; memstore history plant1/line1/temp0; memstore watch 'plant1/>'; memstore status\n")
-			select {
-			case <-cmd.Context().Done():
-				fmt.Println("memstore dev: stopping")
-				return nil
-			case err := <-failed:
-				return fmt.Errorf("a node stopped: %w", err)
+			m := "memstore"
+			if listen != defaultListen {
+				m += " --server " + mw.url()
+			}
+			fmt.Printf("try: %[1]s tree plant1; %[1]s history plant1/line1/temp0; %[1]s watch 'plant1/>'; %[1]s status\n", m)
+			for {
+				select {
+				case <-cmd.Context().Done():
+					fmt.Println("memstore dev: stopping")
+					return nil
+				case s := <-ended:
+					if s.err != nil {
+						return fmt.Errorf("node %d stopped: %w", s.id, s.err)
+					}
+					fmt.Printf("memstore dev: node %d left the group (memstore leave); the others go on\n", s.id)
+				}
 			}
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	f.StringVar(&listen, "listen", defaultListen, "address of the embedded NATS server")
 	f.StringVar(&data, "data", "memstore-data", "folder holding the middleware's and every node's data")
 	f.IntVar(&nodes, "nodes", 5, "number of nodes")
 	f.IntVar(&sensors, "sensors", 10, "simulated sensors feeding the cluster (0: none)")

@@ -79,7 +79,7 @@ a write's outcome is unknown).`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.server, "server", envOr("MEMSTORE_SERVER", "nats://127.0.0.1:4222"), "NATS URL of the cluster (env MEMSTORE_SERVER)")
+	pf.StringVar(&g.server, "server", envOr("MEMSTORE_SERVER", "nats://"+defaultListen), "NATS URL of the cluster (env MEMSTORE_SERVER)")
 	pf.DurationVar(&g.timeout, "timeout", 5*time.Second, "how long a request may take")
 	pf.StringVar(&g.user, "user", envOr("MEMSTORE_USER", ""), "writer name recorded with each version when auth is off (env MEMSTORE_USER)")
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultPrefix, "first token of every memstore subject")

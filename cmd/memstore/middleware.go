@@ -36,7 +36,7 @@ type middlewareOptions struct {
 
 func (o *middlewareOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	f.StringVar(&o.listen, "listen", defaultListen, "address of the embedded NATS server")
 	f.StringVar(&o.data, "data", "memstore-data/middleware", "data folder (the middleware's JetStream store: the view)")
 	f.Uint64Var(&o.id, "id", 1000, "group service id; must differ from every node id")
 	f.IntVar(&o.bootstrap, "bootstrap", 3, "nodes to wait for before the first view")
@@ -149,6 +149,10 @@ func startMiddleware(o *middlewareOptions, prefix, tlsCA string, log *logrus.Log
 	stops = append(stops, router.Close)
 	return m, nil
 }
+
+// defaultListen is where the embedded NATS server listens by default, and
+// where clients look for it (--server's default).
+const defaultListen = "127.0.0.1:4222"
 
 // lockFolder takes the LOCK file of the middleware's data folder for this
 // process: two embedded servers on one JetStream store would corrupt it.
