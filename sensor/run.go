@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -34,8 +35,11 @@ type Config struct {
 	Seed     int64         // seed of every signal: the same seed gives the same values
 	Mode     string        // ModeFire or ModeAck
 	// Source names this sensor process in the (source, sequence) key of its
-	// acknowledged writes; a restart with the same source never writes a
-	// value twice. Default "sensor/<prefix>".
+	// acknowledged writes: a resent batch is written once. Default
+	// "sensor/<prefix>/<8 random hex digits>", one per run: two processes
+	// writing under one source would take each other's writes for resends
+	// (the store keeps a source's last sequence only), and a batch refused
+	// so counts as an error.
 	Source string
 	// Acked, if set, is called with each acknowledged batch and its reply
 	// (a duplicate reply names the seq that first stored it).
@@ -46,6 +50,10 @@ type Config struct {
 type Stats struct {
 	Sent, Acked, Errors, Dropouts int
 	Elapsed                       time.Duration
+	// Refused is the last error that refused values for good (a bad
+	// path, a value too large, a source another process writes under):
+	// they were not written, and are not sent again.
+	Refused error
 }
 
 func (s Stats) String() string {
@@ -95,7 +103,7 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 		paths[i] = Path(cfg.Prefix, i)
 	}
 	if cfg.Source == "" {
-		cfg.Source = "sensor/" + cfg.Prefix
+		cfg.Source = fmt.Sprintf("sensor/%s/%08x", cfg.Prefix, rand.Uint32())
 	}
 	w := &writer{cl: cl, source: cfg.Source, acked: cfg.Acked}
 	var st Stats
@@ -144,7 +152,9 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 
 // writer sends acknowledged batches keyed (source, sequence): the
 // sequence is the batch's send time in nanoseconds, increasing across
-// restarts, so a resent batch is never written twice.
+// restarts, so a resent batch is never written twice. A batch the store
+// calls a duplicate at its first sending was not written: another process
+// writes under the same source.
 type writer struct {
 	cl     *client.Client
 	source string
@@ -161,8 +171,11 @@ func (w *writer) put(ctx context.Context, batch []bus.PathValue, st *Stats) int 
 		n := min(len(batch), 1000)
 		w.seq = max(w.seq+1, uint64(time.Now().UnixNano()))
 		req := bus.PutRequest{Values: batch[:n], Source: w.source, SourceSeq: w.seq}
-		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		for backoff, resent := 50*time.Millisecond, false; ; backoff, resent = min(2*backoff, time.Second), true {
 			rep, err := w.cl.Write(ctx, req)
+			if err == nil && rep.Duplicate && !resent {
+				err = bus.Errorf(bus.CodeBadRequest, "source %q, sequence %d was already written by another process: %d values not written; give each sensor process its own --source", w.source, w.seq, n)
+			}
 			if err == nil {
 				acked += n
 				if w.acked != nil {
@@ -174,7 +187,11 @@ func (w *writer) put(ctx context.Context, batch []bus.PathValue, st *Stats) int 
 			var be *bus.Error
 			retry := errors.Is(err, client.ErrTimeout) ||
 				errors.As(err, &be) && (be.Code == bus.CodeUnavailable || be.Code == bus.CodeTimeout)
-			if ctx.Err() != nil || !retry {
+			if ctx.Err() != nil {
+				break
+			}
+			if !retry {
+				st.Refused = err
 				break
 			}
 			select {

@@ -24,7 +24,9 @@ cycles, bounded random walks, noise, spikes and dropouts; --seed repeats a run.
 Modes:
   ack   (default) acknowledged batch puts keyed (--source, send time) and
         resent until acknowledged: nothing acknowledged is lost, nothing is
-        written twice, also across a restart with the same --source.
+        written twice, also across a restart with the same --source. Two
+        processes must not share a --source: values of one would be taken
+        for resends of the other's (they are counted as errors, not acked).
   fire  publish each value on ms.in.<path> without waiting: fastest, but
         values in flight when a node or the connection fails are lost.`,
 		Args: args(cobra.NoArgs),
@@ -42,6 +44,9 @@ Modes:
 				if errors.Is(err, sensor.ErrConfig) {
 					return usageError{err}
 				}
+				if err == nil && st.Refused != nil {
+					err = fmt.Errorf("%d values were not written: %w", st.Sent-st.Acked, st.Refused)
+				}
 				return err
 			})
 		},
@@ -54,6 +59,6 @@ Modes:
 	f.IntVar(&cfg.Count, "count", 0, "stop after this many readings per sensor (default: no limit)")
 	f.Int64Var(&cfg.Seed, "seed", time.Now().UnixNano()%1_000_000, "seed: the same seed gives the same values")
 	f.StringVar(&cfg.Mode, "mode", sensor.ModeAck, "ack (acknowledged, retried) or fire (ms.in, may lose in-flight values)")
-	f.StringVar(&cfg.Source, "source", "", "name of this sensor process in the dedup key (default sensor/<prefix>)")
+	f.StringVar(&cfg.Source, "source", "", "name of this sensor process in the dedup key, its own (default sensor/<prefix>/<random>)")
 	return cmd
 }
