@@ -76,12 +76,14 @@ type PutRequest struct {
 }
 
 // PutReply answers a put once it is committed. Duplicate says the key was
-// already written: Seq and TS are then those of the source's last write.
+// already written: Seq, TS and SourceSeq are then those of the source's
+// last write (its source_seq equal to the put's: this put, resent).
 type PutReply struct {
 	Result
 	Seq       uint64 `json:"seq,omitempty"`
 	TS        string `json:"ts,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+	SourceSeq uint64 `json:"source_seq,omitempty"`
 }
 
 // GetRequest is ms.api.get.

@@ -404,7 +404,7 @@ func (n *Node) answerPut(r protocol.Reply) {
 	switch orig, dup := n.dups[r.Seq]; {
 	case r.Err == nil && dup:
 		delete(n.dups, r.Seq)
-		respond(p.rq, bus.PutReply{Result: bus.Result{OK: true}, Seq: orig.Seq, TS: orig.TS, Duplicate: true})
+		respond(p.rq, bus.PutReply{Result: bus.Result{OK: true}, Seq: orig.Seq, TS: orig.TS, Duplicate: true, SourceSeq: orig.SrcSeq})
 	case r.Err == nil:
 		p.rq.answer(putReplyJSON(r.Seq, p.ts))
 	case errors.Is(r.Err, protocol.ErrNotLeader):

@@ -153,8 +153,8 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 // writer sends acknowledged batches keyed (source, sequence): the
 // sequence is the batch's send time in nanoseconds, increasing across
 // restarts, so a resent batch is never written twice. A batch the store
-// calls a duplicate at its first sending was not written: another process
-// writes under the same source.
+// calls a duplicate of another source_seq than its own was not written:
+// another process writes under the same source.
 type writer struct {
 	cl     *client.Client
 	source string
@@ -171,9 +171,9 @@ func (w *writer) put(ctx context.Context, batch []bus.PathValue, st *Stats) int 
 		n := min(len(batch), 1000)
 		w.seq = max(w.seq+1, uint64(time.Now().UnixNano()))
 		req := bus.PutRequest{Values: batch[:n], Source: w.source, SourceSeq: w.seq}
-		for backoff, resent := 50*time.Millisecond, false; ; backoff, resent = min(2*backoff, time.Second), true {
+		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 			rep, err := w.cl.Write(ctx, req)
-			if err == nil && rep.Duplicate && !resent {
+			if err == nil && rep.Duplicate && rep.SourceSeq != w.seq {
 				err = bus.Errorf(bus.CodeBadRequest, "source %q, sequence %d was already written by another process: %d values not written; give each sensor process its own --source", w.source, w.seq, n)
 			}
 			if err == nil {

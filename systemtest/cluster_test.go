@@ -746,11 +746,11 @@ func TestKeyedWritesAreWrittenOnce(t *testing.T) {
 		t.Fatalf("first: %+v %v", first, err)
 	}
 	again, err := c.cl.Write(cx, req)
-	if err != nil || !again.Duplicate || again.Seq != first.Seq || again.TS != first.TS {
+	if err != nil || !again.Duplicate || again.Seq != first.Seq || again.TS != first.TS || again.SourceSeq != 10 {
 		t.Fatalf("resent: %+v %v (first %+v)", again, err, first)
 	}
 	req.SourceSeq, req.Value = 5, json.RawMessage(`2`)
-	if old, err := c.cl.Write(cx, req); err != nil || !old.Duplicate {
+	if old, err := c.cl.Write(cx, req); err != nil || !old.Duplicate || old.SourceSeq != 10 {
 		t.Fatalf("older sequence: %+v %v", old, err)
 	}
 	req.SourceSeq, req.Value = 11, json.RawMessage(`3`)
