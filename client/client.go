@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,7 +54,7 @@ func Dial(url string, opts Options) (*Client, error) {
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("client: connect %s: %w", url, err)
+		return nil, fmt.Errorf("client: connect %s: %w", redacted(url), err)
 	}
 	c := New(nc, opts)
 	c.own = true
@@ -263,4 +265,16 @@ func (c *Client) Ingest(path string, value []byte, at time.Time) error {
 // Flush waits until the server has every published message.
 func (c *Client) Flush(ctx context.Context) error {
 	return c.nc.FlushWithContext(ctx)
+}
+
+// redacted is a server list (URLs, comma separated) with each password
+// shown as xxxxx: an error message must not print it.
+func redacted(urls string) string {
+	list := strings.Split(urls, ",")
+	for i, s := range list {
+		if u, err := neturl.Parse(strings.TrimSpace(s)); err == nil {
+			list[i] = u.Redacted()
+		}
+	}
+	return strings.Join(list, ",")
 }

@@ -46,3 +46,12 @@ func TestDialNoticesAFrozenLink(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestDialErrorHidesPassword: a failed connection's error names the
+// server without its password.
+func TestDialErrorHidesPassword(t *testing.T) {
+	_, err := Dial("nats://alice:secret@127.0.0.1:1,nats://bob:hunter2@127.0.0.1:2", Options{})
+	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "alice:xxxxx@127.0.0.1:1") {
+		t.Fatalf("error %v", err)
+	}
+}
