@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +155,26 @@ func TestDecodeRequestRefusesDataAfterIt(t *testing.T) {
 		if e.Code != CodeBadRequest {
 			t.Errorf("%q: code %s, want %s", data, e.Code, CodeBadRequest)
 		}
+	}
+}
+
+// TestStartServerOnATakenPort fails at once, saying why: the server alone
+// only logs it, and the start waited 10 s for a readiness never coming.
+func TestStartServerOnATakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := DefaultServerConfig(t.TempDir())
+	cfg.Host, cfg.Port = "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
+	start := time.Now()
+	srv, err := StartServer(cfg, logrus.New())
+	if err == nil {
+		srv.Shutdown()
+		t.Fatal("started on a taken port")
+	}
+	if !errors.Is(err, ErrServerStart) || !strings.Contains(err.Error(), "address already in use") || time.Since(start) > 2*time.Second {
+		t.Fatalf("after %v: %v", time.Since(start), err)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -98,6 +100,13 @@ func StartServer(cfg ServerConfig, log logrus.FieldLogger) (*Server, error) {
 			return nil, fmt.Errorf("%w: tls: %w", ErrServerStart, err)
 		}
 		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
+	}
+	if opts.Port > 0 { // a port taken fails here at once: the server would only log it, and not be ready
+		ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
+		}
+		ln.Close()
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

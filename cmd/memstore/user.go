@@ -72,7 +72,8 @@ func putCommand(g *globals) *cobra.Command {
 		Use:   "put PATH VALUE",
 		Short: "Write a value (JSON; anything else is stored as a string); returns once committed",
 		Example: `  memstore put plant1/line3/temp 21.5
-  memstore put plant1/line3/state '{"run":true}'`,
+  memstore put plant1/line3/state '{"run":true}'
+  memstore put -- plant1/line3/temp -4.5     # a value starting with - after --`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withClient(g, func(c *client.Client) error {
