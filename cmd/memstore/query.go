@@ -168,8 +168,8 @@ func plotCommand(g *globals) *cobra.Command {
 		Long: `plot draws the numbers of each PATH over --since/--until as lines of one
 chart and writes it as PNG. With --every it draws the mean of each bucket,
 computed in the store, which suits long ranges.`,
-		Example: `  memstore query plot plant1/line0/temperature0 --since 1h -o temp.png
-  memstore query plot plant1/line0/temperature0 plant1/line0/humidity1 --since 24h --every 10m -o day.png`,
+		Example: `  memstore query plot plant1/line1/temp0 --since 1h -o temp.png
+  memstore query plot plant1/line1/temp0 plant1/line1/hum1 --since 24h --every 10m -o day.png`,
 		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			now := time.Now()

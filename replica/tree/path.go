@@ -35,7 +35,7 @@ func ValidatePath(p string) error {
 		if len(s) > MaxSegmentLen {
 			return fmt.Errorf("%w: segment %d is %d characters, at most %d", ErrBadPath, i+1, len(s), MaxSegmentLen)
 		}
-		for _, c := range []byte(s) {
+		for _, c := range s {
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 				return fmt.Errorf("%w: %q holds %q; segments use only A-Z a-z 0-9 _ -", ErrBadPath, p, c)
 			}

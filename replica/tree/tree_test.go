@@ -1112,3 +1112,11 @@ func TestSnapshotOfAReplacedTreeFails(t *testing.T) {
 		}
 	}
 }
+
+// TestBadPathNamesTheCharacter: the error quotes the character a segment
+// may not hold, whole (not its first byte).
+func TestBadPathNamesTheCharacter(t *testing.T) {
+	if err := ValidatePath("é/ü"); err == nil || !strings.Contains(err.Error(), `holds 'é'`) {
+		t.Fatalf("ValidatePath(é/ü) = %v", err)
+	}
+}
