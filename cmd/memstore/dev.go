@@ -29,7 +29,7 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 			}
 			defer stopMetrics()
 			if nodes < 1 {
-				return fmt.Errorf("--nodes %d: at least 1", nodes)
+				return usageError{fmt.Errorf("--nodes %d: at least 1", nodes)}
 			}
 			mw, err := startMiddleware(&middlewareOptions{listen: listen, data: filepath.Join(data, "middleware"),
 				id: 1000, bootstrap: nodes, replicas: 1}, g.prefix, "", log)

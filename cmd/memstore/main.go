@@ -50,7 +50,8 @@ func exitCode(err error) int {
 	var be *bus.Error
 	var ue usageError
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue),
+		strings.HasPrefix(err.Error(), "unknown command "): // cobra's, untyped
 		return 2
 	case errors.As(err, &be) && be.Code == bus.CodeNotFound:
 		return 3

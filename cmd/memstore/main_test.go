@@ -21,6 +21,7 @@ func TestExitCodes(t *testing.T) {
 		want int
 	}{
 		{usageError{errors.New("accepts 1 arg")}, 2},
+		{errors.New(`unknown command "frobnicate" for "memstore"`), 2},
 		{bus.Errorf(bus.CodeNotFound, "x"), 3},
 		{fmt.Errorf("wrapped: %w", bus.Errorf(bus.CodeUnavailable, "x")), 4},
 		{bus.Errorf(bus.CodeTimeout, "x"), 4},
