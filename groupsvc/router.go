@@ -208,7 +208,8 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	last := "no leader" // why the latest attempt failed
 	// Puts and plain gets are answered about as fast as each other, so
 	// they go in batches; the rest alone.
-	batched := op == bus.OpPut || op == bus.OpGet && !waits(data)
+	waiting := op == bus.OpGet && waits(data)
+	batched := op == bus.OpPut || op == bus.OpGet && !waiting
 	for time.Now().Before(deadline) {
 		cur := r.svc.current()
 		rt := r.stale // picks a live member as each batch leaves
@@ -226,8 +227,11 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		// answer, or at once when a new view comes (the leader it went to
 		// may be dead: waiting out the 2 s would stall every writer).
 		parent, attempt := cur.changed, 2*time.Second
-		if once {
+		switch {
+		case once:
 			parent, attempt = context.Background(), time.Until(deadline)
+		case waiting: // the node answers when it has applied the seq, or says it has not
+			attempt = time.Until(deadline)
 		}
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
 		fwd := bus.Forwarded{User: user, Data: data}
@@ -273,6 +277,9 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			code = res.Error.Code
 		}
 		return rep, code
+	}
+	if waiting {
+		return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "no node applied the get's min_seq within %v", timeout)), bus.CodeTimeout
 	}
 	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last)), bus.CodeUnavailable
 }

@@ -867,3 +867,19 @@ func TestSensorSourceOfAnotherProcess(t *testing.T) {
 		t.Fatalf("two sensors on one prefix: %d values stored, %d acknowledged (%s; %s)", stored, acked, stats[0], stats[1])
 	}
 }
+
+// TestMinSeqNotReachedSaysSo: a get waiting for a seq the store has not
+// reached times out saying so, not that no leader could answer.
+func TestMinSeqNotReachedSaysSo(t *testing.T) {
+	c := startCluster(t, 3)
+	cx, cancel := context.WithTimeout(ctx(t), 2*time.Second)
+	defer cancel()
+	rep, err := c.cl.Put(ctx(t), "far/x", json.RawMessage(`1`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.cl.Get(cx, bus.GetRequest{Path: "far/x", Consistency: bus.Stale, MinSeq: rep.Seq + 1000})
+	if code(err) != bus.CodeTimeout || !strings.Contains(err.Error(), "min_seq") {
+		t.Fatalf("a get waiting for an unreached seq: %v", err)
+	}
+}
