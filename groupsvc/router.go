@@ -227,11 +227,8 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		// answer, or at once when a new view comes (the leader it went to
 		// may be dead: waiting out the 2 s would stall every writer).
 		parent, attempt := cur.changed, 2*time.Second
-		switch {
-		case once:
+		if once {
 			parent, attempt = context.Background(), time.Until(deadline)
-		case waiting: // the node answers when it has applied the seq, or says it has not
-			attempt = time.Until(deadline)
 		}
 		ctx, cancel := context.WithTimeout(parent, min(attempt, time.Until(deadline)))
 		fwd := bus.Forwarded{User: user, Data: data}
@@ -278,7 +275,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		}
 		return rep, code
 	}
-	if waiting {
+	if waiting { // most likely no node reached the seq: the leader is there
 		return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "no node applied the get's min_seq within %v", timeout)), bus.CodeTimeout
 	}
 	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last)), bus.CodeUnavailable
