@@ -701,6 +701,21 @@ func TestLeaveWhileJoining(t *testing.T) {
 	}
 }
 
+// sensorValues counts the values stored by the first n sensors under
+// prefix.
+func (c *cluster) sensorValues(prefix string, n int) int {
+	c.t.Helper()
+	stored := 0
+	for i := 0; i < n; i++ {
+		h, err := c.cl.History(ctx(c.t), bus.HistoryRequest{Path: sensor.Path(prefix, i)})
+		if err != nil && code(err) != bus.CodeNotFound {
+			c.t.Fatal(err)
+		}
+		stored += len(h.Values)
+	}
+	return stored
+}
+
 // TestSensorFeedsTheStore runs the sensor simulator in both modes: every
 // acknowledged value is stored, and fire-and-forget values arrive.
 func TestSensorFeedsTheStore(t *testing.T) {
@@ -710,15 +725,7 @@ func TestSensorFeedsTheStore(t *testing.T) {
 	if err != nil || st.Acked != st.Sent || st.Sent+st.Dropouts != 200 {
 		t.Fatalf("ack mode: %s %v", st, err)
 	}
-	stored := 0
-	for i := 0; i < 10; i++ {
-		h, err := c.cl.History(cx, bus.HistoryRequest{Path: sensor.Path("p", i)})
-		if err != nil && code(err) != bus.CodeNotFound {
-			t.Fatal(err)
-		}
-		stored += len(h.Values)
-	}
-	if stored != st.Acked {
+	if stored := c.sensorValues("p", 10); stored != st.Acked {
 		t.Fatalf("%d values stored, %d acknowledged", stored, st.Acked)
 	}
 	st, err = sensor.Run(cx, c.cl, sensor.Config{Prefix: "q", Sensors: 5, Rate: 50, Count: 10, Seed: 2, Mode: sensor.ModeFire}, nil)
@@ -855,14 +862,7 @@ func TestSensorSourceOfAnotherProcess(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	stored := 0
-	for i := 0; i < 5; i++ {
-		h, err := c.cl.History(cx, bus.HistoryRequest{Path: sensor.Path("both", i)})
-		if err != nil && code(err) != bus.CodeNotFound {
-			t.Fatal(err)
-		}
-		stored += len(h.Values)
-	}
+	stored := c.sensorValues("both", 5)
 	if acked := stats[0].Acked + stats[1].Acked; stored != acked || stats[0].Refused != nil || stats[1].Refused != nil {
 		t.Fatalf("two sensors on one prefix: %d values stored, %d acknowledged (%s; %s)", stored, acked, stats[0], stats[1])
 	}

@@ -9,13 +9,17 @@ import (
 	"testing"
 )
 
+// bothFS makes the real filesystem (a temporary folder) and the in-memory
+// twin, for tests that hold both to the same behaviour.
+var bothFS = map[string]func(t *testing.T) (FS, string){
+	"os":  func(t *testing.T) (FS, string) { return OS, t.TempDir() },
+	"mem": func(t *testing.T) (FS, string) { m := NewMem(); return m, "/data" },
+}
+
 // TestConformance runs the same behaviours against the real filesystem and
 // the in-memory twin.
 func TestConformance(t *testing.T) {
-	for name, mk := range map[string]func(t *testing.T) (FS, string){
-		"os":  func(t *testing.T) (FS, string) { return OS, t.TempDir() },
-		"mem": func(t *testing.T) (FS, string) { m := NewMem(); return m, "/data" },
-	} {
+	for name, mk := range bothFS {
 		t.Run(name, func(t *testing.T) {
 			fs, dir := mk(t)
 			sub := filepath.Join(dir, "a", "b")
@@ -161,10 +165,7 @@ func TestSyncAllSurvivesCrash(t *testing.T) {
 // an open file, so a second Lock in the same process is refused too), and
 // closing it lets the next take it.
 func TestLock(t *testing.T) {
-	for name, mk := range map[string]func(t *testing.T) (FS, string){
-		"os":  func(t *testing.T) (FS, string) { return OS, t.TempDir() },
-		"mem": func(t *testing.T) (FS, string) { m := NewMem(); return m, "/data" },
-	} {
+	for name, mk := range bothFS {
 		t.Run(name, func(t *testing.T) {
 			fs, dir := mk(t)
 			if err := fs.MkdirAll(dir, 0o700); err != nil {
