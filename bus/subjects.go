@@ -89,7 +89,7 @@ func (s Subjects) PathFromIn(subject string) (string, bool) {
 //	ms.sys.to.<id>       → one node or coordinator: prepare, ack, catchup, …
 //	ms.sys.snap.<id>     request → node <id>: a snapshot, chunk by chunk
 //	ms.sys.fwd.<id>.<op> router → node <id>: user requests of op, in batches (Forwarded)
-//	ms.sys.leave.<id>    operator → node <id>: leave the group gracefully
+//	ms.sys.leave.<id>    operator → node <id> and every coordinator: take node <id> out of the group
 func (s Subjects) Group() string { return s.Prefix + ".sys.group" }
 
 // All is the multicast subject every node reads (initiate_multicast).
@@ -101,9 +101,20 @@ func (s Subjects) To(id protocol.NodeID) string { return fmt.Sprintf("%s.sys.to.
 // Snap is the subject a node serves snapshots on.
 func (s Subjects) Snap(id protocol.NodeID) string { return fmt.Sprintf("%s.sys.snap.%d", s.Prefix, id) }
 
-// Leave is the subject that asks node <id> to leave the group gracefully.
+// Leave is the subject that asks node <id> to leave the group gracefully;
+// the coordinators hear it too, and take the node out even if it is down.
 func (s Subjects) Leave(id protocol.NodeID) string {
 	return fmt.Sprintf("%s.sys.leave.%d", s.Prefix, id)
+}
+
+// LeaveAll matches the Leave subject of every node.
+func (s Subjects) LeaveAll() string { return s.Prefix + ".sys.leave.*" }
+
+// LeaveID is the node a Leave subject names.
+func (s Subjects) LeaveID(subject string) (protocol.NodeID, bool) {
+	rest, ok := strings.CutPrefix(subject, s.Prefix+".sys.leave.")
+	id, err := strconv.ParseUint(rest, 10, 64)
+	return protocol.NodeID(id), ok && err == nil && id > 0
 }
 
 // Fwd is the subject a node serves forwarded user requests on; the last

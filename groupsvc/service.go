@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -54,6 +55,7 @@ type Service struct {
 	store *viewStore
 	watch jetstream.KeyWatcher // views other coordinators write
 	in    chan protocol.Message
+	leave chan protocol.NodeID // members the operator takes out (memstore leave)
 	subs  []*nats.Subscription
 
 	mu    sync.Mutex // guards state
@@ -92,7 +94,7 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (_ *Service, err e
 		return nil, err
 	}
 	s := &Service{cfg: cfg, log: log, nc: nc, sub: bus.NewSubjects(cfg.Prefix), store: store, watch: watch,
-		in: make(chan protocol.Message, 4096), done: make(chan struct{})}
+		in: make(chan protocol.Message, 4096), leave: make(chan protocol.NodeID, 16), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.unsubscribe()
@@ -109,8 +111,8 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (_ *Service, err e
 	}
 	s.state.view = view
 	s.state.changed, s.state.cancel = context.WithCancel(context.Background())
-	for _, subj := range []string{s.sub.Group(), s.sub.To(cfg.Election.ID)} {
-		sub, err := nc.Subscribe(subj, s.receive)
+	for subj, h := range map[string]nats.MsgHandler{s.sub.Group(): s.receive, s.sub.To(cfg.Election.ID): s.receive, s.sub.LeaveAll(): s.takeOut} {
+		sub, err := nc.Subscribe(subj, h)
 		if err != nil {
 			return nil, fmt.Errorf("groupsvc: subscribe %s: %w", subj, err)
 		}
@@ -136,6 +138,31 @@ func (s *Service) receive(m *nats.Msg) {
 	}
 }
 
+// takeOut answers memstore leave for a member: the coordinator takes it
+// out of the group, as it would a member that asks to leave, even if it is
+// down for good and cannot ask (the node, if alive, answers too, and
+// stops once out). A node the group does not know is not_found; a known
+// non-member (joining) is the node's to answer.
+func (s *Service) takeOut(m *nats.Msg) {
+	id, ok := s.sub.LeaveID(m.Subject)
+	if !ok {
+		return
+	}
+	view, nodes := s.View()
+	if !view.IsMember(id) {
+		if !slices.ContainsFunc(nodes, func(n election.NodeInfo) bool { return n.ID == id }) {
+			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeNotFound, "node %d is not in the group", id)))
+		}
+		return
+	}
+	select {
+	case s.leave <- id:
+		_ = m.Respond(bus.Encode(bus.Result{OK: true}))
+	default:
+		_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "the group service is busy: ask again")))
+	}
+}
+
 // run is the coordinator's owner loop.
 func (s *Service) run(ctx context.Context, c *election.Coordinator) {
 	defer close(s.done)
@@ -149,6 +176,8 @@ func (s *Service) run(ctx context.Context, c *election.Coordinator) {
 			return
 		case m := <-s.in:
 			c.Step(m)
+		case id := <-s.leave:
+			c.Remove(id)
 		case <-t.C:
 			c.Tick()
 			if updates == nil && time.Since(ended) >= time.Second {

@@ -661,6 +661,39 @@ func TestGracefulLeave(t *testing.T) {
 	}
 }
 
+// TestLeaveADeadMember: a member down for good cannot ask to leave, so
+// the group service takes it out when asked (memstore leave), and the
+// others write on without counting it; a node the group does not know is
+// not_found.
+func TestLeaveADeadMember(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	dead := protocol.NodeID(1)
+	if c.leader() == dead {
+		dead = 2
+	}
+	c.stopNode(dead)
+	rep, err := c.mwConn.Request(bus.NewSubjects("").Leave(dead), nil, 5*time.Second)
+	var res bus.Result
+	if err != nil || bus.Decode(rep.Data, &res) != nil || res.Err() != nil {
+		t.Fatalf("leave of a dead member: %v %+v", err, res)
+	}
+	c.waitFor("a view without the dead member", 10*time.Second, func() error {
+		st, err := c.cl.Status(cx)
+		if err != nil || len(st.Members) != 2 || slices.Contains(st.Members, uint64(dead)) || st.Leader == 0 {
+			return fmt.Errorf("status %+v %v", st, err)
+		}
+		return nil
+	})
+	if _, err := c.cl.Put(cx, "after/dead", json.RawMessage(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = c.mwConn.Request(bus.NewSubjects("").Leave(99), nil, 5*time.Second)
+	if err != nil || bus.Decode(rep.Data, &res) != nil || code(res.Err()) != bus.CodeNotFound {
+		t.Fatalf("leave of an unknown node: %v %+v", err, res)
+	}
+}
+
 // TestLeaveWhileJoining asks a node to leave before it is a member: it is
 // out of the group already, so it stops (it waited for a view change that
 // never came, and went on running). Its disk is held until the request is

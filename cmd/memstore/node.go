@@ -115,8 +115,14 @@ func leaveCommand(g *globals) *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "leave --id N",
-		Short: "Take node N out of the group gracefully: a view change removes it, then it stops",
-		Args:  args(cobra.NoArgs),
+		Short: "Take node N out of the group: a view change removes it, then it stops",
+		Long: `leave takes node N out of the group's members by a view change. A running
+node stops once out (one still joining stops at once); a member that is
+down for good (a dead disk or host) is taken out by the group service all
+the same, so the others no longer count it in their majority. Its folder
+stays: start it again and it joins as a new member. A node the group does
+not know is not_found.`,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if id == 0 {
 				return usageError{errors.New("--id is required")}
@@ -127,8 +133,16 @@ func leaveCommand(g *globals) *cobra.Command {
 					return bus.Errorf(bus.CodeUnavailable, "%v", err)
 				}
 				defer nc.Close()
-				if _, err := nc.Request(bus.NewSubjects(g.prefix).Leave(protocol.NodeID(id)), nil, g.timeout); err != nil {
-					return bus.Errorf(bus.CodeUnavailable, "node %d did not answer: %v", id, err)
+				rep, err := nc.Request(bus.NewSubjects(g.prefix).Leave(protocol.NodeID(id)), nil, g.timeout)
+				if err != nil {
+					return bus.Errorf(bus.CodeUnavailable, "neither node %d nor the group service answered: %v", id, err)
+				}
+				var res bus.Result
+				if e := bus.Decode(rep.Data, &res); e != nil {
+					return e
+				}
+				if err := res.Err(); err != nil {
+					return err
 				}
 				deadline := time.Now().Add(wait)
 				for time.Now().Before(deadline) {

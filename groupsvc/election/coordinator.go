@@ -20,7 +20,8 @@ type Coordinator struct {
 	ticks       uint64
 	publishedAt uint64
 	nodes       map[protocol.NodeID]*nodeInfo
-	maxEpoch    uint64 // highest epoch seen: views, promises, rejects, attempts
+	maxEpoch    uint64                   // highest epoch seen: views, promises, rejects, attempts
+	removing    map[protocol.NodeID]bool // members to take out though they cannot say so (Remove)
 
 	attempt *attempt
 	startAt uint64 // tick the next election may start (jitter)
@@ -68,7 +69,17 @@ func New(cfg Config, view protocol.View, rev uint64) (*Coordinator, error) {
 		return nil, err
 	}
 	return &Coordinator{cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)),
-		view: view, rev: rev, maxEpoch: view.Epoch, nodes: map[protocol.NodeID]*nodeInfo{}}, nil
+		view: view, rev: rev, maxEpoch: view.Epoch, nodes: map[protocol.NodeID]*nodeInfo{}, removing: map[protocol.NodeID]bool{}}, nil
+}
+
+// Remove asks for node id to be taken out of the members, as a leaving
+// node asks in its heartbeats, but also for a node that cannot: one that
+// is down for good (memstore leave). A node that is not a member (any
+// more) is not asked for.
+func (c *Coordinator) Remove(id protocol.NodeID) {
+	if c.view.IsMember(id) {
+		c.removing[id] = true
+	}
 }
 
 // View returns the stored view and its revision as last learned.
@@ -185,12 +196,17 @@ func (c *Coordinator) groupUpdate() {
 		return
 	}
 	members := c.view.Members
+	for id := range c.removing {
+		if !c.view.IsMember(id) {
+			delete(c.removing, id) // out
+		}
+	}
 	if !c.leading() {
 		c.elect(members, members)
 		return
 	}
 	for _, id := range members {
-		if info := c.nodes[id]; info != nil && info.status.Leaving && len(members) > 1 {
+		if info := c.nodes[id]; (c.removing[id] || info != nil && info.status.Leaving) && len(members) > 1 {
 			c.elect(members, slices.DeleteFunc(slices.Clone(members), func(m protocol.NodeID) bool { return m == id }))
 			return
 		}

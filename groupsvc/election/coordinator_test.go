@@ -1,6 +1,7 @@
 package election
 
 import (
+	"slices"
 	"testing"
 
 	"memstore/replica/protocol"
@@ -94,5 +95,42 @@ func TestNoElectionWithoutMajority(t *testing.T) {
 		if ps := prepares(c.Ready()); len(ps) > 0 {
 			t.Fatalf("tick %d: prepare %v with 1 of 3 members alive", i, ps)
 		}
+	}
+}
+
+// TestRemoveADeadMember: a member down for good, which cannot ask to leave,
+// is taken out when the operator asks (Remove): prepare goes to the other
+// members only and the view is written without it. A node that is no
+// member is not asked for.
+func TestRemoveADeadMember(t *testing.T) {
+	c := newTestCoordinator(t, protocol.View{Epoch: 2, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, 1)
+	beat := func(ticks int) map[protocol.NodeID]uint64 {
+		var ps map[protocol.NodeID]uint64
+		for i := 0; i < ticks && len(ps) == 0; i++ {
+			c.Step(protocol.Message{Type: protocol.MsgStatus, From: 1, To: protocol.Group, Epoch: 2, Leading: true})
+			c.Step(protocol.Message{Type: protocol.MsgStatus, From: 2, To: protocol.Group, Epoch: 2})
+			c.Tick()
+			ps = prepares(c.Ready())
+		}
+		return ps
+	}
+	if ps := beat(100); len(ps) > 0 { // node 3 is silent: it stays a member
+		t.Fatalf("prepare %v while the leader leads", ps)
+	}
+	c.Remove(9)
+	if ps := beat(20); len(ps) > 0 {
+		t.Fatalf("prepare %v after removing a node that is no member", ps)
+	}
+	c.Remove(3)
+	ps := beat(20)
+	if len(ps) != 2 || ps[1] != 3 || ps[2] != 3 {
+		t.Fatalf("prepares %v, want epoch 3 to members 1 and 2", ps)
+	}
+	for _, id := range []protocol.NodeID{1, 2} {
+		c.Step(protocol.Message{Type: protocol.MsgPromise, From: id, Epoch: 3, Last: protocol.Point{Epoch: 2, Seq: 5}})
+	}
+	rd := c.Ready()
+	if rd.CAS == nil || !slices.Equal(rd.CAS.View.Members, []protocol.NodeID{1, 2}) {
+		t.Fatalf("CAS %+v, want members [1 2]", rd.CAS)
 	}
 }
