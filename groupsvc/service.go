@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -141,18 +140,14 @@ func (s *Service) receive(m *nats.Msg) {
 // takeOut answers memstore leave for a member: the coordinator takes it
 // out of the group, as it would a member that asks to leave, even if it is
 // down for good and cannot ask (the node, if alive, answers too, and
-// stops once out). A node the group does not know is not_found; a known
-// non-member (joining) is the node's to answer.
+// stops once out). A non-member is the node's to answer: one just started
+// may not be known here yet.
 func (s *Service) takeOut(m *nats.Msg) {
 	id, ok := s.sub.LeaveID(m.Subject)
 	if !ok {
 		return
 	}
-	view, nodes := s.View()
-	if !view.IsMember(id) {
-		if !slices.ContainsFunc(nodes, func(n election.NodeInfo) bool { return n.ID == id }) {
-			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeNotFound, "node %d is not in the group", id)))
-		}
+	if view, _ := s.View(); !view.IsMember(id) {
 		return
 	}
 	select {

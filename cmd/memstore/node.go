@@ -134,8 +134,11 @@ not know is not_found.`,
 				}
 				defer nc.Close()
 				rep, err := nc.Request(bus.NewSubjects(g.prefix).Leave(protocol.NodeID(id)), nil, g.timeout)
-				if err != nil {
-					return bus.Errorf(bus.CodeUnavailable, "neither node %d nor the group service answered: %v", id, err)
+				if err != nil { // not a member, and the node does not run
+					if st, serr := c.Status(cmd.Context()); serr == nil && !slices.ContainsFunc(st.Nodes, func(n bus.NodeStatus) bool { return n.ID == id }) {
+						return bus.Errorf(bus.CodeNotFound, "node %d is not in the group", id)
+					}
+					return bus.Errorf(bus.CodeUnavailable, "node %d is not a member and did not answer: %v", id, err)
 				}
 				var res bus.Result
 				if e := bus.Decode(rep.Data, &res); e != nil {
