@@ -712,12 +712,14 @@ func TestLeaveWhileJoining(t *testing.T) {
 		}
 	})
 	c.startNodeWith(4, func(cfg *replica.Config) { cfg.FS = disk })
+	release := sync.OnceFunc(func() { close(held) })
+	t.Cleanup(release) // runs before the cluster's stop, which waits for node 4's disk: a failed test must not hang
 	holding.Store(true)
 	c.waitFor("node 4 to take the request", 5*time.Second, func() error {
 		_, err := c.mwConn.Request(bus.NewSubjects("").Leave(4), nil, time.Second)
 		return err
 	})
-	close(held)
+	release()
 	select {
 	case <-c.nodes[4].Done():
 	case <-time.After(15 * time.Second):
