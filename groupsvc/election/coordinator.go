@@ -134,9 +134,20 @@ func (c *Coordinator) listenToNode(m protocol.Message) {
 	c.maxEpoch = max(c.maxEpoch, m.Epoch)
 }
 
+// forgetTicks, in failure timeouts, is how long a non-member node stays
+// known after its last heartbeat.
+const forgetTicks = 30
+
 // Tick advances the clock: node_status_check, then group_update.
 func (c *Coordinator) Tick() {
 	c.ticks++
+	for id, info := range c.nodes {
+		// A node out of the group (left, taken out, or never admitted) and
+		// silent for forgetTicks is forgotten: status stops listing it.
+		if !c.view.IsMember(id) && c.ticks-info.heardAt >= forgetTicks*uint64(c.cfg.FailureTicks) {
+			delete(c.nodes, id)
+		}
+	}
 	if c.view.Epoch > 0 && c.ticks-c.publishedAt >= uint64(c.cfg.PublishTicks) {
 		c.publish()
 	}

@@ -134,3 +134,24 @@ func TestRemoveADeadMember(t *testing.T) {
 		t.Fatalf("CAS %+v, want members [1 2]", rd.CAS)
 	}
 }
+
+// TestSilentNonMembersAreForgotten: a node out of the group and silent for
+// forgetTicks failure timeouts drops out of Nodes (status); a silent member
+// stays listed, down.
+func TestSilentNonMembersAreForgotten(t *testing.T) {
+	c := newTestCoordinator(t, protocol.View{Epoch: 2, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, 1)
+	c.Step(status(4, protocol.Point{})) // a node that came and went, never admitted
+	listed := func(id protocol.NodeID) bool {
+		return slices.ContainsFunc(c.Nodes(), func(n NodeInfo) bool { return n.ID == id })
+	}
+	for i := 0; i < forgetTicks*c.cfg.FailureTicks-1; i++ {
+		c.Tick()
+	}
+	if !listed(4) {
+		t.Fatal("node 4 forgotten before forgetTicks")
+	}
+	c.Tick()
+	if listed(4) || !listed(3) {
+		t.Fatalf("after forgetTicks: node 4 listed %v (want false), member 3 listed %v (want true)", listed(4), listed(3))
+	}
+}
