@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -104,4 +105,23 @@ func TestMiddlewareLocksItsFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	again.Close()
+}
+
+// TestAbsoluteRange: history's --since and --until take what query's do
+// (RFC 3339 or a duration ago), and a backwards range is bad usage.
+func TestAbsoluteRange(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	since, until := "15m", "2026-12-06T11:50:00Z"
+	if err := absoluteRange(&since, &until, now); err != nil || since != "2026-12-06T11:45:00Z" || until != "2026-12-06T11:50:00Z" {
+		t.Fatalf("since %s until %s: %v", since, until, err)
+	}
+	since, until = "1m", "2m"
+	var ue usageError
+	if err := absoluteRange(&since, &until, now); !errors.As(err, &ue) {
+		t.Fatalf("a backwards range: %v", err)
+	}
+	since, until = "yesterday", ""
+	if err := absoluteRange(&since, &until, now); !errors.As(err, &ue) {
+		t.Fatalf("a bad time: %v", err)
+	}
 }

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"memstore/bus"
 	"memstore/client"
+	"memstore/query"
 )
 
 // userCommands are the user CLI: user_write_request and user_read_request.
@@ -123,6 +125,9 @@ func historyCommand(g *globals) *cobra.Command {
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Path = args[0]
+			if err := absoluteRange(&req.Since, &req.Until, time.Now()); err != nil {
+				return err
+			}
 			return withClient(g, func(c *client.Client) error {
 				rep, err := c.History(cmd.Context(), req)
 				if err != nil || g.json {
@@ -141,8 +146,8 @@ func historyCommand(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Since, "since", "", "oldest commit time, RFC 3339")
-	f.StringVar(&req.Until, "until", "", "newest commit time, RFC 3339")
+	f.StringVar(&req.Since, "since", "", "oldest commit time: RFC 3339, or a duration ago (15m)")
+	f.StringVar(&req.Until, "until", "", "newest commit time: RFC 3339, or a duration ago (5m)")
 	f.Uint64Var(&req.AfterSeq, "after-seq", 0, "start after this seq (paging)")
 	f.IntVar(&req.Limit, "limit", 0, "most versions in the page (0: the store's page size)")
 	return cmd
@@ -240,4 +245,26 @@ func statusCommand(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// absoluteRange turns --since and --until, each RFC 3339 or a duration
+// before now (as query reads them), into the RFC 3339 times the store
+// takes, and refuses a range that ends before it starts (it would find
+// nothing, silently).
+func absoluteRange(since, until *string, now time.Time) error {
+	var ts [2]time.Time
+	for i, s := range []*string{since, until} {
+		t, err := query.ParseTime(*s, now)
+		if err != nil {
+			return usageError{err}
+		}
+		if !t.IsZero() {
+			*s = t.UTC().Format(time.RFC3339Nano)
+		}
+		ts[i] = t
+	}
+	if !ts[0].IsZero() && !ts[1].IsZero() && ts[1].Before(ts[0]) {
+		return usageError{fmt.Errorf("--until %s is before --since %s", *until, *since)}
+	}
+	return nil
 }
