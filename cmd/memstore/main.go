@@ -101,6 +101,9 @@ func envOr(key, def string) string {
 
 // dial opens a client with the global flags.
 func (g *globals) dial() (*client.Client, error) {
+	if g.timeout <= 0 {
+		return nil, usageError{fmt.Errorf("--timeout %v: above 0", g.timeout)}
+	}
 	c, err := client.Dial(g.server, client.Options{Prefix: g.prefix, Timeout: g.timeout, User: g.user, TLSCA: g.tlsCA})
 	switch {
 	case errors.Is(err, nats.ErrAuthorization):
