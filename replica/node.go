@@ -136,6 +136,9 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 		diskq: make(chan *protocol.Write, 256), diskNote: make(chan struct{}, 1), aggs: make(chan struct{}, 4),
 		puts: map[uint64]pendingPut{}, dups: map[uint64]tree.Source{}, reads: map[uint64]pendingRead{}, done: make(chan struct{})}
 	n.label = strconv.FormatUint(uint64(cfg.ID), 10)
+	if err := n.probe(); err != nil {
+		return nil, err
+	}
 	if err := n.open(); err != nil {
 		return nil, err
 	}
@@ -149,6 +152,20 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 	go n.writeLoop()
 	go n.run(n.ctx)
 	return n, nil
+}
+
+// probe refuses to start a second node with this id while one runs (on
+// another folder or host): two would speak as one member, and one with an
+// empty log could answer an election for the other. A running node
+// answers an empty forwarded batch at once; no answer (no responders, or
+// none within the probe's timeout: NATS may be unreachable yet) lets the
+// node start. Two starting at the same moment are not caught.
+func (n *Node) probe() error {
+	_, err := n.nc.Request(n.sub.Fwd(n.cfg.ID, "probe"), nil, 500*time.Millisecond)
+	if err == nil {
+		return fmt.Errorf("replica: node %d is running already (it answers on %s): give this one an id of its own", n.cfg.ID, n.sub.Fwd(n.cfg.ID, "*"))
+	}
+	return nil
 }
 
 // open locks the data folder, recovers the WAL, state and tree and builds
@@ -268,6 +285,10 @@ func lockDataDir(fsys vfs.FS, dir string, id protocol.NodeID) (vfs.File, error) 
 // subscribe is server_connect: the node's subjects.
 func (n *Node) subscribe() error {
 	forward := func(m *nats.Msg) {
+		if len(m.Data) == 0 { // a node starting with this id asks whether one runs (probe)
+			_ = m.Respond(nil)
+			return
+		}
 		reqs, err := bus.DecodeForwarded(m.Data)
 		if err != nil || len(reqs) == 0 {
 			n.log.WithError(err).Warn("refused a forwarded batch")

@@ -693,6 +693,31 @@ func TestLeaveADeadMember(t *testing.T) {
 	}
 }
 
+// TestSecondNodeWithTheSameIDIsRefused: a node started with the id of one
+// that runs (from another folder) refuses to start; the id is free again
+// once that one has stopped.
+func TestSecondNodeWithTheSameIDIsRefused(t *testing.T) {
+	c := startCluster(t, 3)
+	nc, err := bus.Connect(c.srv.ClientURL(), "second-node-2", c.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cfg := replica.DefaultConfig(2, filepath.Join(c.dir, "second-node2"))
+	if n, err := replica.Start(nc, cfg, c.log); err == nil || !strings.Contains(err.Error(), "running already") {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("a second node 2: %v", err)
+	}
+	c.stopNode(2)
+	n, err := replica.Start(nc, cfg, c.log)
+	if err != nil {
+		t.Fatalf("node 2 once the first has stopped: %v", err)
+	}
+	n.Close()
+}
+
 // TestLeaveWhileJoining asks a node to leave before it is a member: it is
 // out of the group already, so it stops (it waited for a view change that
 // never came, and went on running). Its disk is held until the request is
