@@ -166,6 +166,14 @@ func (c *cluster) waitFor(what string, total time.Duration, check func() error) 
 	c.t.Fatalf("no %s after %v: %v", what, total, err)
 }
 
+// follower is a member that does not lead now: node 1, or 2 if 1 leads.
+func (c *cluster) follower() protocol.NodeID {
+	if c.leader() == 1 {
+		return 2
+	}
+	return 1
+}
+
 func (c *cluster) leader() protocol.NodeID {
 	st, err := c.cl.Status(context.Background())
 	if err != nil {
@@ -637,10 +645,7 @@ func TestFullShutdownKeepsEverything(t *testing.T) {
 func TestGracefulLeave(t *testing.T) {
 	c := startCluster(t, 4)
 	cx := ctx(t)
-	leaving := protocol.NodeID(1)
-	if c.leader() == leaving {
-		leaving = 2
-	}
+	leaving := c.follower()
 	if _, err := c.mwConn.Request(bus.NewSubjects("").Leave(leaving), nil, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -667,10 +672,7 @@ func TestGracefulLeave(t *testing.T) {
 func TestLeaveADeadMember(t *testing.T) {
 	c := startCluster(t, 3)
 	cx := ctx(t)
-	dead := protocol.NodeID(1)
-	if c.leader() == dead {
-		dead = 2
-	}
+	dead := c.follower()
 	c.stopNode(dead)
 	rep, err := c.mwConn.Request(bus.NewSubjects("").Leave(dead), nil, 5*time.Second)
 	var res bus.Result
@@ -845,10 +847,7 @@ func TestKeyedWritesAreWrittenOnce(t *testing.T) {
 func TestLargeBatchesReplicate(t *testing.T) {
 	c := startCluster(t, 3)
 	cx := ctx(t)
-	lag := protocol.NodeID(1)
-	if c.leader() == lag {
-		lag = 2
-	}
+	lag := c.follower()
 	c.stopNode(lag)
 	// 800 KB batches, over the 512 KiB bound of one append, on 200 paths:
 	// new paths cost a mkdir and a create each, slow on a busy disk.
