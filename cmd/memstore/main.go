@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -34,12 +35,37 @@ type globals struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	root := newRoot()
+	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "memstore: %v\n", err)
+		asJSON, _ := root.PersistentFlags().GetBool("json")
+		printError(os.Stdout, os.Stderr, err, asJSON)
 		os.Exit(exitCode(err))
 	}
+}
+
+// printError reports err: on stderr, or with --json as a failed reply
+// on stdout, {"ok":false,"error":{"code","message"}}, where code is the
+// store's, bad_request for bad usage, timeout for a request the client
+// gave up on, and "error" for anything else (a local failure).
+func printError(stdout, stderr io.Writer, err error, asJSON bool) {
+	if !asJSON {
+		fmt.Fprintf(stderr, "memstore: %v\n", err)
+		return
+	}
+	var be *bus.Error
+	if !errors.As(err, &be) {
+		code := "error"
+		switch exitCode(err) {
+		case 2:
+			code = bus.CodeBadRequest
+		case 4:
+			code = bus.CodeTimeout
+		}
+		be = &bus.Error{Code: code, Message: err.Error()}
+	}
+	fmt.Fprintf(stdout, "%s\n", bus.ErrorReply(be))
 }
 
 // usageError marks a bad command line.
@@ -86,7 +112,7 @@ a write's outcome is unknown).`,
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultPrefix, "first token of every memstore subject")
 	pf.StringVar(&g.tlsCA, "tls-ca", envOr("MEMSTORE_TLS_CA", ""), "CA certificate that signed the server's (env MEMSTORE_TLS_CA): connect with TLS")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level of server processes: debug, info, warn, error")
-	pf.BoolVar(&g.json, "json", false, "print replies as JSON (one object per line)")
+	pf.BoolVar(&g.json, "json", false, "print replies as JSON (one object per line), errors too (ok false, on stdout)")
 	root.AddCommand(userCommands(g)...)
 	root.AddCommand(middlewareCommand(g), nodeCommand(g), devCommand(g), leaveCommand(g), sensorCommand(g), queryCommand(g), natsCommand(g), benchCommand(), certsCommand())
 	return root

@@ -125,3 +125,27 @@ func TestAbsoluteRange(t *testing.T) {
 		t.Fatalf("a bad time: %v", err)
 	}
 }
+
+// TestErrorsAsJSON: with --json an error is a failed reply on stdout,
+// with the store's code, or one for bad usage and local failures.
+func TestErrorsAsJSON(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("get: %w", bus.Errorf(bus.CodeNotFound, "no a/b")), `{"ok":false,"error":{"code":"not_found","message":"no a/b"}}`},
+		{usageError{errors.New("accepts 1 arg")}, `{"ok":false,"error":{"code":"bad_request","message":"accepts 1 arg"}}`},
+		{errors.New("disk full"), `{"ok":false,"error":{"code":"error","message":"disk full"}}`},
+	} {
+		var out, errOut strings.Builder
+		printError(&out, &errOut, tc.err, true)
+		if strings.TrimSpace(out.String()) != tc.want || errOut.Len() != 0 {
+			t.Errorf("%v: stdout %q stderr %q, want %s", tc.err, out.String(), errOut.String(), tc.want)
+		}
+	}
+	var out, errOut strings.Builder
+	printError(&out, &errOut, errors.New("boom"), false)
+	if out.Len() != 0 || errOut.String() != "memstore: boom\n" {
+		t.Errorf("without --json: stdout %q stderr %q", out.String(), errOut.String())
+	}
+}
