@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"os"
 	"strconv"
 	"time"
 
@@ -36,10 +36,10 @@ type Config struct {
 	Mode     string        // ModeFire or ModeAck
 	// Source names this sensor process in the (source, sequence) key of its
 	// acknowledged writes: a resent batch is written once. Default
-	// "sensor/<prefix>/<8 random hex digits>", one per run: two processes
-	// writing under one source would take each other's writes for resends
-	// (the store keeps a source's last sequence only), and a batch refused
-	// so counts as an error.
+	// "sensor/<prefix>/<host>": the store keeps every source for good, so
+	// not one per run. Two processes writing under one source at once take
+	// each other's batches for resends (the store keeps a source's last
+	// sequence only): a batch refused so counts as an error, not acked.
 	Source string
 	// Acked, if set, is called with each acknowledged batch and its reply
 	// (a duplicate reply names the seq that first stored it).
@@ -103,7 +103,8 @@ func Run(ctx context.Context, cl *client.Client, cfg Config, progress func(Stats
 		paths[i] = Path(cfg.Prefix, i)
 	}
 	if cfg.Source == "" {
-		cfg.Source = fmt.Sprintf("sensor/%s/%08x", cfg.Prefix, rand.Uint32())
+		host, _ := os.Hostname()
+		cfg.Source = "sensor/" + cfg.Prefix + "/" + host
 	}
 	w := &writer{cl: cl, source: cfg.Source, acked: cfg.Acked}
 	var st Stats
@@ -173,7 +174,7 @@ func (w *writer) put(ctx context.Context, batch []bus.PathValue, st *Stats) int 
 		req := bus.PutRequest{Values: batch[:n], Source: w.source, SourceSeq: w.seq}
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 			rep, err := w.cl.Write(ctx, req)
-			if err == nil && rep.Duplicate && rep.SourceSeq != w.seq {
+			if err == nil && rep.Duplicate && rep.SourceSeq != 0 && rep.SourceSeq != w.seq { // 0: a node too old to say
 				err = bus.Errorf(bus.CodeBadRequest, "source %q, sequence %d was already written by another process: %d values not written; give each sensor process its own --source", w.source, w.seq, n)
 			}
 			if err == nil {

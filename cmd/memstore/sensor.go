@@ -59,6 +59,6 @@ Modes:
 	f.IntVar(&cfg.Count, "count", 0, "stop after this many readings per sensor (default: no limit)")
 	f.Int64Var(&cfg.Seed, "seed", time.Now().UnixNano()%1_000_000, "seed: the same seed gives the same values")
 	f.StringVar(&cfg.Mode, "mode", sensor.ModeAck, "ack (acknowledged, retried) or fire (ms.in, may lose in-flight values)")
-	f.StringVar(&cfg.Source, "source", "", "name of this sensor process in the dedup key, its own (default sensor/<prefix>/<random>)")
+	f.StringVar(&cfg.Source, "source", "", "name of this sensor process in the dedup key, one writer's at a time (default sensor/<prefix>/<host>)")
 	return cmd
 }

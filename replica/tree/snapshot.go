@@ -176,10 +176,13 @@ func (s *Snapshot) Next() (Chunk, error) {
 		return Chunk{}, io.EOF
 	}
 	c := Chunk{Epoch: s.at.Epoch, Seq: s.at.Seq, TS: s.ts, Index: s.index}
+	size := 128
 	if s.index == 0 {
 		c.Sources = s.sources
+		for src := range s.sources {
+			size += len(src) + 96 // its name and three numbers, JSON-encoded
+		}
 	}
-	size := 128
 	for s.next < len(s.paths) && size < MaxChunkBytes {
 		p := s.paths[s.next]
 		refs := s.refs[p][s.skip:]
