@@ -64,7 +64,7 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 				go func() { // owned: stopped and waited for on return
 					defer close(sensorsDone)
 					_, _ = sensor.Run(sctx, cl, sensor.Config{Prefix: "plant1", Sensors: sensors, Rate: 1,
-						Seed: 1, Mode: sensor.ModeAck}, nil)
+						Seed: 1, Mode: sensor.ModeAck, Source: "sensor/plant1/dev"}, nil) // not the host's: memstore sensor may run beside it
 				}()
 				fmt.Printf("memstore dev: %d simulated sensors write under plant1/ once a second (--sensors 0 to stop them)\n", sensors)
 			}
