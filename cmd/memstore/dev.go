@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -38,8 +39,9 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 			}
 			defer mw.close()
 			type stopped struct {
-				id  int
-				err error
+				id    int
+				err   error
+				close func() // releases its folder and id, so it can start again
 			}
 			ended := make(chan stopped, nodes)
 			for id := 1; id <= nodes; id++ {
@@ -48,8 +50,9 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 				if err != nil {
 					return err
 				}
+				closeNode = sync.OnceFunc(closeNode)
 				defer closeNode()
-				go func() { <-n.Done(); ended <- stopped{id, n.Err()} }() // ends when the node stops
+				go func() { <-n.Done(); ended <- stopped{id, n.Err(), closeNode} }() // ends when the node stops
 			}
 			fmt.Printf("memstore dev: middleware on %s, %d nodes, data in %s\n", mw.url(), nodes, data)
 			if sensors > 0 {
@@ -82,6 +85,7 @@ Stop it with Ctrl-C; start it again and everything written is still there.`,
 					if s.err != nil {
 						return fmt.Errorf("node %d stopped: %w", s.id, s.err)
 					}
+					s.close()
 					fmt.Printf("memstore dev: node %d left the group (memstore leave); the others go on\n", s.id)
 				}
 			}

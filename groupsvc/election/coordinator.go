@@ -238,14 +238,10 @@ func (c *Coordinator) groupUpdate() {
 // elect starts the two-phase election of a view with members next, after
 // a jitter; old are the current members.
 func (c *Coordinator) elect(old, next []protocol.NodeID) {
-	up := 0
-	for _, id := range next {
-		if c.alive(id) {
-			up++
-		}
-	}
-	if up < protocol.Quorum(next) {
-		return // no majority to elect with: wait rather than burn epochs
+	// Promises must come from a majority of both: without one alive, wait
+	// rather than burn epochs (and a state write on every live member).
+	if !c.majorityAlive(old) || !c.majorityAlive(next) {
+		return
 	}
 	if c.startAt == 0 {
 		c.startAt = c.ticks + uint64(c.rng.Intn(c.cfg.JitterTicks+1))
@@ -295,6 +291,17 @@ func (c *Coordinator) handlePromise(m protocol.Message) {
 	if c.cfg.TestingKnobs.FirstPromise || (c.majority(a.old) && c.majority(a.next)) {
 		c.choose()
 	}
+}
+
+// majorityAlive reports whether a majority of members is alive.
+func (c *Coordinator) majorityAlive(members []protocol.NodeID) bool {
+	up := 0
+	for _, id := range members {
+		if c.alive(id) {
+			up++
+		}
+	}
+	return up >= protocol.Quorum(members)
 }
 
 // majority reports whether a majority of members promised.

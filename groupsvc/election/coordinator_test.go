@@ -155,3 +155,20 @@ func TestSilentNonMembersAreForgotten(t *testing.T) {
 		t.Fatalf("after forgetTicks: node 4 listed %v (want false), member 3 listed %v (want true)", listed(4), listed(3))
 	}
 }
+
+// TestNoRemovalWithoutOldMajority: taking a dead member out of [1 2] while
+// the other is dead too needs promises from a majority of [1 2], which
+// cannot come: no prepare is sent, no epoch burnt.
+func TestNoRemovalWithoutOldMajority(t *testing.T) {
+	c := newTestCoordinator(t, protocol.View{Epoch: 2, Leader: 1, Members: []protocol.NodeID{1, 2}}, 1)
+	for i := 0; i < 100; i++ {
+		if i == c.cfg.FailureTicks { // past the start, when every node counts as alive
+			c.Remove(2)
+		}
+		c.Step(protocol.Message{Type: protocol.MsgStatus, From: 1, To: protocol.Group, Epoch: 2, Leading: true})
+		c.Tick()
+		if ps := prepares(c.Ready()); len(ps) > 0 {
+			t.Fatalf("tick %d: prepare %v with 1 of the 2 old members alive", i, ps)
+		}
+	}
+}

@@ -25,7 +25,11 @@ func (osFS) Lock(name string) (File, error) {
 	if err := rc.Control(func(fd uintptr) { ferr = unix.Flock(int(fd), unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
 		ferr = err
 	}
-	if ferr != nil {
+	switch {
+	case errors.Is(ferr, unix.ENOTSUP), errors.Is(ferr, unix.ENOSYS), errors.Is(ferr, unix.ENOLCK):
+		// A filesystem without locks (some FUSE or network mounts): the
+		// file is open, nothing is locked, as where there is no flock.
+	case ferr != nil:
 		f.Close()
 		if errors.Is(ferr, unix.EWOULDBLOCK) {
 			ferr = ErrLocked

@@ -62,8 +62,8 @@ type FS interface {
 	SyncAll(name string) error
 	// Lock opens the file name (creating it) and locks it for this
 	// process, or fails with ErrLocked while another holds it (flock(2) on
-	// Unix; per MemFS in memory; not at all elsewhere). Closing the file,
-	// or the process's end, releases it.
+	// Unix; per MemFS in memory; not at all elsewhere, nor on a filesystem
+	// without locks). Closing the file, or the process's end, releases it.
 	Lock(name string) (File, error)
 }
 
