@@ -209,6 +209,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 	// Puts and plain gets are answered about as fast as each other, so
 	// they go in batches; the rest alone.
 	waiting := op == bus.OpGet && waits(data)
+	waited := false // a waiting get was held by a node until its attempt ended
 	batched := op == bus.OpPut || op == bus.OpGet && !waiting
 	for time.Now().Before(deadline) {
 		cur := r.svc.current()
@@ -256,6 +257,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		}
 		if err != nil {
 			last = fmt.Sprintf("no answer: %v", err)
+			waited = waited || waiting && errors.Is(err, context.DeadlineExceeded)
 			waitForChange(cur.changed, deadline)
 			continue
 		}
@@ -275,7 +277,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		}
 		return rep, code
 	}
-	if waiting { // most likely no node reached the seq: the leader is there
+	if waited { // a node held it: it had not applied the seq
 		return bus.ErrorReply(bus.Errorf(bus.CodeTimeout, "no node applied the get's min_seq within %v", timeout)), bus.CodeTimeout
 	}
 	return bus.ErrorReply(bus.Errorf(bus.CodeUnavailable, "no leader could answer within %v: %s", timeout, last)), bus.CodeUnavailable
