@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -250,15 +249,9 @@ func (n *Node) closeStorage() {
 // used by. A folder of another node would give that node's promises and
 // log a second vote.
 func lockDataDir(fsys vfs.FS, dir string, id protocol.NodeID) (vfs.File, error) {
-	if err := fsys.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("replica: create %s: %w", dir, err)
-	}
-	f, err := fsys.Lock(filepath.Join(dir, "LOCK"))
-	if errors.Is(err, vfs.ErrLocked) {
-		return nil, fmt.Errorf("replica: data folder %s is in use by another process (is node %d already running?)", dir, id)
-	}
+	f, err := vfs.LockDir(fsys, dir)
 	if err != nil {
-		return nil, fmt.Errorf("replica: lock %s: %w", dir, err)
+		return nil, fmt.Errorf("replica: %w", err)
 	}
 	owner, err := io.ReadAll(f)
 	if err != nil {

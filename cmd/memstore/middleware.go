@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -157,15 +156,9 @@ const defaultListen = "127.0.0.1:4222"
 // lockFolder takes the LOCK file of the middleware's data folder for this
 // process: two embedded servers on one JetStream store would corrupt it.
 func lockFolder(dir string) (io.Closer, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("middleware: create %s: %w", dir, err)
-	}
-	f, err := vfs.OS.Lock(filepath.Join(dir, "LOCK"))
-	if errors.Is(err, vfs.ErrLocked) {
-		return nil, fmt.Errorf("middleware: data folder %s is in use by another process (is a middleware or memstore dev already running on it?)", dir)
-	}
+	f, err := vfs.LockDir(vfs.OS, dir)
 	if err != nil {
-		return nil, fmt.Errorf("middleware: lock %s: %w", dir, err)
+		return nil, fmt.Errorf("middleware: %w", err)
 	}
 	return f, nil
 }

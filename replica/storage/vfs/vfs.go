@@ -9,6 +9,7 @@ package vfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -69,6 +70,23 @@ type FS interface {
 
 // ErrLocked means another process holds a lock file (FS.Lock).
 var ErrLocked = errors.New("vfs: locked by another process")
+
+// LockDir creates the folder dir if need be and takes its LOCK file for
+// this process (FS.Lock): one process per data folder. While another
+// holds it, the error says the folder is in use and wraps ErrLocked.
+func LockDir(fs FS, dir string) (File, error) {
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := fs.Lock(filepath.Join(dir, "LOCK"))
+	if errors.Is(err, ErrLocked) {
+		return nil, fmt.Errorf("data folder %s is in use by another process: %w", dir, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
+}
 
 // Open opens name read-only.
 func Open(fs FS, name string) (File, error) {
