@@ -48,6 +48,21 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%w: %q is neither RFC 3339 (2026-01-02T15:04:05Z) nor a duration (15m)", ErrBadTime, s)
 }
 
+// ParseRange reads --since and --until as ParseTime does, and refuses a
+// range that ends before it starts: it would find nothing, silently.
+func ParseRange(since, until string, now time.Time) (from, to time.Time, err error) {
+	if from, err = ParseTime(since, now); err != nil {
+		return
+	}
+	if to, err = ParseTime(until, now); err != nil {
+		return
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		err = fmt.Errorf("%w: --until %s is before --since %s", ErrBadTime, until, since)
+	}
+	return
+}
+
 // Row is one printed line: a path's version.
 type Row struct {
 	Path string `json:"path"`

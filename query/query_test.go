@@ -88,3 +88,19 @@ func TestPrintAgg(t *testing.T) {
 		t.Fatalf("jsonl:\n%s", b.String())
 	}
 }
+
+// TestParseRange: both ends read as ParseTime reads them; a range that
+// ends before it starts is ErrBadTime, an open end never is.
+func TestParseRange(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	from, to, err := ParseRange("15m", "2026-12-06T11:50:00Z", now)
+	if err != nil || !from.Equal(now.Add(-15*time.Minute)) || !to.Equal(now.Add(-10*time.Minute)) {
+		t.Fatalf("15m..11:50: %v %v %v", from, to, err)
+	}
+	if _, _, err := ParseRange("1m", "2m", now); !errors.Is(err, ErrBadTime) {
+		t.Fatalf("a backwards range: %v", err)
+	}
+	if _, _, err := ParseRange("", "2m", now); err != nil {
+		t.Fatalf("an open start: %v", err)
+	}
+}

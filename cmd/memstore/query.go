@@ -40,15 +40,13 @@ Times are RFC 3339 (2026-01-02T15:04:05Z) or a duration before now (15m, 2h).`,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			path := optionalPath(a)
 			now := time.Now()
-			var from, to, asOf time.Time
-			for _, t := range []struct {
-				s   string
-				dst *time.Time
-			}{{since, &from}, {until, &to}, {at, &asOf}} {
-				var err error
-				if *t.dst, err = query.ParseTime(t.s, now); err != nil {
-					return usageError{err}
-				}
+			from, to, err := query.ParseRange(since, until, now)
+			if err != nil {
+				return usageError{err}
+			}
+			asOf, err := query.ParseTime(at, now)
+			if err != nil {
+				return usageError{err}
 			}
 			width, byEvent, err := aggFlags(every, timeBase)
 			if err != nil {
@@ -173,11 +171,7 @@ computed in the store, which suits long ranges.`,
 		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			now := time.Now()
-			from, err := query.ParseTime(since, now)
-			if err != nil {
-				return usageError{err}
-			}
-			to, err := query.ParseTime(until, now)
+			from, to, err := query.ParseRange(since, until, now)
 			if err != nil {
 				return usageError{err}
 			}

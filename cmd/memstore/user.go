@@ -252,19 +252,15 @@ func statusCommand(g *globals) *cobra.Command {
 // takes, and refuses a range that ends before it starts (it would find
 // nothing, silently).
 func absoluteRange(since, until *string, now time.Time) error {
-	var ts [2]time.Time
-	for i, s := range []*string{since, until} {
-		t, err := query.ParseTime(*s, now)
-		if err != nil {
-			return usageError{err}
-		}
-		if !t.IsZero() {
-			*s = t.UTC().Format(time.RFC3339Nano)
-		}
-		ts[i] = t
+	from, to, err := query.ParseRange(*since, *until, now)
+	if err != nil {
+		return usageError{err}
 	}
-	if !ts[0].IsZero() && !ts[1].IsZero() && ts[1].Before(ts[0]) {
-		return usageError{fmt.Errorf("--until %s is before --since %s", *until, *since)}
+	if !from.IsZero() {
+		*since = from.UTC().Format(time.RFC3339Nano)
+	}
+	if !to.IsZero() {
+		*until = to.UTC().Format(time.RFC3339Nano)
 	}
 	return nil
 }
