@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,6 +42,10 @@ func TestTable(t *testing.T) {
 		{Workload: "W3", Params: "history of 64 values, 16 readers", System: MS3, Unit: "ops/s", Values: []float64{8000}},
 		{Workload: "W3", Params: "history of 64 values, 16 readers, KV History", System: JSSync, Unit: "ops/s", Values: []float64{500}},
 		{Workload: "W3", Params: "history of 64 values, 16 readers, one batched direct get", System: JSSync, Unit: "ops/s", Values: []float64{4000}},
+		{Workload: "W4", Params: failoverGap, System: MS3, Unit: "s", Values: []float64{0.9, 0.8, 1.1}},
+		{Workload: "W4", Params: "acknowledged puts lost", System: MS3, Unit: "puts", Values: []float64{0, 0, 0}},
+		{Workload: "W4", Params: failoverGap, System: JSSync, Unit: "s", Values: []float64{3, 4, 2.5}},
+		{Workload: "W4", Params: "acknowledged puts lost", System: JSSync, Unit: "puts", Values: []float64{0, 0, 0}},
 	}
 	var b strings.Builder
 	if err := Table(&b, rows); err != nil {
@@ -56,6 +61,8 @@ func TestTable(t *testing.T) {
 		"| W1 | durable puts, 64 B, 1 writers | memstore 3 nodes | 1000 ops/s |  |  |  |  |  | 0.20× |",
 		"| W1 | durable puts, 64 B, 64 writers | JetStream KV default sync | 30000 ops/s |  |  |  | 6.00× |  |  |",
 		"| W3 | history of 64 values, 16 readers | memstore 3 nodes | 8000 ops/s |  |  |  | 2.00× |  | 0.20× |",
+		"| W4 | " + failoverGap + " | memstore 3 nodes | 0.90 (0.80–1.10) s |  |  |  | 0.30× |  |  |",
+		"| W4 | acknowledged puts lost | memstore 3 nodes | 0 (0–0) puts |  |  |  |  |  |  |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
@@ -109,5 +116,57 @@ func TestRunRefusesMemoryFilesystem(t *testing.T) {
 	defer os.RemoveAll(dir)
 	if _, err := Run(context.Background(), Config{Dir: dir}); err == nil || !strings.Contains(err.Error(), "tmpfs") {
 		t.Fatalf("a run on tmpfs: %v", err)
+	}
+}
+
+// TestFailoverOnce: a fake cluster refuses puts for 400 ms after the kill
+// and drops one put it acknowledged: the gap covers the outage and the
+// lost put is counted.
+func TestFailoverOnce(t *testing.T) {
+	var mu sync.Mutex
+	var killed time.Time
+	stored := map[[2]int]bool{}
+	dropped := false
+	target := failoverTarget{
+		put: func(_ context.Context, w, i int) error {
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			if !killed.IsZero() && time.Since(killed) < 400*time.Millisecond {
+				return errors.New("no leader")
+			}
+			if !killed.IsZero() && !dropped {
+				dropped = true // acknowledged, never stored
+				return nil
+			}
+			stored[[2]int{w, i}] = true
+			return nil
+		},
+		kill: func() {
+			mu.Lock()
+			killed = time.Now()
+			mu.Unlock()
+		},
+		missing: func(_ context.Context, acked map[[2]int]bool) (int, error) {
+			n := 0
+			for k := range acked {
+				if !stored[k] {
+					n++
+				}
+			}
+			return n, nil
+		},
+	}
+	gap, missing, acked, err := failoverOnce(context.Background(), target, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap < 400*time.Millisecond || gap > 2*time.Second || missing != 1 || acked < 100 {
+		t.Fatalf("gap %v (want 400 ms to 2 s), %d of %d acknowledged lost (want 1)", gap, missing, acked)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if since := time.Since(killed); since < time.Second {
+		t.Fatalf("the writers stopped %v after the kill, before a second of acknowledgements", since)
 	}
 }

@@ -199,6 +199,8 @@ type jetStreamCluster struct {
 	servers []*proc.Proc
 	nc      *nats.Conn
 	kv      jetstream.KeyValue
+	urls    []string // server jsN listens on urls[N-1]
+	leader  int      // N of the server leading the bucket's stream
 }
 
 func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jetStreamCluster, error) {
@@ -272,7 +274,8 @@ cluster {
 		}
 	}
 	if err == nil {
-		err = c.connectToLeader(ctx, urls)
+		c.urls = urls
+		err = c.connectToLeader(ctx)
 	}
 	if err != nil {
 		c.close()
@@ -284,9 +287,8 @@ cluster {
 // connectToLeader waits until every replica of the bucket's stream is
 // current, then connects the client to the server that leads the stream,
 // JetStream's best case: through another server, each put takes a hop
-// more (memstore's client always goes through the middleware). Server jsN
-// listens on urls[N-1].
-func (c *jetStreamCluster) connectToLeader(ctx context.Context, urls []string) error {
+// more (memstore's client always goes through the middleware).
+func (c *jetStreamCluster) connectToLeader(ctx context.Context) error {
 	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return err
@@ -319,11 +321,12 @@ func (c *jetStreamCluster) connectToLeader(ctx context.Context, urls []string) e
 		return err
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(leader, "js"))
-	if err != nil || n < 1 || n > len(urls) {
-		return fmt.Errorf("the stream leader %q is none of js1…js%d", leader, len(urls))
+	if err != nil || n < 1 || n > len(c.urls) {
+		return fmt.Errorf("the stream leader %q is none of js1…js%d", leader, len(c.urls))
 	}
+	c.leader = n
 	c.nc.Close()
-	if c.nc, err = nats.Connect(urls[n-1], nats.Name("memstore-bench-jetstream")); err != nil {
+	if c.nc, err = nats.Connect(c.urls[n-1], nats.Name("memstore-bench-jetstream")); err != nil {
 		return err
 	}
 	if js, err = jetstream.New(c.nc); err != nil {
@@ -331,6 +334,68 @@ func (c *jetStreamCluster) connectToLeader(ctx context.Context, urls []string) e
 	}
 	c.kv, err = js.KeyValue(ctx, "bench")
 	return err
+}
+
+// failoverTarget puts writer w's value i to key failover.w<w>.<i> (the
+// bucket keeps 64 versions of a key; a key per put keeps them all),
+// kills the server leading the stream, and lists the keys afterwards. Its
+// client connects to the other two servers, so its link outlives the
+// kill, as memstore's through the middleware does; stop closes it.
+func (c *jetStreamCluster) failoverTarget() (failoverTarget, func(), error) {
+	var others []string
+	for i, u := range c.urls {
+		if i+1 != c.leader {
+			others = append(others, u)
+		}
+	}
+	nc, err := nats.Connect(strings.Join(others, ","), nats.Name("memstore-bench-failover"), nats.MaxReconnects(-1))
+	if err != nil {
+		return failoverTarget{}, nil, fmt.Errorf("bench: jetstream: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	var kv jetstream.KeyValue
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		kv, err = js.KeyValue(ctx, "bench")
+		cancel()
+	}
+	if err != nil {
+		nc.Close()
+		return failoverTarget{}, nil, fmt.Errorf("bench: jetstream: %w", err)
+	}
+	key := func(w, i int) string { return fmt.Sprintf("failover.w%d.%d", w, i) }
+	return failoverTarget{
+		put: func(ctx context.Context, w, i int) error {
+			_, err := kv.Put(ctx, key(w, i), []byte(strconv.Itoa(i)))
+			return err
+		},
+		kill: func() { c.servers[c.leader-1].Kill() },
+		missing: func(ctx context.Context, acked map[[2]int]bool) (int, error) {
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			stored := map[string]bool{}
+			err := retry(ctx, 30*time.Second, func() error { // the new leader may still be settling
+				l, err := kv.ListKeys(ctx)
+				if err != nil {
+					return err
+				}
+				for k := range l.Keys() {
+					stored[k] = true
+				}
+				return nil
+			})
+			if err != nil {
+				return 0, fmt.Errorf("bench: jetstream: list keys: %w", err)
+			}
+			n := 0
+			for k := range acked {
+				if !stored[key(k[0], k[1])] {
+					n++
+				}
+			}
+			return n, nil
+		},
+	}, nc.Close, nil
 }
 
 func (c *jetStreamCluster) close() {

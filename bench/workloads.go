@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -351,98 +352,187 @@ func directHistory(nc *nats.Conn) (read func(ctx context.Context, w int) (int, e
 	return read, stop, nil
 }
 
-// failover is W4: 32 writers put keyed values continuously to a 3-node
-// cluster while the leader process is killed; it reports the longest gap
-// between acknowledgements and the acknowledged puts missing afterwards.
+// failover is W4: 32 writers put continuously to a 3-node cluster while
+// the leader's process is SIGKILLed, first on memstore, then on JetStream
+// sync=always (the server leading the bucket's stream); it reports the
+// longest gap between acknowledgements and the acknowledged puts missing
+// afterwards. Each repetition starts a fresh cluster.
 func (r *runner) failover(ctx context.Context) error {
 	if !r.cfg.runs("W4") {
 		return nil
 	}
-	var gaps, lost []float64
-	for rep := 0; rep < r.cfg.Reps; rep++ {
-		c, err := startMemstore(ctx, r.cfg.Bin, r.dir(fmt.Sprintf("failover%d", rep)), 3)
-		if err != nil {
-			return err
-		}
-		gap, missing, err := failoverOnce(ctx, c, max(r.cfg.Duration, 4*time.Second))
-		c.close()
-		if err != nil {
-			return err
-		}
-		gaps, lost = append(gaps, gap.Seconds()), append(lost, float64(missing))
-		fmt.Fprintf(r.cfg.Progress, "W4     %-26s rep %d/%d: longest gap %v, %d acknowledged puts lost\n", MS3, rep+1, r.cfg.Reps, gap.Round(time.Millisecond), missing)
+	systems := []struct {
+		name  string
+		start func(dir string) (failoverTarget, func(), error)
+	}{
+		{MS3, func(dir string) (failoverTarget, func(), error) {
+			c, err := startMemstore(ctx, r.cfg.Bin, dir, 3)
+			if err != nil {
+				return failoverTarget{}, nil, err
+			}
+			t, err := c.failoverTarget()
+			return t, c.close, err
+		}},
+		{JSSync, func(dir string) (failoverTarget, func(), error) {
+			js, err := startJetStream(ctx, r.cfg.Bin, dir, true)
+			if err != nil {
+				return failoverTarget{}, nil, err
+			}
+			t, stop, err := js.failoverTarget()
+			return t, func() { stop(); js.close() }, err
+		}},
 	}
-	r.add("W4", "leader SIGKILLed under 32 writers: longest gap between acks", MS3, "s", gaps)
-	r.add("W4", "acknowledged puts lost", MS3, "puts", lost)
+	for _, sys := range systems {
+		var gaps, lost []float64
+		for rep := 0; rep < r.cfg.Reps; rep++ {
+			t, stop, err := sys.start(r.dir(fmt.Sprintf("failover-%s-%d", strings.Fields(sys.name)[0], rep)))
+			if err != nil {
+				if stop != nil {
+					stop()
+				}
+				return err
+			}
+			gap, missing, acked, err := failoverOnce(ctx, t, max(r.cfg.Duration, 4*time.Second))
+			stop()
+			if err != nil {
+				return fmt.Errorf("W4 %s: %w", sys.name, err)
+			}
+			gaps, lost = append(gaps, gap.Seconds()), append(lost, float64(missing))
+			fmt.Fprintf(r.cfg.Progress, "W4     %-26s rep %d/%d: longest gap %v, %d of %d acknowledged puts lost\n", sys.name, rep+1, r.cfg.Reps, gap.Round(time.Millisecond), missing, acked)
+		}
+		r.add("W4", failoverGap, sys.name, "s", gaps)
+		r.add("W4", "acknowledged puts lost", sys.name, "puts", lost)
+	}
 	return nil
 }
 
-func failoverOnce(ctx context.Context, c *memstoreCluster, d time.Duration) (time.Duration, int, error) {
-	st, err := c.status()
-	if err != nil {
-		return 0, 0, err
-	}
-	leader := int(st.Leader)
+const failoverGap = "leader SIGKILLed under 32 writers: longest gap between acks"
+
+// failoverTarget is a cluster W4 kills the leader of.
+type failoverTarget struct {
+	put     func(ctx context.Context, w, i int) error // writer w's value number i (from 1)
+	kill    func()                                    // SIGKILLs the leader's process
+	missing func(ctx context.Context, acked map[[2]int]bool) (int, error)
+}
+
+// failoverPause is how long a writer waits after a failed put, as a
+// client would, instead of spinning on the machine electing a leader.
+const failoverPause = 10 * time.Millisecond
+
+// failoverOnce runs 32 writers, kills the leader after d/3, and lets the
+// writers go on for the rest of d, and at least until a second after the
+// first acknowledgement since the kill (at most 30 s: no acknowledgement
+// by then fails the run). It returns the longest gap between
+// acknowledgements, how many acknowledged puts are missing, and how many
+// were acknowledged.
+func failoverOnce(ctx context.Context, t failoverTarget, d time.Duration) (gap time.Duration, missing, acknowledged int, err error) {
+	const writers, longest = 32, 30 * time.Second
 	var mu sync.Mutex
 	var acks []time.Time
-	acked := map[string]string{} // value → path
-	end := time.Now().Add(d)
+	acked := map[[2]int]bool{}
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for w := 0; w < 32; w++ {
+	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			path := fmt.Sprintf("failover/w%d", w)
-			for i := 1; time.Now().Before(end) && ctx.Err() == nil; i++ {
-				v := fmt.Sprintf("%d-%d", w, i)
+			for i := 1; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err := c.cl.Write(ctx, bus.PutRequest{Path: path, Value: bus.Encode(v), Source: "w" + strconv.Itoa(w), SourceSeq: uint64(i)})
+				err := t.put(ctx, w, i)
 				cancel()
-				if err != nil {
-					continue // unacknowledged: may or may not be stored
+				if err != nil { // unacknowledged: may or may not be stored
+					time.Sleep(failoverPause)
+					continue
 				}
 				mu.Lock()
-				acks, acked[v] = append(acks, time.Now()), path
+				acks, acked[[2]int{w, i}] = append(acks, time.Now()), true // under the lock: in order
 				mu.Unlock()
 			}
 		}()
 	}
+	halt := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer halt()
 	select {
 	case <-ctx.Done():
+		return 0, 0, 0, ctx.Err()
 	case <-time.After(d / 3):
 	}
-	c.nodes[leader].Kill()
+	t.kill()
 	killed := time.Now()
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return 0, 0, err
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, 0, 0, ctx.Err()
+		case <-tick.C:
+		}
+		mu.Lock()
+		var first time.Time // the first acknowledgement after the kill
+		if i := sort.Search(len(acks), func(i int) bool { return acks[i].After(killed) }); i < len(acks) {
+			first = acks[i]
+		}
+		mu.Unlock()
+		since := time.Since(killed)
+		if !first.IsZero() && since >= d*2/3 && time.Since(first) >= time.Second {
+			break
+		}
+		if since > longest {
+			return 0, 0, 0, fmt.Errorf("bench: W4: no put was acknowledged in the %v after the leader was killed", longest)
+		}
 	}
-	sort.Slice(acks, func(i, j int) bool { return acks[i].Before(acks[j]) })
-	if len(acks) == 0 || !acks[len(acks)-1].After(killed) {
-		// No gap to measure: the outage outlasted the writers.
-		return 0, 0, fmt.Errorf("bench: W4: no put was acknowledged in the %v the writers ran on after the leader was killed", end.Sub(killed).Round(time.Millisecond))
-	}
-	var gap time.Duration
+	halt()
 	for i := 1; i < len(acks); i++ {
 		gap = max(gap, acks[i].Sub(acks[i-1]))
 	}
-	stored := map[string]bool{}
-	for w := 0; w < 32; w++ {
-		if err := readHistory(ctx, c.cl, fmt.Sprintf("failover/w%d", w), func(v bus.Version) {
-			var s string
-			_ = json.Unmarshal(v.Value, &s)
-			stored[s] = true
-		}); err != nil {
-			return 0, 0, err
-		}
+	missing, err = t.missing(ctx, acked)
+	return gap, missing, len(acked), err
+}
+
+// failoverTarget puts writer w's values to path failover/w<w>, keyed (a
+// put resent by the router is written once), and finds them in the
+// paths' histories.
+func (c *memstoreCluster) failoverTarget() (failoverTarget, error) {
+	st, err := c.status()
+	if err != nil {
+		return failoverTarget{}, err
 	}
-	missing := 0
-	for v := range acked {
-		if !stored[v] {
-			missing++
-		}
-	}
-	return gap, missing, nil
+	leader := int(st.Leader)
+	return failoverTarget{
+		put: func(ctx context.Context, w, i int) error {
+			_, err := c.cl.Write(ctx, bus.PutRequest{Path: fmt.Sprintf("failover/w%d", w), Value: bus.Encode(fmt.Sprintf("%d-%d", w, i)),
+				Source: "w" + strconv.Itoa(w), SourceSeq: uint64(i)})
+			return err
+		},
+		kill: func() { c.nodes[leader].Kill() },
+		missing: func(ctx context.Context, acked map[[2]int]bool) (int, error) {
+			stored := map[string]bool{}
+			for w := 0; w < 32; w++ {
+				if err := readHistory(ctx, c.cl, fmt.Sprintf("failover/w%d", w), func(v bus.Version) {
+					var s string
+					_ = json.Unmarshal(v.Value, &s)
+					stored[s] = true
+				}); err != nil {
+					return 0, err
+				}
+			}
+			n := 0
+			for k := range acked {
+				if !stored[fmt.Sprintf("%d-%d", k[0], k[1])] {
+					n++
+				}
+			}
+			return n, nil
+		},
+	}, nil
 }
 
 // readHistory calls fn for every version of a path.

@@ -28,8 +28,9 @@ separate process. The same workloads run against each over NATS:
   W2 reads of the latest value: memstore linearizable and stale, JetStream direct get
   W3 history of a path holding 64 values (JetStream: its KV History, and
      one batched direct get of the stream)
-  W4 a 3-node memstore cluster whose leader is SIGKILLed under 32 writers:
-     longest gap between acknowledgements, acknowledged puts lost
+  W4 a 3-node cluster whose leader is SIGKILLed under 32 writers (memstore's
+     leader node; JetStream sync=always's stream leader): longest gap
+     between acknowledgements, acknowledged puts lost
   W5 a node joining a cluster holding --catchup versions
 and the physical limits in the same run: append + fdatasync of 64 B
 records one and 64 per sync, NATS request-reply with 32 requesters.
