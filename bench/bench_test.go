@@ -46,6 +46,8 @@ func TestTable(t *testing.T) {
 		{Workload: "W4", Params: "acknowledged puts lost", System: MS3, Unit: "puts", Values: []float64{0, 0, 0}},
 		{Workload: "W4", Params: failoverGap, System: JSSync, Unit: "s", Values: []float64{3, 4, 2.5}},
 		{Workload: "W4", Params: "acknowledged puts lost", System: JSSync, Unit: "puts", Values: []float64{0, 0, 0}},
+		{Workload: "W5", Params: catchUpRate, System: MS3, Unit: "MB/s", Values: []float64{60}},
+		{Workload: "W5", Params: catchUpRate, System: JSSync, Unit: "MB/s", Values: []float64{20}},
 	}
 	var b strings.Builder
 	if err := Table(&b, rows); err != nil {
@@ -63,6 +65,7 @@ func TestTable(t *testing.T) {
 		"| W3 | history of 64 values, 16 readers | memstore 3 nodes | 8000 ops/s |  |  |  | 2.00× |  | 0.20× |",
 		"| W4 | " + failoverGap + " | memstore 3 nodes | 0.90 (0.80–1.10) s |  |  |  | 0.30× |  |  |",
 		"| W4 | acknowledged puts lost | memstore 3 nodes | 0 (0–0) puts |  |  |  |  |  |  |",
+		"| W5 | " + catchUpRate + " | memstore 3 nodes | 60.00 MB/s |  |  |  | 3.00× |  |  |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks\n%s\nin\n%s", want, b.String())

@@ -196,11 +196,25 @@ func freeAddrs(n int) ([]string, error) {
 // jetStreamCluster is 3 NATS servers with JetStream, each a process, and
 // a KV bucket with 3 replicas on file storage.
 type jetStreamCluster struct {
-	servers []*proc.Proc
-	nc      *nats.Conn
-	kv      jetstream.KeyValue
-	urls    []string // server jsN listens on urls[N-1]
-	leader  int      // N of the server leading the bucket's stream
+	servers  []*proc.Proc
+	nc       *nats.Conn
+	kv       jetstream.KeyValue
+	urls     []string // server jsN listens on urls[N-1]
+	monitors []string // and serves its monitoring on monitors[N-1]
+	leader   int      // N of the server leading the bucket's stream
+	bin, dir string
+}
+
+func (c *jetStreamCluster) confFile(n int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("js%d.conf", n))
+}
+func (c *jetStreamCluster) storeDir(n int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("js%d", n))
+}
+
+// startServer starts server jsN from its configuration file.
+func (c *jetStreamCluster) startServer(n int) (*proc.Proc, error) {
+	return proc.Start(c.bin, filepath.Join(c.dir, fmt.Sprintf("js%d.log", n)), "nats", "--config", c.confFile(n), "--log-level", "warn")
 }
 
 func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jetStreamCluster, error) {
@@ -210,6 +224,10 @@ func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jet
 		return nil, err
 	}
 	routeAddrs, err := freeAddrs(n)
+	if err != nil {
+		return nil, err
+	}
+	monitors, err := freeAddrs(n)
 	if err != nil {
 		return nil, err
 	}
@@ -224,11 +242,12 @@ func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jet
 	if syncAlways {
 		sync = "\n  sync_interval: always"
 	}
-	c := &jetStreamCluster{}
+	c := &jetStreamCluster{bin: bin, dir: dir, monitors: monitors}
 	var urls []string
-	for i := 0; i < n; i++ {
+	for i := 1; i <= n; i++ {
 		conf := fmt.Sprintf(`server_name: js%d
 listen: %s
+http: %s
 jetstream {
   store_dir: %q%s
 }
@@ -237,19 +256,18 @@ cluster {
   listen: %s
   routes: [%s]
 }
-`, i+1, clientAddrs[i], filepath.Join(dir, fmt.Sprintf("js%d", i+1)), sync, routeAddrs[i], strings.Join(routes, ", "))
-		file := filepath.Join(dir, fmt.Sprintf("js%d.conf", i+1))
-		if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+`, i, clientAddrs[i-1], monitors[i-1], c.storeDir(i), sync, routeAddrs[i-1], strings.Join(routes, ", "))
+		if err := os.WriteFile(c.confFile(i), []byte(conf), 0o600); err != nil {
 			c.close()
 			return nil, fmt.Errorf("bench: %w", err)
 		}
-		p, err := proc.Start(bin, filepath.Join(dir, fmt.Sprintf("js%d.log", i+1)), "nats", "--config", file, "--log-level", "warn")
+		p, err := c.startServer(i)
 		if err != nil {
 			c.close()
 			return nil, err
 		}
 		c.servers = append(c.servers, p)
-		urls = append(urls, "nats://"+clientAddrs[i])
+		urls = append(urls, "nats://"+clientAddrs[i-1])
 	}
 	err = retry(ctx, 15*time.Second, func() error {
 		var err error

@@ -49,7 +49,7 @@ func baseline(rows []Row, r Row) (Row, bool) {
 	switch {
 	case r.System == JSSync || r.System == Limit:
 		return Row{}, false
-	case r.Workload == "W1" || r.Workload == "W4":
+	case r.Workload == "W1" || r.Workload == "W4" || r.Workload == "W5":
 		return find(rows, r.Workload, JSSync, r.Params)
 	case r.Workload == "W3":
 		var best Row
@@ -110,6 +110,7 @@ const legend = `
 - W2: memstore linearizable gets confirm the leader's leadership; JetStream direct gets are answered by any replica from its state, and may be stale, like memstore's stale gets (etcd: serializable).
 - W3: "KV History" is the KV API's, which makes and deletes a consumer per call; "one batched direct get" is the stream API's fastest read of a history. memstore's ratio is against the faster of the two.
 - W4: JetStream's stream leader is killed as memstore's leader node is; its client connects to the other two servers, as memstore's to the middleware, and puts a key per value (its bucket keeps 64 versions of a key). A gap ratio below 1× is memstore's shorter outage.
+- W5: memstore's replica is a new node joining; JetStream's, a server that does not lead the stream, killed and restarted with its store removed, until its own replica (its monitoring, /jsz) holds every version, written to a stream (a KV bucket keeps at most 64 versions of a key). A time ratio below 1× is memstore's faster catch-up.
 - ÷ physical limit: W1 against fdatasync of one record per sync for one writer, 64 per sync for more (each put is fsynced on 3 or 5 replicas, all on this one disk); reads against NATS request-reply with 32 requesters.
 `
 

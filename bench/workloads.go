@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"memstore/bus"
 	"memstore/client"
@@ -549,14 +551,22 @@ func readHistory(ctx context.Context, cl *client.Client, path string, fn func(bu
 	return nil
 }
 
-// catchUp is W5: a 3-node cluster is loaded with CatchUp versions in
-// batches of 1,000 over 10,000 paths, then a fresh node joins, Reps times;
-// the time until it has applied them all, and the rate over the size of
-// node 1's versions files (every replica holds the same).
+// catchUp is W5, on memstore and then on JetStream sync=always.
 func (r *runner) catchUp(ctx context.Context) error {
 	if !r.cfg.runs("W5") || r.cfg.CatchUp <= 0 {
 		return nil
 	}
+	if err := r.catchUpMemstore(ctx); err != nil {
+		return err
+	}
+	return r.catchUpJetStream(ctx)
+}
+
+// catchUpMemstore: a 3-node cluster is loaded with CatchUp versions in
+// batches of 1,000 over 10,000 paths, then a fresh node joins, Reps times;
+// the time until it has applied them all, and the rate over the size of
+// node 1's versions files (every replica holds the same).
+func (r *runner) catchUpMemstore(ctx context.Context) error {
 	c, err := startMemstore(ctx, r.cfg.Bin, r.dir("catchup"), 3)
 	if err != nil {
 		return err
@@ -591,6 +601,7 @@ func (r *runner) catchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(r.cfg.Progress, "W5     memstore: %d versions, %.0f MB of versions files\n", r.cfg.CatchUp, float64(bytes)/1e6)
 	var secs, rates []float64
 	for rep := 0; rep < r.cfg.Reps; rep++ {
 		// A fresh node each time; the last one leaves first, so every join
@@ -608,9 +619,142 @@ func (r *runner) catchUp(ctx context.Context) error {
 			return err
 		}
 	}
-	r.add("W5", fmt.Sprintf("a node joins a cluster holding %d versions: time to apply them", r.cfg.CatchUp), MS3, "s", secs)
-	r.add("W5", fmt.Sprintf("catch-up rate over %.0f MB of versions files", float64(bytes)/1e6), MS3, "MB/s", rates)
+	r.add("W5", fmt.Sprintf(catchUpTime, r.cfg.CatchUp), MS3, "s", secs)
+	r.add("W5", catchUpRate, MS3, "MB/s", rates)
 	return nil
+}
+
+// W5's rows: the parameters name no sizes, so that memstore's and
+// JetStream's rows pair up; the progress lines give them.
+const (
+	catchUpTime = "a replica starts empty in a cluster holding %d versions: time until it holds them"
+	catchUpRate = "catch-up rate over the versions' bytes on disk"
+)
+
+// catchUpJetStream is W5's baseline: a JetStream sync=always cluster
+// holds the same versions in a stream (R3, file storage, no limit per
+// subject: a KV bucket keeps at most 64 versions of a key); a server that
+// does not lead the stream is killed, loses its store and restarts, Reps
+// times; the time until its replica holds them all, read off the
+// server's own monitoring (/jsz), and the rate over the stream's bytes.
+func (r *runner) catchUpJetStream(ctx context.Context) error {
+	js, err := startJetStream(ctx, r.cfg.Bin, r.dir("catchup-jetstream"), true)
+	if err != nil {
+		return err
+	}
+	defer js.close()
+	jsc, err := jetstream.New(js.nc)
+	if err != nil {
+		return err
+	}
+	if _, err := jsc.CreateStream(ctx, jetstream.StreamConfig{Name: "W5", Subjects: []string{"w5.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("bench: W5 jetstream: %w", err)
+	}
+	start := time.Now()
+	const batch = 10000
+	for k := 0; k*batch < r.cfg.CatchUp; k++ {
+		acks := make([]jetstream.PubAckFuture, 0, batch)
+		for j := 0; j < batch; j++ {
+			i := k*batch + j
+			f, err := jsc.PublishAsync(fmt.Sprintf("w5.site%d.dev%d.temp", i%100, (i/100)%100), []byte(`{"temp":21.5,"unit":"C"}`))
+			if err != nil {
+				return fmt.Errorf("bench: W5 jetstream load: %w", err)
+			}
+			acks = append(acks, f)
+		}
+		for _, f := range acks {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("bench: W5 jetstream load: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if k%10 == 9 {
+			fmt.Fprintf(r.cfg.Progress, "W5     JetStream: loaded %d versions in %v\n", (k+1)*batch, time.Since(start).Round(time.Second))
+		}
+	}
+	stream, err := jsc.Stream(ctx, "W5")
+	if err != nil {
+		return fmt.Errorf("bench: W5 jetstream: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		return fmt.Errorf("bench: W5 jetstream: stream info: %v", err)
+	}
+	victim := 1
+	if info.Cluster.Leader == "js1" {
+		victim = 2
+	}
+	want, bytes := info.State.Msgs, info.State.Bytes
+	var secs, rates []float64
+	for rep := 0; rep < r.cfg.Reps; rep++ {
+		js.servers[victim-1].Kill()
+		<-js.servers[victim-1].Done()
+		if err := os.RemoveAll(js.storeDir(victim)); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		t0 := time.Now()
+		p, err := js.startServer(victim)
+		if err != nil {
+			return err
+		}
+		js.servers[victim-1] = p
+		err = retry(ctx, 30*time.Minute, func() error {
+			n, err := streamMsgs(ctx, js.monitors[victim-1], "W5")
+			if err == nil && n < want {
+				err = fmt.Errorf("js%d holds %d of %d", victim, n, want)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("bench: W5 jetstream: %w", err)
+		}
+		el := time.Since(t0)
+		fmt.Fprintf(r.cfg.Progress, "W5     %-26s rep %d/%d: server js%d holds %d versions (%.0f MB) after %v\n", JSSync, rep+1, r.cfg.Reps, victim, want, float64(bytes)/1e6, el.Round(time.Millisecond))
+		secs, rates = append(secs, el.Seconds()), append(rates, float64(bytes)/1e6/el.Seconds())
+	}
+	r.add("W5", fmt.Sprintf(catchUpTime, r.cfg.CatchUp), JSSync, "s", secs)
+	r.add("W5", catchUpRate, JSSync, "MB/s", rates)
+	return nil
+}
+
+// streamMsgs asks a NATS server's monitoring (/jsz) how many messages its
+// own replica of a stream holds.
+func streamMsgs(ctx context.Context, monitor, stream string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+monitor+"/jsz?accounts=true&streams=true", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			Streams []struct {
+				Name  string `json:"name"`
+				State struct {
+					Msgs uint64 `json:"messages"`
+				} `json:"state"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		return 0, fmt.Errorf("%s/jsz: %w", monitor, err)
+	}
+	for _, a := range jsz.Accounts {
+		for _, s := range a.Streams {
+			if s.Name == stream {
+				return s.State.Msgs, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s holds no stream %s yet", monitor, stream)
 }
 
 func dirSize(dir string) (int64, error) {

@@ -31,7 +31,9 @@ separate process. The same workloads run against each over NATS:
   W4 a 3-node cluster whose leader is SIGKILLed under 32 writers (memstore's
      leader node; JetStream sync=always's stream leader): longest gap
      between acknowledgements, acknowledged puts lost
-  W5 a node joining a cluster holding --catchup versions
+  W5 a replica starting empty in a cluster holding --catchup versions
+     (memstore: a new node; JetStream sync=always: a server that does not
+     lead the stream restarted with its store removed)
 and the physical limits in the same run: append + fdatasync of 64 B
 records one and 64 per sync, NATS request-reply with 32 requesters.
 If an etcd binary is on the PATH (Debian: apt install etcd-server), W1 and
