@@ -149,3 +149,21 @@ func TestErrorsAsJSON(t *testing.T) {
 		t.Errorf("without --json: stdout %q stderr %q", out.String(), errOut.String())
 	}
 }
+
+// TestJSONValue: JSON is taken as is, other text as a string, and text that
+// starts like JSON but is not is refused as bad usage, nothing stored.
+func TestJSONValue(t *testing.T) {
+	for in, want := range map[string]string{`21.5`: `21.5`, `{"run":true}`: `{"run":true}`, `hello`: `"hello"`,
+		`-4.5`: `-4.5`, `a{b`: `"a{b"`, `""`: `""`, ` [1, 2] `: ` [1, 2] `, ``: `""`} {
+		got, err := jsonValue(in)
+		if err != nil || string(got) != want {
+			t.Errorf("jsonValue(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{`{"a":1`, `[1,2`, `"abc`, ` {x}`} {
+		got, err := jsonValue(in)
+		if exitCode(err) != 2 || got != nil || !strings.Contains(err.Error(), "starts like JSON") {
+			t.Errorf("jsonValue(%q) = %s, %v; want bad usage", in, got, err)
+		}
+	}
+}

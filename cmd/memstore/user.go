@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,12 +22,19 @@ func userCommands(g *globals) []*cobra.Command {
 }
 
 // jsonValue takes a value as JSON; anything that is not JSON is stored as a
-// string.
-func jsonValue(s string) json.RawMessage {
+// string, except what starts like a JSON object, array or string: that is
+// JSON mistyped (a missing brace or quote), refused as bad usage rather
+// than stored as the string nobody meant.
+func jsonValue(s string) (json.RawMessage, error) {
 	if json.Valid([]byte(s)) {
-		return json.RawMessage(s)
+		return json.RawMessage(s), nil
 	}
-	return bus.Encode(s)
+	if t := strings.TrimSpace(s); t != "" && strings.ContainsRune(`{["`, rune(t[0])) {
+		var v any
+		err := json.Unmarshal([]byte(s), &v)
+		return nil, usageError{fmt.Errorf("value %s starts like JSON but is not (%v); to store the text as a string, give it as a JSON string: %s", s, err, bus.Encode(s))}
+	}
+	return bus.Encode(s), nil
 }
 
 // optionalPath is the [PATH] argument: the root when absent.
@@ -73,13 +81,23 @@ func putCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "put PATH VALUE",
 		Short: "Write a value (JSON; anything else is stored as a string); returns once committed",
+		Long: `put writes VALUE to PATH and returns once the write is committed (on a
+majority of the nodes' disks). VALUE is JSON: 21.5, true, "text",
+{"run":true}, [1,2]. Anything that is not JSON is stored as a string
+(put x hello stores "hello"), except a value that starts like a JSON
+object, array or string ({, [ or ") but is not valid JSON: that is
+refused as a typo (exit code 2), with the JSON string to give instead.`,
 		Example: `  memstore put plant1/line3/temp 21.5
   memstore put plant1/line3/state '{"run":true}'
   memstore put -- plant1/line3/temp -4.5     # a value starting with - after --`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			value, err := jsonValue(args[1])
+			if err != nil {
+				return err
+			}
 			return withClient(g, func(c *client.Client) error {
-				rep, err := c.Put(cmd.Context(), args[0], jsonValue(args[1]))
+				rep, err := c.Put(cmd.Context(), args[0], value)
 				if err != nil || g.json {
 					return orPrint(rep, err)
 				}
