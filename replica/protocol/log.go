@@ -4,9 +4,19 @@ import "fmt"
 
 // raftLog is the in-memory log: the entries after start, which is the last
 // position compacted away (covered by a snapshot) or the zero Point.
+//
+// The entries' array is never changed below len(entries) except by a
+// truncation's appends (slices handed out stay as they were), and is
+// copied seldom: appends double it when full, and a compaction only moves
+// entries' start forward, leaving dead the entries before it, until they
+// outnumber the live ones and the live ones move to a new array. A
+// compaction that copied the live entries, and appends that grew the
+// array by a quarter, were a tenth of a node's allocations at 64 writers
+// (the profile of issue 7).
 type raftLog struct {
 	start   Point
 	entries []Entry // entries[i].Seq == start.Seq+1+i
+	dead    int     // compacted entries before entries in its array
 }
 
 func (l *raftLog) last() Point {
@@ -55,8 +65,17 @@ func (l *raftLog) append(es ...Entry) {
 		if e.Seq != l.lastSeq()+1 {
 			panic(fmt.Sprintf("protocol: append seq %d after %d", e.Seq, l.lastSeq()))
 		}
+		if len(l.entries) == cap(l.entries) {
+			l.moveTo(make([]Entry, len(l.entries), max(2*len(l.entries), 64)))
+		}
 		l.entries = append(l.entries, e)
 	}
+}
+
+// moveTo copies the live entries to the front of a, which becomes the array.
+func (l *raftLog) moveTo(a []Entry) {
+	copy(a, l.entries)
+	l.entries, l.dead = a[:len(l.entries)], 0
 }
 
 // truncateAfter drops every entry above seq.
@@ -75,12 +94,16 @@ func (l *raftLog) compact(seq uint64) {
 	if !ok || seq <= l.start.Seq {
 		return
 	}
-	l.entries = append([]Entry(nil), l.entries[seq-l.start.Seq:]...)
+	k := int(seq - l.start.Seq)
+	l.entries, l.dead = l.entries[k:], l.dead+k
+	if l.dead > len(l.entries) { // mostly dead: the live ones move, the rest is freed
+		l.moveTo(make([]Entry, len(l.entries), 2*len(l.entries)))
+	}
 	l.start = p
 }
 
 // reset makes the log empty, starting after p.
 func (l *raftLog) reset(p Point) {
 	l.start = p
-	l.entries = nil
+	l.entries, l.dead = nil, 0
 }
