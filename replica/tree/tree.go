@@ -364,7 +364,7 @@ func (t *Tree) loadPath(p string) error {
 			break
 		}
 		r.loc = locate(off, int64(end))
-		t.push(ps, r, data[off:off+int64(end)])
+		t.push(ps, r, bytes.Clone(data[off:off+int64(end)])) // not the file's buffer: it would stay in memory whole
 		off += int64(end) + 1
 	}
 	ps.size = off
@@ -461,10 +461,10 @@ func parseCanonical(line []byte) (ref, bool) {
 }
 
 // push records a version in a path's index, keeping RecentVersions lines
-// in memory.
+// in memory. It keeps line itself: the caller must not change it.
 func (t *Tree) push(ps *pathState, r ref, line []byte) {
 	ps.refs = append(ps.refs, r)
-	ps.recent = append(ps.recent, bytes.Clone(line))
+	ps.recent = append(ps.recent, line)
 	if k := len(ps.recent) - t.cfg.RecentVersions; k > 0 {
 		ps.recent[0] = nil
 		ps.recent = ps.recent[k:]
@@ -558,8 +558,15 @@ func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) ([]Written,
 // (compact, HTML-escaped: the leader stores it so); Apply checks only that
 // it is JSON on one line, which keeps the file readable.
 func appendLine(b []byte, seq uint64, ts, eventTS string, quotedUser, value []byte) []byte {
-	if b == nil {
-		b = make([]byte, 0, 64+len(ts)+len(eventTS)+len(quotedUser)+len(value))
+	if b == nil { // exactly the line's size: the tree keeps it (push)
+		n := len(`{"seq":,"ts":"","user":,"value":}`) + 1 + len(ts) + len(quotedUser) + len(value)
+		for v := seq; v >= 10; v /= 10 {
+			n++
+		}
+		if eventTS != "" {
+			n += len(`,"event_ts":""`) + len(eventTS)
+		}
+		b = make([]byte, 0, n)
 	}
 	b = strconv.AppendUint(append(b, `{"seq":`...), seq, 10)
 	b = append(append(append(b, `,"ts":"`...), ts...), '"')
@@ -589,6 +596,15 @@ func (t *Tree) writeLine(p string, ps *pathState, r ref, line []byte) error {
 		ps = &pathState{}
 		t.paths[p] = ps
 		t.dirtyDirs[t.diskPath(p)] = struct{}{}
+	}
+	if need := len(line) + 1; cap(ps.pend)-len(ps.pend) < need {
+		// Doubled: append grows a slice this size by a quarter, which
+		// allocated five times the bytes a path's lines took (the
+		// allocation profile of issue 7). A new array: the old one's
+		// bytes stay as readers saw them.
+		grown := make([]byte, len(ps.pend), max(2*cap(ps.pend), len(ps.pend)+need, 256))
+		copy(grown, ps.pend)
+		ps.pend = grown
 	}
 	ps.pend = append(append(ps.pend, line...), '\n')
 	r.loc = locate(ps.size, int64(len(line)))

@@ -625,6 +625,8 @@ func TestParseLineReadsWhatApplyWrites(t *testing.T) {
 		quotedUser, _ := json.Marshal(v.User)
 		if spelt := appendLine(nil, v.Seq, v.TS, v.EventTS, quotedUser, v.Value); string(spelt) != string(line) {
 			t.Errorf("appendLine %s, json.Marshal %s", spelt, line)
+		} else if cap(spelt) != len(spelt) { // the tree keeps the line: no spare bytes
+			t.Errorf("appendLine of %d bytes allocated %d", len(spelt), cap(spelt))
 		}
 		want, _ := time.Parse(time.RFC3339Nano, v.TS)
 		r, err := parseLine(line)
