@@ -320,7 +320,7 @@ func (in *Installer) index(ps *pathState, cp ChunkPath) {
 		if i < keep {
 			ps.refs = append(ps.refs, r)
 		} else {
-			in.idx.push(ps, r, line)
+			in.idx.push(ps, r, bytes.Clone(line)) // not the chunk: it would stay in memory whole
 		}
 	}
 }

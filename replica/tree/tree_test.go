@@ -363,8 +363,29 @@ func TestSnapshotWhileApplying(t *testing.T) {
 	if _, err := dst.Get("stale/data"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("old tree data survived the install: %v", err)
 	}
-	sameAs(t, openTree(t, m, "/dst", DefaultConfig()), atS)
+	reopened := openTree(t, m, "/dst", DefaultConfig())
+	sameAs(t, reopened, atS)
+	for name, tr := range map[string]*Tree{"applied": tr, "installed": dst, "loaded": reopened} {
+		ownsRecentLines(t, name, tr)
+	}
 	t.Logf("%d chunks", chunks)
+}
+
+// ownsRecentLines checks that the lines a tree keeps in memory are each
+// their own allocation: a line inside a chunk's or a file's buffer (whose
+// capacity runs on to the buffer's end) would keep the whole buffer in
+// memory.
+func ownsRecentLines(t *testing.T, name string, tr *Tree) {
+	t.Helper()
+	tr.mu.RLock()
+	defer tr.mu.RUnlock()
+	for p, ps := range tr.paths {
+		for _, line := range ps.recent {
+			if cap(line) > len(line)+len(line)/2+16 { // beyond an allocation's rounding
+				t.Fatalf("%s tree: a recent line of %s (%d bytes) sits in a buffer of %d", name, p, len(line), cap(line))
+			}
+		}
+	}
 }
 
 // TestInstallIsAtomicAtEveryCrashPoint crashes the install at every step:
