@@ -213,6 +213,24 @@ func (m *MemFS) MkdirAll(name string, perm os.FileMode) error {
 	return nil
 }
 
+// Mkdir implements FS.
+func (m *MemFS) Mkdir(name string, perm os.FileMode) error {
+	m.mutate()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dir, base, err := m.parent(name)
+	if err != nil {
+		return pathErr("mkdir", name, err)
+	}
+	if _, ok := dir.children[base]; ok {
+		return pathErr("mkdir", name, fs.ErrExist)
+	}
+	c := newDir()
+	c.mode = os.ModeDir | perm
+	dir.children[base] = c
+	return nil
+}
+
 // ReadDir implements FS.
 func (m *MemFS) ReadDir(name string) ([]os.DirEntry, error) {
 	m.mu.Lock()

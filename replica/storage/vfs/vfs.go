@@ -48,6 +48,9 @@ type FS interface {
 	Rename(oldname, newname string) error
 	// MkdirAll creates a folder and its missing parents.
 	MkdirAll(name string, perm os.FileMode) error
+	// Mkdir creates a folder in an existing one; if name exists, the
+	// error satisfies errors.Is(err, fs.ErrExist).
+	Mkdir(name string, perm os.FileMode) error
 	// ReadDir lists a folder, sorted by name.
 	ReadDir(name string) ([]os.DirEntry, error)
 	// Lstat describes name without following a symlink.

@@ -3,6 +3,7 @@ package vfs
 import (
 	"errors"
 	"io"
+	iofs "io/fs"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -83,6 +84,22 @@ func TestConformance(t *testing.T) {
 			}
 			if _, err := fs.Lstat(sub); !os.IsNotExist(err) {
 				t.Fatalf("after RemoveAll: %v", err)
+			}
+			if _, err := fs.OpenFile(filepath.Join(dir, "none", "f"), os.O_RDONLY, 0); !errors.Is(err, iofs.ErrNotExist) {
+				t.Fatalf("opening a missing file: %v", err)
+			}
+			c := filepath.Join(dir, "c")
+			if err := fs.Mkdir(filepath.Join(c, "d"), 0o700); err == nil {
+				t.Fatal("Mkdir without its parent succeeded")
+			}
+			if err := fs.Mkdir(c, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := fs.Mkdir(c, 0o700); !errors.Is(err, iofs.ErrExist) {
+				t.Fatalf("Mkdir of an existing folder: %v", err)
+			}
+			if st, err := fs.Lstat(c); err != nil || !st.IsDir() {
+				t.Fatalf("after Mkdir: %v %v", st, err)
 			}
 		})
 	}
