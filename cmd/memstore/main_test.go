@@ -167,3 +167,19 @@ func TestJSONValue(t *testing.T) {
 		}
 	}
 }
+
+// TestWhyNoRemoval: a leave that timed out says why when too few members
+// are up to change the view, and nothing more when enough are.
+func TestWhyNoRemoval(t *testing.T) {
+	node := func(id uint64, state string) bus.NodeStatus {
+		return bus.NodeStatus{ID: id, State: state, Member: true}
+	}
+	down := bus.StatusReply{Nodes: []bus.NodeStatus{node(1, "leader"), node(2, "down"), node(3, "down"), {ID: 4, State: "follower"}}}
+	if why := whyNoRemoval(down, 3); !strings.Contains(why, "1 of its 3 members are up, 1 of the 2 that would stay") {
+		t.Fatalf("two of three down: %q", why)
+	}
+	up := bus.StatusReply{Nodes: []bus.NodeStatus{node(1, "leader"), node(2, "follower"), node(3, "down")}}
+	if why := whyNoRemoval(up, 3); why != "" {
+		t.Fatalf("a majority up: %q", why)
+	}
+}

@@ -110,6 +110,38 @@ func startNode(o nodeOptions, log *logrus.Logger) (*replica.Node, func(), error)
 	return n, func() { n.Close(); nc.Close() }, nil
 }
 
+// whyNoRemoval says, from the last status, why a member was not taken
+// out: the view change needs a majority of the members alive, and of the
+// members that stay.
+func whyNoRemoval(st bus.StatusReply, id uint64) string {
+	var old, stay []protocol.NodeID
+	upOld, upStay := 0, 0
+	for _, n := range st.Nodes {
+		if !n.Member {
+			continue
+		}
+		up := n.State != "down"
+		old = append(old, protocol.NodeID(n.ID))
+		upOld += btoi(up)
+		if n.ID != id {
+			stay = append(stay, protocol.NodeID(n.ID))
+			upStay += btoi(up)
+		}
+	}
+	if len(old) == 0 || upOld >= protocol.Quorum(old) && upStay >= protocol.Quorum(stay) {
+		return ""
+	}
+	return fmt.Sprintf(": %d of its %d members are up, %d of the %d that would stay; the change needs a majority of both, and is made once enough are back",
+		upOld, len(old), upStay, len(stay))
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func leaveCommand(g *globals) *cobra.Command {
 	var id uint64
 	var wait time.Duration
@@ -148,15 +180,16 @@ not know is not_found.`,
 					return err
 				}
 				deadline := time.Now().Add(wait)
+				var st bus.StatusReply
 				for time.Now().Before(deadline) {
-					st, err := c.Status(cmd.Context())
+					st, err = c.Status(cmd.Context())
 					if err == nil && !slices.Contains(st.Members, id) && st.Leader != 0 {
 						fmt.Printf("node %d left: epoch %d, leader %d, members %v\n", id, st.Epoch, st.Leader, st.Members)
 						return nil
 					}
 					time.Sleep(200 * time.Millisecond)
 				}
-				return bus.Errorf(bus.CodeTimeout, "node %d is still a member after %v", id, wait)
+				return bus.Errorf(bus.CodeTimeout, "node %d is still a member after %v%s", id, wait, whyNoRemoval(st, id))
 			})
 		},
 	}
