@@ -33,6 +33,9 @@ type Coordinator struct {
 type nodeInfo struct {
 	heardAt uint64
 	status  protocol.Message
+	// unanswered: an attempt to admit the node ended without its promise;
+	// it is not tried again before its next heartbeat.
+	unanswered bool
 }
 
 // attempt is one election in progress: prepare(epoch) sent to the members
@@ -130,7 +133,7 @@ func (c *Coordinator) listenToNode(m protocol.Message) {
 		info = &nodeInfo{}
 		c.nodes[m.From] = info
 	}
-	info.heardAt, info.status = c.ticks, m
+	info.heardAt, info.status, info.unanswered = c.ticks, m, false
 	c.maxEpoch = max(c.maxEpoch, m.Epoch)
 }
 
@@ -156,8 +159,8 @@ func (c *Coordinator) Tick() {
 		case c.ticks-a.startedAt >= 2*uint64(c.cfg.ElectionTicks):
 			c.attempt = nil // even a CAS whose outcome never came back: its rev guards a retry
 		case a.cas:
-		case c.ticks-a.startedAt >= uint64(c.cfg.ElectionTicks):
-			c.attempt = nil
+		case c.ticks-a.startedAt >= uint64(c.cfg.ElectionTicks) || c.joinerSilent():
+			c.dropAttempt()
 		case c.ticks-a.sentAt >= uint64(c.cfg.RetryTicks):
 			c.sendPrepare()
 		}
@@ -210,6 +213,9 @@ func (c *Coordinator) groupUpdate() {
 	for id := range c.removing {
 		if !c.view.IsMember(id) {
 			delete(c.removing, id) // out
+			if info := c.nodes[id]; info != nil {
+				info.status.Leaving = true // not admitted again on the heartbeats it sent before it stopped
+			}
 		}
 	}
 	if !c.leading() {
@@ -228,7 +234,7 @@ func (c *Coordinator) groupUpdate() {
 	}
 	commit := leader.status.Commit
 	for id, info := range c.nodes {
-		if !c.view.IsMember(id) && c.alive(id) && !info.status.Leaving && info.status.Last.Seq+c.cfg.JoinLag >= commit {
+		if !c.view.IsMember(id) && c.alive(id) && !info.status.Leaving && !info.unanswered && info.status.Last.Seq+c.cfg.JoinLag >= commit {
 			c.elect(members, append(slices.Clone(members), id))
 			return
 		}
@@ -282,15 +288,59 @@ func (c *Coordinator) sendPrepare() {
 	}
 }
 
+// handlePromise counts a promise. A view that admits a node needs the
+// node's own promise besides the majorities: a joining node that stopped
+// (memstore leave stops one at once) still counts as alive for a failure
+// timeout, and a majority of the others would have made it a member no
+// one can ever hear from. A joining node that promises while leaving is
+// not admitted.
 func (c *Coordinator) handlePromise(m protocol.Message) {
 	a := c.attempt
 	if a == nil || a.cas || m.Epoch != a.epoch || !slices.Contains(a.next, m.From) {
 		return // late, duplicated or foreign
 	}
+	if m.Leaving && !slices.Contains(a.old, m.From) { // a node joining was asked to leave
+		if info := c.nodes[m.From]; info != nil {
+			info.status.Leaving = true
+		}
+		c.attempt = nil // the members promised: elect them again at once
+		return
+	}
 	a.promises[m.From] = m.Last
-	if c.cfg.TestingKnobs.FirstPromise || (c.majority(a.old) && c.majority(a.next)) {
+	if c.cfg.TestingKnobs.FirstPromise || (c.majority(a.old) && c.majority(a.next) && c.joinersPromised()) {
 		c.choose()
 	}
+}
+
+// joinerSilent reports whether the attempt has the majorities it needs
+// but a node it admits has not promised within two retries: it may have
+// stopped, and the members, who promised, have no leader meanwhile.
+func (c *Coordinator) joinerSilent() bool {
+	a := c.attempt
+	return c.ticks-a.startedAt >= 2*uint64(c.cfg.RetryTicks) && c.majority(a.old) && c.majority(a.next) && !c.joinersPromised()
+}
+
+// dropAttempt gives up the attempt; a node it would have admitted and
+// that did not promise is not tried again before its next heartbeat.
+func (c *Coordinator) dropAttempt() {
+	a := c.attempt
+	for _, id := range a.next {
+		if _, ok := a.promises[id]; !ok && !slices.Contains(a.old, id) && c.nodes[id] != nil {
+			c.nodes[id].unanswered = true
+		}
+	}
+	c.attempt = nil
+}
+
+// joinersPromised reports whether every node the attempt admits promised.
+func (c *Coordinator) joinersPromised() bool {
+	a := c.attempt
+	for _, id := range a.next {
+		if _, ok := a.promises[id]; !ok && !slices.Contains(a.old, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // majorityAlive reports whether a majority of members is alive.

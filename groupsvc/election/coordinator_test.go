@@ -183,3 +183,84 @@ func TestNoRemovalWithoutOldMajority(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinNeedsTheJoinersPromise: a caught-up node is admitted only with
+// its own promise: the promises of every member are not enough (it may
+// have stopped since its last heartbeat). Without it the attempt is given
+// up after two retries and the node is not asked again before it is heard
+// again; a promise saying it is leaving ends the attempt at once, and the
+// node is not asked again at all.
+func TestJoinNeedsTheJoinersPromise(t *testing.T) {
+	for _, joiner := range []string{"promises", "is silent", "is leaving"} {
+		c := newTestCoordinator(t, protocol.View{Epoch: 2, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, 1)
+		beat := func(ids ...protocol.NodeID) {
+			c.Step(protocol.Message{Type: protocol.MsgStatus, From: 1, To: protocol.Group, Epoch: 2, Leading: true, Commit: 5})
+			for _, id := range ids {
+				c.Step(protocol.Message{Type: protocol.MsgStatus, From: id, To: protocol.Group, Epoch: 2, Last: protocol.Point{Epoch: 2, Seq: 5}})
+			}
+		}
+		var ps map[protocol.NodeID]uint64
+		for i := 0; i < 100 && len(ps) == 0; i++ {
+			beat(2, 3, 4)
+			c.Tick()
+			ps = prepares(c.Ready())
+		}
+		if len(ps) != 4 || ps[4] == 0 {
+			t.Fatalf("prepares %v, want one to each of 1-4", ps)
+		}
+		epoch := ps[4]
+		for _, id := range []protocol.NodeID{1, 2, 3} {
+			c.Step(protocol.Message{Type: protocol.MsgPromise, From: id, Epoch: epoch, Last: protocol.Point{Epoch: 2, Seq: 5}})
+		}
+		if rd := c.Ready(); rd.CAS != nil {
+			t.Fatalf("view %v written without node 4's promise", rd.CAS.View)
+		}
+		switch joiner {
+		case "promises":
+			c.Step(protocol.Message{Type: protocol.MsgPromise, From: 4, Epoch: epoch, Last: protocol.Point{Epoch: 2, Seq: 5}})
+			if rd := c.Ready(); rd.CAS == nil || !slices.Equal(rd.CAS.View.Members, []protocol.NodeID{1, 2, 3, 4}) {
+				t.Fatalf("CAS %+v, want members [1 2 3 4]", rd.CAS)
+			}
+			continue
+		case "is leaving":
+			c.Step(protocol.Message{Type: protocol.MsgPromise, From: 4, Epoch: epoch, Last: protocol.Point{Epoch: 2, Seq: 5}, Leaving: true})
+			if rd := c.Ready(); rd.CAS != nil || c.attempt != nil {
+				t.Fatalf("a leaving node: CAS %+v, attempt %+v", rd.CAS, c.attempt)
+			}
+		}
+		dropped := false
+		for i := 0; i < 3*c.cfg.RetryTicks; i++ { // node 4 stays silent; the members beat on
+			beat(2, 3)
+			c.Tick()
+			rd := c.Ready()
+			if rd.CAS != nil {
+				t.Fatalf("%s: view %v written", joiner, rd.CAS.View)
+			}
+			dropped = dropped || c.attempt == nil
+		}
+		if !dropped {
+			t.Fatalf("%s: the attempt was not given up within %d ticks", joiner, 3*c.cfg.RetryTicks)
+		}
+		for i := 0; i < 2*c.cfg.ElectionTicks; i++ { // not asked again while unheard
+			beat(2, 3)
+			c.Tick()
+			if ps := prepares(c.Ready()); ps[4] != 0 {
+				t.Fatalf("%s: prepare %v to node 4 again before it was heard", joiner, ps)
+			}
+		}
+		asked := false
+		for i := 0; i < 4*c.cfg.ElectionTicks && !asked; i++ { // heard again: asked again, unless it is leaving
+			beat(2, 3)
+			if joiner == "is leaving" {
+				c.Step(protocol.Message{Type: protocol.MsgStatus, From: 4, To: protocol.Group, Epoch: 2, Last: protocol.Point{Epoch: 2, Seq: 5}, Leaving: true})
+			} else {
+				beat(4)
+			}
+			c.Tick()
+			asked = prepares(c.Ready())[4] != 0
+		}
+		if asked != (joiner == "is silent") {
+			t.Fatalf("%s, then heard again: asked again %v", joiner, asked)
+		}
+	}
+}

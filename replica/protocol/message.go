@@ -13,7 +13,8 @@ const (
 	// Epoch. Fields: Epoch.
 	MsgPrepare
 	// MsgPromise (node → coordinator): the promise is durable. Fields: Epoch,
-	// Last (the node's durable log end).
+	// Last (the node's durable log end), Leaving (asked to leave: a node
+	// not yet a member is then not admitted).
 	MsgPromise
 	// MsgReject (node → coordinator or leader): the sender's epoch is older
 	// than the node's promise. Fields: Epoch (the node's promise).

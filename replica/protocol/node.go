@@ -329,7 +329,7 @@ func (n *Node) answerPromises() {
 		case p.epoch < n.hs.Epoch:
 			n.send(Message{Type: MsgReject, To: p.coord, Epoch: n.hs.Epoch})
 		case n.durableEpoch >= p.epoch:
-			n.send(Message{Type: MsgPromise, To: p.coord, Epoch: p.epoch, Last: n.durablePoint()})
+			n.send(Message{Type: MsgPromise, To: p.coord, Epoch: p.epoch, Last: n.durablePoint(), Leaving: n.leaving})
 		default:
 			kept = append(kept, p)
 		}
@@ -367,7 +367,10 @@ func (n *Node) Leave() {
 
 // Left reports whether this node asked to leave and holds a view without
 // it: a member waits for the view change that removes it; a node not yet
-// a member is out already, since no leaving node is admitted.
+// a member is out already, since no view admits a node without its own
+// promise, which says it is leaving (a view being elected, which it
+// promised before it was asked, may still admit it: it then leaves as a
+// member).
 func (n *Node) Left() bool {
 	return n.leaving && n.members != nil && !slices.Contains(n.members, n.id)
 }
