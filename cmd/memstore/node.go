@@ -110,6 +110,23 @@ func startNode(o nodeOptions, log *logrus.Logger) (*replica.Node, func(), error)
 	return n, func() { n.Close(); nc.Close() }, nil
 }
 
+// askToLeave sends the leave request every half second until an answer
+// comes or timeout passes: a node just started may not listen yet (the
+// group service answers for members only), and asked once it missed the
+// request and joined.
+func askToLeave(nc *nats.Conn, subject string, timeout time.Duration) (*nats.Msg, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		rep, err := nc.Request(subject, nil, min(500*time.Millisecond, time.Until(deadline)))
+		if err == nil || !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, nats.ErrNoResponders) || time.Until(deadline) <= 0 {
+			return rep, err
+		}
+		if errors.Is(err, nats.ErrNoResponders) {
+			time.Sleep(min(500*time.Millisecond, time.Until(deadline)))
+		}
+	}
+}
+
 // whyNoRemoval says, from the last status, why a member was not taken
 // out: the view change needs a majority of the members alive, and of the
 // members that stay.
@@ -165,7 +182,7 @@ not know is not_found.`,
 					return bus.Errorf(bus.CodeUnavailable, "%v", err)
 				}
 				defer nc.Close()
-				rep, err := nc.Request(bus.NewSubjects(g.prefix).Leave(protocol.NodeID(id)), nil, g.timeout)
+				rep, err := askToLeave(nc, bus.NewSubjects(g.prefix).Leave(protocol.NodeID(id)), g.timeout)
 				if err != nil { // not a member, and the node does not run
 					if st, serr := c.Status(cmd.Context()); serr == nil && !slices.ContainsFunc(st.Nodes, func(n bus.NodeStatus) bool { return n.ID == id }) {
 						return bus.Errorf(bus.CodeNotFound, "node %d is not in the group", id)

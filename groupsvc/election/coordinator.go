@@ -39,7 +39,13 @@ type nodeInfo struct {
 }
 
 // attempt is one election in progress: prepare(epoch) sent to the members
-// of the next view.
+// of the next view. One that admits a node asks that node first, and the
+// members only once it promised: a view admits no node without its own
+// promise (a joining node that stopped still counts as alive for a failure
+// timeout, and the members' promises alone made it a member nobody would
+// hear from), and a joiner that never answers costs the group nothing,
+// since the members, who would have promised the new epoch and left their
+// leader, were never asked.
 type attempt struct {
 	epoch     uint64
 	old, next []protocol.NodeID // members of the current and of the next view
@@ -47,7 +53,13 @@ type attempt struct {
 	startedAt uint64
 	sentAt    uint64
 	rev       uint64 // revision of the view it replaces
+	asked     bool   // prepare sent to the old members (after the joiners promised)
 	cas       bool   // compare-and-set issued, waiting for Stored
+}
+
+// joining reports whether id is a node the attempt admits.
+func (a *attempt) joining(id protocol.NodeID) bool {
+	return slices.Contains(a.next, id) && !slices.Contains(a.old, id)
 }
 
 // Ready is what the coordinator asks its driver to do.
@@ -159,7 +171,7 @@ func (c *Coordinator) Tick() {
 		case c.ticks-a.startedAt >= 2*uint64(c.cfg.ElectionTicks):
 			c.attempt = nil // even a CAS whose outcome never came back: its rev guards a retry
 		case a.cas:
-		case c.ticks-a.startedAt >= uint64(c.cfg.ElectionTicks) || c.joinerSilent():
+		case c.ticks-a.startedAt >= uint64(c.cfg.ElectionTicks):
 			c.dropAttempt()
 		case c.ticks-a.sentAt >= uint64(c.cfg.RetryTicks):
 			c.sendPrepare()
@@ -261,6 +273,7 @@ func (c *Coordinator) elect(old, next []protocol.NodeID) {
 	slices.Sort(next)
 	c.attempt = &attempt{epoch: c.maxEpoch, old: slices.Clone(old), next: next,
 		promises: map[protocol.NodeID]protocol.Point{}, startedAt: c.ticks, rev: c.rev}
+	c.attempt.asked = c.joinersPromised() // none: the members at once
 	if c.cfg.TestingKnobs.SkipPrepare {
 		for _, id := range next {
 			if c.alive(id) && c.nodes[id] != nil {
@@ -276,56 +289,57 @@ func (c *Coordinator) elect(old, next []protocol.NodeID) {
 }
 
 // sendPrepare sends prepare(epoch) to the members of the next view that
-// have not promised yet.
+// have not promised yet: to the joiners alone until they all promised.
 func (c *Coordinator) sendPrepare() {
 	a := c.attempt
 	a.sentAt = c.ticks
 	for _, id := range a.next {
-		if _, ok := a.promises[id]; !ok {
+		if _, ok := a.promises[id]; !ok && (a.asked || a.joining(id)) {
 			c.out.Messages = append(c.out.Messages, protocol.Message{Type: protocol.MsgPrepare,
 				From: c.cfg.ID, To: id, Epoch: a.epoch})
 		}
 	}
 }
 
-// handlePromise counts a promise. A view that admits a node needs the
-// node's own promise besides the majorities: a joining node that stopped
-// (memstore leave stops one at once) still counts as alive for a failure
-// timeout, and a majority of the others would have made it a member no
-// one can ever hear from. A joining node that promises while leaving is
-// not admitted.
+// handlePromise counts a promise; once every joiner promised, the members
+// are asked. A joiner that promises while leaving ends the attempt (no
+// member was asked yet) and is not admitted.
 func (c *Coordinator) handlePromise(m protocol.Message) {
 	a := c.attempt
 	if a == nil || a.cas || m.Epoch != a.epoch || !slices.Contains(a.next, m.From) {
 		return // late, duplicated or foreign
 	}
-	if m.Leaving && !slices.Contains(a.old, m.From) { // a node joining was asked to leave
+	if _, dup := a.promises[m.From]; dup {
+		return
+	}
+	if a.joining(m.From) && m.Leaving {
 		if info := c.nodes[m.From]; info != nil {
 			info.status.Leaving = true
 		}
-		c.attempt = nil // the members promised: elect them again at once
+		if !a.asked {
+			c.attempt = nil
+		}
 		return
 	}
 	a.promises[m.From] = m.Last
-	if c.cfg.TestingKnobs.FirstPromise || (c.majority(a.old) && c.majority(a.next) && c.joinersPromised()) {
+	if !a.asked {
+		if c.joinersPromised() {
+			a.asked = true
+			c.sendPrepare()
+		}
+		return
+	}
+	if c.cfg.TestingKnobs.FirstPromise || (c.majority(a.old) && c.majority(a.next)) {
 		c.choose()
 	}
 }
 
-// joinerSilent reports whether the attempt has the majorities it needs
-// but a node it admits has not promised within two retries: it may have
-// stopped, and the members, who promised, have no leader meanwhile.
-func (c *Coordinator) joinerSilent() bool {
-	a := c.attempt
-	return c.ticks-a.startedAt >= 2*uint64(c.cfg.RetryTicks) && c.majority(a.old) && c.majority(a.next) && !c.joinersPromised()
-}
-
-// dropAttempt gives up the attempt; a node it would have admitted and
-// that did not promise is not tried again before its next heartbeat.
+// dropAttempt gives up the attempt; a joiner that did not promise is not
+// asked again before its next heartbeat.
 func (c *Coordinator) dropAttempt() {
 	a := c.attempt
 	for _, id := range a.next {
-		if _, ok := a.promises[id]; !ok && !slices.Contains(a.old, id) && c.nodes[id] != nil {
+		if _, ok := a.promises[id]; !ok && a.joining(id) && c.nodes[id] != nil {
 			c.nodes[id].unanswered = true
 		}
 	}
@@ -336,7 +350,7 @@ func (c *Coordinator) dropAttempt() {
 func (c *Coordinator) joinersPromised() bool {
 	a := c.attempt
 	for _, id := range a.next {
-		if _, ok := a.promises[id]; !ok && !slices.Contains(a.old, id) {
+		if _, ok := a.promises[id]; !ok && a.joining(id) {
 			return false
 		}
 	}

@@ -38,6 +38,7 @@ type Node struct {
 	catchUpAt  uint64 // tick it was sent
 	snapshot   bool   // a snapshot fetch is outstanding
 	leaving    bool   // asked to leave the group
+	saidLeave  uint64 // the latest epoch whose promise said leaving
 
 	lead *leaderState // non-nil while leading epoch
 
@@ -330,6 +331,9 @@ func (n *Node) answerPromises() {
 			n.send(Message{Type: MsgReject, To: p.coord, Epoch: n.hs.Epoch})
 		case n.durableEpoch >= p.epoch:
 			n.send(Message{Type: MsgPromise, To: p.coord, Epoch: p.epoch, Last: n.durablePoint(), Leaving: n.leaving})
+			if n.leaving {
+				n.saidLeave = max(n.saidLeave, p.epoch)
+			}
 		default:
 			kept = append(kept, p)
 		}
@@ -367,12 +371,13 @@ func (n *Node) Leave() {
 
 // Left reports whether this node asked to leave and holds a view without
 // it: a member waits for the view change that removes it; a node not yet
-// a member is out already, since no view admits a node without its own
-// promise, which says it is leaving (a view being elected, which it
-// promised before it was asked, may still admit it: it then leaves as a
-// member).
+// a member is out at once, since no view admits a node without its own
+// promise, unless it promised the epoch of a view it has not seen yet
+// (and not as leaving): that view may admit it, and it then leaves as a
+// member.
 func (n *Node) Left() bool {
-	return n.leaving && n.members != nil && !slices.Contains(n.members, n.id)
+	return n.leaving && n.members != nil && !slices.Contains(n.members, n.id) &&
+		(n.hs.Epoch <= n.epoch || n.saidLeave >= n.hs.Epoch)
 }
 
 // adopt makes epoch (at least the promise) the current one, led by leader.
