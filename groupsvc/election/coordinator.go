@@ -324,7 +324,7 @@ func (c *Coordinator) handlePromise(m protocol.Message) {
 	a.promises[m.From] = m.Last
 	if !a.asked {
 		if c.joinersPromised() {
-			a.asked = true
+			a.asked, a.startedAt = true, c.ticks // the members get the whole ElectionTicks
 			c.sendPrepare()
 		}
 		return

@@ -69,3 +69,29 @@ func TestJoinerLeaves(t *testing.T) {
 		t.Fatal("not out once its promise said it is leaving")
 	}
 }
+
+// TestOnlyAMembersRejectDeposes: a node joining promises the epoch of the
+// view that would admit it before the members are asked, and refuses the
+// leader's appends from then on; that refusal must not depose the leader,
+// whose members have promised nothing newer. A member's does.
+func TestOnlyAMembersRejectDeposes(t *testing.T) {
+	n, err := NewNode(DefaultConfig(1), Restart{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Step(Message{Type: MsgView, From: 100, To: Multicast, View: &View{Epoch: 1, Leader: 1, Members: []NodeID{1, 2, 3}}})
+	if rd := n.Ready(); rd.Write != nil {
+		n.DiskDone(rd.Write.ID)
+	}
+	if !n.Status().Leading {
+		t.Fatal("node 1 does not lead the view that names it")
+	}
+	n.Step(Message{Type: MsgReject, From: 4, To: 1, Epoch: 2})
+	if !n.Status().Leading {
+		t.Fatal("a joining node's refusal deposed the leader")
+	}
+	n.Step(Message{Type: MsgReject, From: 2, To: 1, Epoch: 2})
+	if n.Status().Leading {
+		t.Fatal("a member's refusal did not depose the leader")
+	}
+}

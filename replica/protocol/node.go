@@ -149,7 +149,11 @@ func (n *Node) Step(m Message) {
 	case MsgCheckAck:
 		n.handleCheckAck(m)
 	case MsgReject:
-		if n.lead != nil && m.Epoch > n.epoch {
+		// Only a member's refusal deposes the leader: a node joining
+		// promises the epoch of the view that would admit it before the
+		// members are asked, and no view of that epoch can be chosen
+		// before a majority of the members promised it (they refuse too).
+		if n.lead != nil && m.Epoch > n.epoch && slices.Contains(n.members, m.From) {
 			n.stepDown()
 		}
 	}
