@@ -49,6 +49,9 @@ refused.`,
   memstore bench --catchup 0 --out results.md`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Reps < 1 || cfg.Duration <= 0 {
+				return usageError{fmt.Errorf("--reps %d, --duration %v: both must be above 0", cfg.Reps, cfg.Duration)}
+			}
 			bin, err := os.Executable()
 			if err != nil {
 				return err
@@ -66,8 +69,8 @@ refused.`,
 			start := time.Now()
 			rows, err := bench.Run(cmd.Context(), cfg)
 			if len(rows) > 0 {
-				fmt.Printf("\nmemstore bench, %s, %d repetitions of %v each, total %v\n\n", time.Now().Format(time.RFC3339),
-					cfg.Reps, cfg.Duration, time.Since(start).Round(time.Second))
+				fmt.Printf("\nmemstore bench, %s, %s of %v each, total %v\n\n", time.Now().Format(time.RFC3339),
+					repetitions(cfg.Reps), cfg.Duration, time.Since(start).Round(time.Second))
 				if terr := bench.Table(os.Stdout, rows); terr != nil {
 					return terr
 				}
@@ -75,7 +78,7 @@ refused.`,
 				if ferr != nil {
 					return ferr
 				}
-				fmt.Fprintf(f, "# memstore bench\n\n%s, this machine, %d repetitions of %v each.\n\n", time.Now().Format(time.RFC3339), cfg.Reps, cfg.Duration)
+				fmt.Fprintf(f, "# memstore bench\n\n%s, this machine, %s of %v each.\n\n", time.Now().Format(time.RFC3339), repetitions(cfg.Reps), cfg.Duration)
 				terr := bench.Table(f, rows)
 				if cerr := f.Close(); terr == nil {
 					terr = cerr
@@ -92,7 +95,7 @@ refused.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&cfg.Reps, "reps", 3, "repetitions of each measurement")
+	f.IntVar(&cfg.Reps, "reps", 3, "repetitions of each measurement (3 or more for a median with its spread)")
 	f.DurationVar(&cfg.Duration, "duration", 3*time.Second, "length of one measurement")
 	f.IntSliceVar(&cfg.Writers, "writers", []int{1, 16, 64}, "W1 concurrent writers")
 	f.IntSliceVar(&cfg.Readers, "readers", []int{1, 16}, "W2 concurrent readers")
@@ -102,4 +105,13 @@ refused.`,
 	f.StringVar(&dir, "dir", "", "work folder for data and logs (default: a temporary one, removed after)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary work folder")
 	return cmd
+}
+
+// repetitions says how many repetitions each figure is the median of,
+// and that fewer than 3 make no measure.
+func repetitions(n int) string {
+	if n < 3 {
+		return fmt.Sprintf("%d repetition(s) (fewer than 3: a quick look, not a median to compare)", n)
+	}
+	return fmt.Sprintf("%d repetitions", n)
 }

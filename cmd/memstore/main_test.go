@@ -183,3 +183,19 @@ func TestWhyNoRemoval(t *testing.T) {
 		t.Fatalf("a majority up: %q", why)
 	}
 }
+
+// TestBenchRepetitions: no repetitions is bad usage, and a table of fewer
+// than 3 says it is no measure.
+func TestBenchRepetitions(t *testing.T) {
+	root := newRoot()
+	root.SetArgs([]string{"bench", "--reps", "0"})
+	if err := root.Execute(); exitCode(err) != 2 {
+		t.Fatalf("bench --reps 0: %v", err)
+	}
+	if got := repetitions(2); !strings.Contains(got, "fewer than 3") {
+		t.Fatalf("2 repetitions: %q", got)
+	}
+	if got := repetitions(3); got != "3 repetitions" {
+		t.Fatalf("3 repetitions: %q", got)
+	}
+}
