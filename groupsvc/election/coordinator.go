@@ -33,9 +33,9 @@ type Coordinator struct {
 type nodeInfo struct {
 	heardAt uint64
 	status  protocol.Message
-	// unanswered: an attempt to admit the node ended without its promise;
-	// it is not tried again before its next heartbeat.
-	unanswered bool
+	// hold: not admitted before its next heartbeat; an attempt to admit
+	// it ended without its promise, or it promised as leaving.
+	hold bool
 }
 
 // attempt is one election in progress: prepare(epoch) sent to the members
@@ -145,7 +145,7 @@ func (c *Coordinator) listenToNode(m protocol.Message) {
 		info = &nodeInfo{}
 		c.nodes[m.From] = info
 	}
-	info.heardAt, info.status, info.unanswered = c.ticks, m, false
+	info.heardAt, info.status, info.hold = c.ticks, m, false
 	c.maxEpoch = max(c.maxEpoch, m.Epoch)
 }
 
@@ -225,9 +225,6 @@ func (c *Coordinator) groupUpdate() {
 	for id := range c.removing {
 		if !c.view.IsMember(id) {
 			delete(c.removing, id) // out
-			if info := c.nodes[id]; info != nil {
-				info.status.Leaving = true // not admitted again on the heartbeats it sent before it stopped
-			}
 		}
 	}
 	if !c.leading() {
@@ -246,7 +243,7 @@ func (c *Coordinator) groupUpdate() {
 	}
 	commit := leader.status.Commit
 	for id, info := range c.nodes {
-		if !c.view.IsMember(id) && c.alive(id) && !info.status.Leaving && !info.unanswered && info.status.Last.Seq+c.cfg.JoinLag >= commit {
+		if !c.view.IsMember(id) && c.alive(id) && !info.status.Leaving && !info.hold && info.status.Last.Seq+c.cfg.JoinLag >= commit {
 			c.elect(members, append(slices.Clone(members), id))
 			return
 		}
@@ -312,13 +309,11 @@ func (c *Coordinator) handlePromise(m protocol.Message) {
 	if _, dup := a.promises[m.From]; dup {
 		return
 	}
-	if a.joining(m.From) && m.Leaving {
+	if a.joining(m.From) && m.Leaving { // it promises first: no member was asked
 		if info := c.nodes[m.From]; info != nil {
-			info.status.Leaving = true
+			info.hold = true
 		}
-		if !a.asked {
-			c.attempt = nil
-		}
+		c.attempt = nil
 		return
 	}
 	a.promises[m.From] = m.Last
@@ -340,7 +335,7 @@ func (c *Coordinator) dropAttempt() {
 	a := c.attempt
 	for _, id := range a.next {
 		if _, ok := a.promises[id]; !ok && a.joining(id) && c.nodes[id] != nil {
-			c.nodes[id].unanswered = true
+			c.nodes[id].hold = true
 		}
 	}
 	c.attempt = nil
