@@ -381,37 +381,33 @@ func (c *jetStreamCluster) failoverTarget() (failoverTarget, func(), error) {
 		nc.Close()
 		return failoverTarget{}, nil, fmt.Errorf("bench: jetstream: %w", err)
 	}
-	key := func(w, i int) string { return fmt.Sprintf("failover.w%d.%d", w, i) }
 	return failoverTarget{
 		put: func(ctx context.Context, w, i int) error {
-			_, err := kv.Put(ctx, key(w, i), []byte(strconv.Itoa(i)))
+			_, err := kv.Put(ctx, fmt.Sprintf("failover.w%d.%d", w, i), []byte(strconv.Itoa(i)))
 			return err
 		},
 		kill: func() { c.servers[c.leader-1].Kill() },
-		missing: func(ctx context.Context, acked map[[2]int]bool) (int, error) {
+		stored: func(ctx context.Context) (map[[2]int]bool, error) {
 			ctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			stored := map[string]bool{}
+			stored := map[[2]int]bool{}
 			err := retry(ctx, 30*time.Second, func() error { // the new leader may still be settling
 				l, err := kv.ListKeys(ctx)
 				if err != nil {
 					return err
 				}
-				for k := range l.Keys() {
-					stored[k] = true
+				for key := range l.Keys() {
+					var k [2]int
+					if _, err := fmt.Sscanf(key, "failover.w%d.%d", &k[0], &k[1]); err == nil {
+						stored[k] = true
+					}
 				}
 				return nil
 			})
 			if err != nil {
-				return 0, fmt.Errorf("bench: jetstream: list keys: %w", err)
+				return nil, fmt.Errorf("bench: jetstream: list keys: %w", err)
 			}
-			n := 0
-			for k := range acked {
-				if !stored[key(k[0], k[1])] {
-					n++
-				}
-			}
-			return n, nil
+			return stored, nil
 		},
 	}, nc.Close, nil
 }

@@ -412,9 +412,9 @@ const failoverGap = "leader SIGKILLed under 32 writers: longest gap between acks
 
 // failoverTarget is a cluster W4 kills the leader of.
 type failoverTarget struct {
-	put     func(ctx context.Context, w, i int) error // writer w's value number i (from 1)
-	kill    func()                                    // SIGKILLs the leader's process
-	missing func(ctx context.Context, acked map[[2]int]bool) (int, error)
+	put    func(ctx context.Context, w, i int) error          // writer w's value number i (from 1)
+	kill   func()                                             // SIGKILLs the leader's process
+	stored func(ctx context.Context) (map[[2]int]bool, error) // every (w, i) stored afterwards
 }
 
 // failoverPause is how long a writer waits after a failed put, as a
@@ -495,7 +495,12 @@ func failoverOnce(ctx context.Context, t failoverTarget, d time.Duration) (gap t
 	for i := 1; i < len(acks); i++ {
 		gap = max(gap, acks[i].Sub(acks[i-1]))
 	}
-	missing, err = t.missing(ctx, acked)
+	stored, err := t.stored(ctx)
+	for k := range acked {
+		if !stored[k] {
+			missing++
+		}
+	}
 	return gap, missing, len(acked), err
 }
 
@@ -515,24 +520,22 @@ func (c *memstoreCluster) failoverTarget() (failoverTarget, error) {
 			return err
 		},
 		kill: func() { c.nodes[leader].Kill() },
-		missing: func(ctx context.Context, acked map[[2]int]bool) (int, error) {
-			stored := map[string]bool{}
+		stored: func(ctx context.Context) (map[[2]int]bool, error) {
+			stored := map[[2]int]bool{}
 			for w := 0; w < 32; w++ {
 				if err := readHistory(ctx, c.cl, fmt.Sprintf("failover/w%d", w), func(v bus.Version) {
 					var s string
-					_ = json.Unmarshal(v.Value, &s)
-					stored[s] = true
+					var k [2]int
+					if json.Unmarshal(v.Value, &s) == nil {
+						if _, err := fmt.Sscanf(s, "%d-%d", &k[0], &k[1]); err == nil {
+							stored[k] = true
+						}
+					}
 				}); err != nil {
-					return 0, err
+					return nil, err
 				}
 			}
-			n := 0
-			for k := range acked {
-				if !stored[fmt.Sprintf("%d-%d", k[0], k[1])] {
-					n++
-				}
-			}
-			return n, nil
+			return stored, nil
 		},
 	}, nil
 }
