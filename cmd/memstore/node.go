@@ -137,12 +137,16 @@ func whyNoRemoval(st bus.StatusReply, id uint64) string {
 		if !n.Member {
 			continue
 		}
-		up := n.State != "down"
 		old = append(old, protocol.NodeID(n.ID))
-		upOld += btoi(up)
 		if n.ID != id {
 			stay = append(stay, protocol.NodeID(n.ID))
-			upStay += btoi(up)
+		}
+		if n.State == "down" {
+			continue
+		}
+		upOld++
+		if n.ID != id {
+			upStay++
 		}
 	}
 	if len(old) == 0 || upOld >= protocol.Quorum(old) && upStay >= protocol.Quorum(stay) {
@@ -150,13 +154,6 @@ func whyNoRemoval(st bus.StatusReply, id uint64) string {
 	}
 	return fmt.Sprintf(": %d of its %d members are up, %d of the %d that would stay; the change needs a majority of both, and is made once enough are back",
 		upOld, len(old), upStay, len(stay))
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func leaveCommand(g *globals) *cobra.Command {

@@ -12,7 +12,7 @@ import (
 
 // Lock implements FS with flock(2).
 func (osFS) Lock(name string) (File, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
