@@ -384,10 +384,10 @@ func (t *Tree) cut(name string, size int64) error {
 
 // parseLine reads a version's seq and ts and checks the line is a whole
 // version. A line as Apply writes it (json.Marshal of Version: seq, ts,
-// event_ts, user, value, in that order) is read directly once json.Valid
-// has passed it, at a third of encoding/json's cost (the receiver of a
-// snapshot and Open parse every line); any other spelling of a version,
-// say one edited by hand, goes through encoding/json.
+// event_ts, user, value, in that order) is read directly, at a fraction
+// of encoding/json's cost (the receiver of a snapshot and Open parse
+// every line); any other spelling of a version, say one edited by hand,
+// goes through encoding/json.
 func parseLine(line []byte) (ref, error) {
 	if r, ok := parseCanonical(line); ok {
 		return r, nil
@@ -406,13 +406,16 @@ func parseLine(line []byte) (ref, error) {
 	return ref{seq: v.Seq, ts: ts.UnixNano()}, nil
 }
 
-// parseCanonical reads a line in json.Marshal's spelling of Version:
-// {"seq":N,"ts":"T"[,"event_ts":"E"],"user":"U","value":V}. The line is
-// valid JSON (json.Valid), so the object ends with '}' and value is not
-// empty.
+// parseCanonical reads a line in json.Marshal's spelling of Version,
+// {"seq":N,"ts":"T"[,"event_ts":"E"],"user":"U","value":V}, and checks
+// it is valid JSON piece by piece in one pass: N digits with no leading
+// zero, T a time, E and U strings with no control character (json.Valid
+// checks a string with an escape), V one JSON value (json.Valid), then
+// the closing brace. Most of a line is its fixed keys and times, which
+// json.Valid of the whole line read byte by byte in its state machine.
 func parseCanonical(line []byte) (ref, bool) {
 	rest, ok := bytes.CutPrefix(line, []byte(`{"seq":`))
-	if !ok || !json.Valid(line) {
+	if !ok || len(rest) == 0 || rest[0] == '0' || line[len(line)-1] != '}' {
 		return ref{}, false
 	}
 	var seq uint64
@@ -431,33 +434,55 @@ func parseCanonical(line []byte) (ref, bool) {
 	if end < 0 {
 		return ref{}, false
 	}
-	ts, err := time.Parse(time.RFC3339Nano, string(rest[:end]))
+	ts, err := time.Parse(time.RFC3339Nano, string(rest[:end])) // digits, letters and signs only
 	if err != nil {
 		return ref{}, false
 	}
 	rest = rest[end+1:]
-	if r, ok := bytes.CutPrefix(rest, []byte(`,"event_ts":"`)); ok {
-		if end = bytes.IndexByte(r, '"'); end < 0 {
+	if r, ok := bytes.CutPrefix(rest, []byte(`,"event_ts":`)); ok {
+		if end = jsonString(r); end < 0 {
 			return ref{}, false
 		}
-		rest = r[end+1:]
+		rest = r[end:]
 	}
-	rest, ok = bytes.CutPrefix(rest, []byte(`,"user":"`))
+	rest, ok = bytes.CutPrefix(rest, []byte(`,"user":`))
 	if !ok {
 		return ref{}, false
 	}
-	for i = 0; i < len(rest) && rest[i] != '"'; i++ { // the line is valid JSON: a quote ends the string unless escaped
-		if rest[i] == '\\' {
-			i++
-		}
+	if end = jsonString(rest); end < 0 {
+		return ref{}, false
 	}
-	value, ok := bytes.CutPrefix(rest[min(i+1, len(rest)):], []byte(`,"value":`))
+	value, ok := bytes.CutPrefix(rest[end:], []byte(`,"value":`))
 	// value runs to the closing brace: one JSON value, so no key follows it
 	// (a repeated "seq" there would win in encoding/json).
 	if !ok || !json.Valid(value[:len(value)-1]) {
 		return ref{}, false
 	}
 	return ref{seq: seq, ts: ts.UnixNano()}, true
+}
+
+// jsonString is the length of the JSON string b starts with, or -1 if b
+// does not start with a valid one.
+func jsonString(b []byte) int {
+	if len(b) == 0 || b[0] != '"' {
+		return -1
+	}
+	escaped := false
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			if escaped && !json.Valid(b[:i+1]) {
+				return -1
+			}
+			return i + 1
+		case c == '\\':
+			escaped = true
+			i++ // the escaped character cannot end the string
+		case c < 0x20:
+			return -1
+		}
+	}
+	return -1
 }
 
 // push records a version in a path's index, keeping RecentVersions lines

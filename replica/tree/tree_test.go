@@ -673,6 +673,12 @@ func TestParseLineReadsWhatApplyWrites(t *testing.T) {
 		`{"seq":5,"ts":"yesterday","user":"u","value":1}`,
 		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u"}`,
 		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u","value":1`,
+		`{"seq":05,"ts":"2026-11-24T00:00:00Z","user":"u","value":1}`,
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"a\qb","value":1}`,
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"a\u00zz","value":1}`,
+		"{\"seq\":5,\"ts\":\"2026-11-24T00:00:00Z\",\"user\":\"a\tb\",\"value\":1}",
+		"{\"seq\":5,\"ts\":\"2026-11-24T00:00:00Z\",\"event_ts\":\"\n\",\"user\":\"u\",\"value\":1}",
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u\","value":1}`,
 	} {
 		if r, ok := parseCanonical([]byte(line)); ok {
 			t.Errorf("%s: read directly as %+v", line, r)
@@ -685,6 +691,7 @@ func FuzzParseLine(f *testing.F) {
 		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u","value":1}`,
 		`{"seq":5,"ts":"2026-11-24T00:00:00Z","event_ts":"2026-11-24T00:00:00Z","user":"a\"b","value":{"value":1}}`,
 		`{"seq":5,"ts":"2026-11-24T00:00:00Z","user":"u","value":1,"seq":6}`,
+		`{"seq":5,"ts":"2026-11-24T00:00:00Z","event_ts":"2026-11-24T00:00:00Z","user":"a\u00e9\\","value":"x"}`,
 	} {
 		f.Add([]byte(s))
 	}
