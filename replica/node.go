@@ -318,11 +318,14 @@ func (n *Node) subscribe() error {
 		n.sub.Fwd(n.cfg.ID, "*"): forward,
 		n.sub.Snap(n.cfg.ID):     n.snaps.serve,
 		n.sub.Leave(n.cfg.ID): func(m *nats.Msg) {
+			// The answer first: a node not yet a member stops as soon as
+			// the loop takes the request, and closing the connection
+			// flushes what was published before, not what comes after.
+			_ = m.Respond(bus.Encode(bus.Result{OK: true}))
 			select {
 			case n.leave <- struct{}{}:
 			default:
 			}
-			_ = m.Respond(bus.Encode(bus.Result{OK: true}))
 		},
 	} {
 		s, err := n.nc.Subscribe(subj, h)
