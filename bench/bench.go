@@ -155,49 +155,76 @@ func measure(ctx context.Context, workers int, d time.Duration, op func(ctx cont
 
 // runner carries a run's rows.
 type runner struct {
-	cfg     Config
-	rows    []Row
-	servers []*proc.Proc // of the system being measured: their CPU time is counted
+	cfg  Config
+	rows []Row
 }
 
-// serversCPU is the CPU time the servers have used so far; false if it is
-// not known (not on Linux) or there are none.
-func (r *runner) serversCPU() (time.Duration, bool) {
+// cpuTime is the CPU time servers have used so far; false if it is not
+// known (not on Linux) or there are none.
+func cpuTime(servers []*proc.Proc) (time.Duration, bool) {
 	var total time.Duration
-	for _, p := range r.servers {
+	for _, p := range servers {
 		d, ok := p.CPUTime()
 		if !ok {
 			return 0, false
 		}
 		total += d
 	}
-	return total, len(r.servers) > 0
+	return total, len(servers) > 0
 }
 
-// repeat measures reps times and adds the row, with the CPU time the
-// servers used per operation where it is known: a figure that depends far
-// less on what else the machine does than the rate, and says what each
-// operation costs.
-func (r *runner) repeat(workload, params, system string, run func() (sample, error)) error {
-	row := Row{Workload: workload, Params: params, System: system, Unit: "ops/s"}
-	for i := 0; i < r.cfg.Reps; i++ {
-		cpu0, known := r.serversCPU()
-		s, err := run()
-		if err != nil {
-			return fmt.Errorf("%s %s %s: %w", workload, system, params, err)
+// row is the index of the row of a request workload, added if new.
+func (r *runner) row(workload, params, system string) int {
+	for i, o := range r.rows {
+		if o.Workload == workload && o.Params == params && o.System == system {
+			return i
 		}
-		cpu := ""
-		if cpu1, ok := r.serversCPU(); known && ok && s.done > 0 {
-			us := float64((cpu1 - cpu0).Microseconds()) / float64(s.done)
-			row.CPU = append(row.CPU, us)
-			cpu = fmt.Sprintf("  servers' CPU %5.0f µs/op", us)
-		}
-		row.Values, row.P50, row.P99 = append(row.Values, s.ops), append(row.P50, s.p50), append(row.P99, s.p99)
-		fmt.Fprintf(r.cfg.Progress, "%-6s %-26s %-28s rep %d/%d: %9.0f ops/s  p50 %6.2f ms  p99 %6.2f ms%s\n",
-			workload, system, params, i+1, r.cfg.Reps, s.ops, s.p50, s.p99, cpu)
 	}
-	r.rows = append(r.rows, row)
+	r.rows = append(r.rows, Row{Workload: workload, Params: params, System: system, Unit: "ops/s"})
+	return len(r.rows) - 1
+}
+
+// once measures repetition rep of row i, with the CPU time the servers
+// used per operation where it is known: a figure that depends far less
+// on what else the machine does than the rate, and says what each
+// operation costs. It then waits for the servers to settle (below a
+// tenth of a core, for at most 2 s), so that work they left behind
+// (a checkpoint, a replica catching up) is not counted against the
+// system measured next.
+func (r *runner) once(i, rep int, servers []*proc.Proc, run func() (sample, error)) error {
+	row := &r.rows[i]
+	cpu0, known := cpuTime(servers)
+	s, err := run()
+	if err != nil {
+		return fmt.Errorf("%s %s %s: %w", row.Workload, row.System, row.Params, err)
+	}
+	cpu := ""
+	if cpu1, ok := cpuTime(servers); known && ok && s.done > 0 {
+		us := float64((cpu1 - cpu0).Microseconds()) / float64(s.done)
+		row.CPU = append(row.CPU, us)
+		cpu = fmt.Sprintf("  servers' CPU %5.0f µs/op", us)
+	}
+	row.Values, row.P50, row.P99 = append(row.Values, s.ops), append(row.P50, s.p50), append(row.P99, s.p99)
+	fmt.Fprintf(r.cfg.Progress, "%-6s %-26s %-28s rep %d/%d: %9.0f ops/s  p50 %6.2f ms  p99 %6.2f ms%s\n",
+		row.Workload, row.System, row.Params, rep+1, r.cfg.Reps, s.ops, s.p50, s.p99, cpu)
+	settle(servers, 2*time.Second)
 	return nil
+}
+
+// settle waits until servers use less than a tenth of a core over 100
+// ms, or for at most within; at once if their CPU time is not known.
+func settle(servers []*proc.Proc, within time.Duration) {
+	const tick = 100 * time.Millisecond
+	for end := time.Now().Add(within); time.Now().Before(end); {
+		cpu0, ok := cpuTime(servers)
+		if !ok {
+			return
+		}
+		time.Sleep(tick)
+		if cpu1, ok := cpuTime(servers); !ok || cpu1-cpu0 < tick/10 {
+			return
+		}
+	}
 }
 
 // add records a row of plain values.
@@ -221,9 +248,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		run  func(context.Context) error
 	}{
 		{"limits", r.limits},
-		{"memstore", r.memstore},
-		{"jetstream", r.jetstream},
-		{"etcd", r.etcd},
+		{"W1-W3", r.sideBySide},
 		{"W4", r.failover},
 		{"W5", r.catchUp},
 	}

@@ -165,3 +165,54 @@ func TestFailoverOnce(t *testing.T) {
 		t.Fatalf("the writers stopped %v after the kill, before a second of acknowledgements", since)
 	}
 }
+
+// TestSideBySide: each repetition measures every system in turn, one
+// further along each time, and each measurement lands in its own row;
+// only systems that are read are prefilled.
+func TestSideBySide(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	prefilled := map[string]bool{}
+	fake := func(system string, kinds ...string) *target {
+		tg := &target{system: system, put: func(_ context.Context, key string, _ []byte) error {
+			time.Sleep(50 * time.Microsecond) // a request's round trip, not a spin
+			mu.Lock()
+			defer mu.Unlock()
+			if key == "h" {
+				prefilled[system] = true
+			}
+			if strings.HasPrefix(key, "w") && (len(order) == 0 || order[len(order)-1] != system) {
+				order = append(order, system) // a measurement's first put
+			}
+			return nil
+		}}
+		for _, k := range kinds {
+			tg.gets = append(tg.gets, getKind{k, func(context.Context, string) error { time.Sleep(50 * time.Microsecond); return nil }})
+		}
+		return tg
+	}
+	r := &runner{cfg: Config{Reps: 2, Duration: 20 * time.Millisecond, Writers: []int{1}, Readers: []int{1}, Only: []string{"W1", "W2"}}}
+	r.cfg.defaults()
+	targets := []*target{fake("A", "k1", "k2"), fake("B", "k"), fake("C")}
+	if err := r.sideBySideWorkloads(context.Background(), targets); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, " "); got != "A B C B C A" {
+		t.Errorf("W1 measured in the order %s, want A B C B C A", got)
+	}
+	want := map[string]bool{"W1 A durable puts, 64 B, 1 writers": true, "W1 B durable puts, 64 B, 1 writers": true,
+		"W1 C durable puts, 64 B, 1 writers": true, "W2 A k1 get, 1 readers": true, "W2 A k2 get, 1 readers": true, "W2 B k get, 1 readers": true}
+	for _, row := range r.rows {
+		name := row.Workload + " " + row.System + " " + row.Params
+		if !want[name] || len(row.Values) != 2 {
+			t.Errorf("row %s with %d values", name, len(row.Values))
+		}
+		delete(want, name)
+	}
+	if len(want) > 0 {
+		t.Errorf("rows missing: %v", want)
+	}
+	if !prefilled["A"] || !prefilled["B"] || prefilled["C"] {
+		t.Errorf("prefilled %v, want A and B", prefilled)
+	}
+}

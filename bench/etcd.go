@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,60 +12,6 @@ import (
 
 	"memstore/internal/proc"
 )
-
-// etcd runs W1 and W2 on a 3-server etcd cluster, if an etcd binary is on
-// the PATH (Debian: apt install etcd-server). etcd fsyncs its log before
-// it acknowledges a put, the promise memstore makes; its linearizable
-// reads confirm leadership with a read index, as memstore's do, and its
-// serializable reads are answered by any server, as memstore's stale ones.
-func (r *runner) etcd(ctx context.Context) error {
-	if !r.cfg.runs("W1") && !r.cfg.runs("W2") {
-		return nil
-	}
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		fmt.Fprintf(r.cfg.Progress, "etcd is not on the PATH (Debian: apt install etcd-server): no etcd rows\n")
-		return nil
-	}
-	fmt.Fprintf(r.cfg.Progress, "starting %s (%s)\n", Etcd, bin)
-	c, err := startEtcd(ctx, bin, r.dir("etcd"))
-	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		fmt.Fprintf(r.cfg.Progress, "%v: no etcd rows\n", err) // a baseline that will not start stops no measurement of memstore's
-		return nil
-	}
-	defer c.close()
-	r.servers = c.servers
-	defer func() { r.servers = nil }()
-	put := func(ctx context.Context, key string, v []byte) error {
-		_, err := c.cl.Put(ctx, key, string(v))
-		return err
-	}
-	if err := r.writes(ctx, Etcd, func(ctx context.Context, key string) error { return put(ctx, key, value64) }); err != nil {
-		return err
-	}
-	if !r.cfg.runs("W2") {
-		return nil
-	}
-	if err := prefill(ctx, put, max(16, maxOf(r.cfg.Readers))); err != nil {
-		return err
-	}
-	get := func(opts ...clientv3.OpOption) func(ctx context.Context, key string) error {
-		return func(ctx context.Context, key string) error {
-			rep, err := c.cl.Get(ctx, key, opts...)
-			if err == nil && len(rep.Kvs) != 1 {
-				err = fmt.Errorf("bench: etcd has no %s", key)
-			}
-			return err
-		}
-	}
-	if err := r.reads(ctx, "linearizable", Etcd, get()); err != nil {
-		return err
-	}
-	return r.reads(ctx, "serializable", Etcd, get(clientv3.WithSerializable()))
-}
 
 // etcdCluster is 3 etcd servers, each a process, and a client of all.
 type etcdCluster struct {

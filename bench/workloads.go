@@ -18,7 +18,6 @@ import (
 
 	"memstore/bus"
 	"memstore/client"
-	"memstore/internal/proc"
 )
 
 // value64 is the 64-byte value of every W1 put (a JSON string).
@@ -74,130 +73,6 @@ func rawAppend(ctx context.Context, dir string, batch int, d time.Duration) (flo
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// writes is W1: each writer puts 64-byte values to its own key and waits
-// for each acknowledgement.
-func (r *runner) writes(ctx context.Context, system string, put func(ctx context.Context, key string) error) error {
-	if !r.cfg.runs("W1") {
-		return nil
-	}
-	for _, n := range r.cfg.Writers {
-		err := r.repeat("W1", fmt.Sprintf("durable puts, 64 B, %d writers", n), system, func() (sample, error) {
-			return measure(ctx, n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
-				return put(ctx, "w"+strconv.Itoa(w))
-			})
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// reads is W2: readers read the latest value of their own key.
-func (r *runner) reads(ctx context.Context, kind, system string, get func(ctx context.Context, key string) error) error {
-	if !r.cfg.runs("W2") {
-		return nil
-	}
-	for _, n := range r.cfg.Readers {
-		err := r.repeat("W2", fmt.Sprintf("%s get, %d readers", kind, n), system, func() (sample, error) {
-			return measure(ctx, n, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
-				return get(ctx, "r"+strconv.Itoa(w))
-			})
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// historyReaders is how many read W3's history at once.
-const historyReaders = 16
-
-// history is W3: 16 readers read the whole history (64 values) of a key
-// (how, if not "", says with what); read gets the reader's number.
-func (r *runner) history(ctx context.Context, system, how string, read func(ctx context.Context, w int) (int, error)) error {
-	if !r.cfg.runs("W3") {
-		return nil
-	}
-	return r.repeat("W3", fmt.Sprintf("history of 64 values, %d readers%s", historyReaders, how), system, func() (sample, error) {
-		return measure(ctx, historyReaders, r.cfg.Duration, func(ctx context.Context, w, _ int) error {
-			n, err := read(ctx, w)
-			if err == nil && n != 64 {
-				err = fmt.Errorf("history holds %d values, want 64", n)
-			}
-			return err
-		})
-	})
-}
-
-// memstore runs W1–W3 on 3 nodes, W1 on 5 nodes, and NATS request-reply
-// through the 3-node cluster's server.
-func (r *runner) memstore(ctx context.Context) error {
-	if !r.cfg.runs("W1") && !r.cfg.runs("W2") && !r.cfg.runs("W3") && !r.cfg.runs("limits") {
-		return nil
-	}
-	for _, n := range []int{3, 5} {
-		system := MS3
-		if n == 5 {
-			if !r.cfg.runs("W1") {
-				continue
-			}
-			system = MS5
-		}
-		fmt.Fprintf(r.cfg.Progress, "starting %s\n", system)
-		c, err := startMemstore(ctx, r.cfg.Bin, r.dir(fmt.Sprintf("memstore%d", n)), n)
-		if err != nil {
-			return err
-		}
-		r.servers = c.procs()
-		err = r.memstoreWorkloads(ctx, c, system, n == 3)
-		r.servers = nil
-		c.close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *runner) memstoreWorkloads(ctx context.Context, c *memstoreCluster, system string, all bool) error {
-	cl := c.cl
-	if err := r.writes(ctx, system, func(ctx context.Context, key string) error {
-		_, err := cl.Put(ctx, "bench/"+key, value64)
-		return err
-	}); err != nil || !all {
-		return err
-	}
-	if err := prefill(ctx, func(ctx context.Context, key string, v []byte) error {
-		_, err := cl.Put(ctx, "bench/"+key, v)
-		return err
-	}, max(16, maxOf(r.cfg.Readers))); err != nil {
-		return err
-	}
-	for _, kind := range []string{bus.Linearizable, bus.Stale} {
-		if err := r.reads(ctx, kind, system, func(ctx context.Context, key string) error {
-			_, err := cl.Get(ctx, bus.GetRequest{Path: "bench/" + key, Consistency: kind})
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	if err := r.history(ctx, system, "", func(ctx context.Context, _ int) (int, error) {
-		h, err := cl.History(ctx, bus.HistoryRequest{Path: "bench/h"})
-		return len(h.Values), err
-	}); err != nil {
-		return err
-	}
-	if !r.cfg.runs("limits") {
-		return nil
-	}
-	r.servers = []*proc.Proc{c.mw} // the NATS server that carries it; the nodes idle
-	return r.repeat("limit", "NATS request-reply, 32 requesters", Limit, func() (sample, error) {
-		return natsRequestReply(ctx, c.url, r.cfg.Duration)
-	})
-}
-
 // prefill writes r0…r(n-1) and 64 versions of h.
 func prefill(ctx context.Context, put func(ctx context.Context, key string, v []byte) error, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -250,67 +125,6 @@ func natsRequestReply(ctx context.Context, url string, d time.Duration) (sample,
 	})
 }
 
-// jetstream runs W1–W3 on JetStream KV with sync always and W1 with its
-// default sync.
-func (r *runner) jetstream(ctx context.Context) error {
-	for _, syncAlways := range []bool{true, false} {
-		system := JSSync
-		if !syncAlways {
-			if !r.cfg.runs("W1") {
-				continue
-			}
-			system = JSDefault
-		} else if !r.cfg.runs("W1") && !r.cfg.runs("W2") && !r.cfg.runs("W3") {
-			continue
-		}
-		fmt.Fprintf(r.cfg.Progress, "starting %s\n", system)
-		js, err := startJetStream(ctx, r.cfg.Bin, r.dir(fmt.Sprintf("jetstream-sync-%v", syncAlways)), syncAlways)
-		if err != nil {
-			return err
-		}
-		r.servers = js.servers
-		err = r.jetStreamWorkloads(ctx, js, system, syncAlways)
-		r.servers = nil
-		js.close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *runner) jetStreamWorkloads(ctx context.Context, js *jetStreamCluster, system string, all bool) error {
-	kv := js.kv
-	put := func(ctx context.Context, key string, v []byte) error {
-		_, err := kv.Put(ctx, key, v)
-		return err
-	}
-	if err := r.writes(ctx, system, func(ctx context.Context, key string) error { return put(ctx, key, value64) }); err != nil || !all {
-		return err
-	}
-	if err := prefill(ctx, put, max(16, maxOf(r.cfg.Readers))); err != nil {
-		return err
-	}
-	if err := r.reads(ctx, "direct", system, func(ctx context.Context, key string) error {
-		_, err := kv.Get(ctx, key)
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := r.history(ctx, system, ", KV History", func(ctx context.Context, _ int) (int, error) {
-		h, err := kv.History(ctx, "h")
-		return len(h), err
-	}); err != nil {
-		return err
-	}
-	read, stop, err := directHistory(js.nc)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	return r.history(ctx, system, ", one batched direct get", read)
-}
-
 // directHistory reads the versions of h with one batched direct get of
 // the bucket's stream, JetStream's fastest history read, outside the KV
 // API (whose History makes and deletes a consumer per call): a request
@@ -355,10 +169,10 @@ func directHistory(nc *nats.Conn) (read func(ctx context.Context, w int) (int, e
 }
 
 // failover is W4: 32 writers put continuously to a 3-node cluster while
-// the leader's process is SIGKILLed, first on memstore, then on JetStream
-// sync=always (the server leading the bucket's stream); it reports the
-// longest gap between acknowledgements and the acknowledged puts missing
-// afterwards. Each repetition starts a fresh cluster.
+// the leader's process is SIGKILLed, on memstore and on JetStream
+// sync=always (the server leading the bucket's stream) in turn; it reports
+// the longest gap between acknowledgements and the acknowledged puts
+// missing afterwards. Each repetition starts a fresh cluster.
 func (r *runner) failover(ctx context.Context) error {
 	if !r.cfg.runs("W4") {
 		return nil
@@ -384,9 +198,9 @@ func (r *runner) failover(ctx context.Context) error {
 			return t, func() { stop(); js.close() }, err
 		}},
 	}
-	for _, sys := range systems {
-		var gaps, lost []float64
-		for rep := 0; rep < r.cfg.Reps; rep++ {
+	gaps, lost := make([][]float64, len(systems)), make([][]float64, len(systems))
+	for rep := 0; rep < r.cfg.Reps; rep++ { // each repetition on both systems, as W1–W3
+		for i, sys := range systems {
 			t, stop, err := sys.start(r.dir(fmt.Sprintf("failover-%s-%d", strings.Fields(sys.name)[0], rep)))
 			if err != nil {
 				if stop != nil {
@@ -399,11 +213,13 @@ func (r *runner) failover(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("W4 %s: %w", sys.name, err)
 			}
-			gaps, lost = append(gaps, gap.Seconds()), append(lost, float64(missing))
+			gaps[i], lost[i] = append(gaps[i], gap.Seconds()), append(lost[i], float64(missing))
 			fmt.Fprintf(r.cfg.Progress, "W4     %-26s rep %d/%d: longest gap %v, %d of %d acknowledged puts lost\n", sys.name, rep+1, r.cfg.Reps, gap.Round(time.Millisecond), missing, acked)
 		}
-		r.add("W4", failoverGap, sys.name, "s", gaps)
-		r.add("W4", "acknowledged puts lost", sys.name, "puts", lost)
+	}
+	for i, sys := range systems {
+		r.add("W4", failoverGap, sys.name, "s", gaps[i])
+		r.add("W4", "acknowledged puts lost", sys.name, "puts", lost[i])
 	}
 	return nil
 }
