@@ -75,18 +75,42 @@ func newRouter(svc *Service) *Router {
 	return r
 }
 
-// readCheck multicasts a read check in the current view's epoch as a batch
-// of linearizable gets leaves for the leader, and names it in the batch's
-// header: the followers confirm the leader's leadership for these reads
-// while the batch travels, instead of in a round the leader starts once it
-// has them (protocol.Node.Read). Unsent, the reads take a round.
+// readCheck sends a read check in the current view's epoch as a batch of
+// linearizable gets leaves for the leader, and names it in the batch's
+// header: followers confirm the leader's leadership for these reads
+// while the batch travels, instead of in a round the leader starts once
+// it has them (protocol.Node.Read). It goes to as many followers as a
+// majority needs besides the leader, picked at random among the live
+// ones: an ack past the majority cost a follower a message in and one
+// out, and the leader one more, for nothing. With too few known to be
+// live it goes to every member (multicast). Unsent, the reads take a
+// round; a picked follower that does not ack holds them up until then.
 func (r *Router) readCheck(m *nats.Msg) {
 	token := rand.Uint64() | 1
-	b, _ := protocol.Message{Type: protocol.MsgReadCheck, From: protocol.Group, To: protocol.Multicast,
-		Epoch: r.svc.current().view.Epoch, Seq: token}.MarshalBinary() // never fails
-	if r.nc.Publish(r.sub.All(), b) == nil {
-		m.Header.Set(bus.HeaderReadCheck, strconv.FormatUint(token, 10))
+	cur := r.svc.current()
+	var live []protocol.NodeID
+	for _, n := range cur.nodes {
+		if n.Alive && n.Member && n.ID != cur.view.Leader {
+			live = append(live, n.ID)
+		}
 	}
+	to := []protocol.NodeID{protocol.Multicast}
+	if need := protocol.Quorum(cur.view.Members) - 1; len(live) >= need {
+		rand.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+		to = live[:need]
+	}
+	for _, id := range to {
+		b, _ := protocol.Message{Type: protocol.MsgReadCheck, From: protocol.Group, To: id,
+			Epoch: cur.view.Epoch, Seq: token}.MarshalBinary() // never fails
+		subject := r.sub.All()
+		if id != protocol.Multicast {
+			subject = r.sub.To(id)
+		}
+		if r.nc.Publish(subject, b) != nil {
+			return
+		}
+	}
+	m.Header.Set(bus.HeaderReadCheck, strconv.FormatUint(token, 10))
 }
 
 // Close stops serving.

@@ -294,9 +294,10 @@ func TestStaleGetsSkipAHangingMember(t *testing.T) {
 }
 
 // TestLinearizableGetsCarryAReadCheck: a batch of linearizable gets leaves
-// for the leader with a read check multicast just before it on ms.sys.all,
-// in the view's epoch, its token (a new one each batch) named in the
-// batch's header; stale gets, min_seq gets and puts carry none.
+// for the leader with a read check sent just before it (here multicast on
+// ms.sys.all: no follower is known to be live), in the view's epoch, its
+// token (a new one each batch) named in the batch's header; stale gets,
+// min_seq gets and puts carry none.
 func TestLinearizableGetsCarryAReadCheck(t *testing.T) {
 	r, nc, svc := startRouter(t, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
 	svc.setState(protocol.View{Epoch: 7, Leader: 1, Members: []protocol.NodeID{1, 2, 3}}, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
@@ -348,5 +349,62 @@ func TestLinearizableGetsCarryAReadCheck(t *testing.T) {
 	}
 	if m, err := checks.NextMsg(100 * time.Millisecond); err == nil {
 		t.Fatalf("a read check for a stale get or a put: %q", m.Data)
+	}
+}
+
+// TestReadCheckGoesToAMajority: a read check goes to as many live
+// followers as a majority needs besides the leader, a random pick each
+// time, on their own subjects; with too few live, to everyone.
+func TestReadCheckGoesToAMajority(t *testing.T) {
+	r, nc, svc := startRouter(t, nil)
+	got := make(chan string, 64)
+	for _, subj := range []string{svc.sub.All(), "ms.sys.to.*"} {
+		if _, err := nc.Subscribe(subj, func(m *nats.Msg) { got <- m.Subject }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	members := []protocol.NodeID{1, 2, 3, 4, 5}
+	nodes := []election.NodeInfo{{ID: 1, Alive: true, Member: true}, {ID: 2, Alive: true, Member: true},
+		{ID: 3, Alive: true, Member: true}, {ID: 4, Alive: true, Member: true}, {ID: 5, Member: true}}
+	checks := func() []string {
+		r.readCheck(nats.NewMsg("x"))
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var subjects []string
+		for {
+			select {
+			case s := <-got:
+				subjects = append(subjects, s)
+			case <-time.After(100 * time.Millisecond):
+				slices.Sort(subjects)
+				return subjects
+			}
+		}
+	}
+	svc.setState(protocol.View{Epoch: 3, Leader: 1, Members: members}, nodes)
+	picked := map[string]bool{}
+	for range 20 {
+		subjects := checks()
+		if len(subjects) != 2 || subjects[0] == subjects[1] {
+			t.Fatalf("a check went to %v, want 2 of ms.sys.to.2-4", subjects)
+		}
+		for _, s := range subjects {
+			if s != "ms.sys.to.2" && s != "ms.sys.to.3" && s != "ms.sys.to.4" {
+				t.Fatalf("a check went to %s: not a live follower", s)
+			}
+			picked[s] = true
+		}
+	}
+	if len(picked) != 3 {
+		t.Errorf("20 checks went to %v only: want every live follower picked at times", picked)
+	}
+	nodes[2].Alive, nodes[3].Alive = false, false // 1 live follower, 2 needed
+	svc.setState(protocol.View{Epoch: 3, Leader: 1, Members: members}, nodes)
+	if subjects := checks(); len(subjects) != 1 || subjects[0] != svc.sub.All() {
+		t.Fatalf("with too few live a check went to %v, want the multicast", subjects)
 	}
 }

@@ -514,7 +514,7 @@ func TestConcurrentUsersReadTheirWrites(t *testing.T) {
 }
 
 // TestLinearizableGetsTakeNoRound: linearizable gets through the router
-// are confirmed by the read checks it multicasts with their batches: the
+// are confirmed by the read checks it sends with their batches: the
 // leader starts no read-index round (read_ping) of its own.
 func TestLinearizableGetsTakeNoRound(t *testing.T) {
 	c := startCluster(t, 3)
@@ -530,15 +530,17 @@ func TestLinearizableGetsTakeNoRound(t *testing.T) {
 	defer nc.Close()
 	var mu sync.Mutex
 	seen := map[protocol.MsgType]int{}
-	if _, err := nc.Subscribe("ms.sys.all", func(m *nats.Msg) {
-		var msg protocol.Message
-		if msg.UnmarshalBinary(m.Data) == nil {
-			mu.Lock()
-			seen[msg.Type]++
-			mu.Unlock()
+	for _, subj := range []string{"ms.sys.all", "ms.sys.to.*"} { // checks go to followers, rounds to all
+		if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			var msg protocol.Message
+			if msg.UnmarshalBinary(m.Data) == nil {
+				mu.Lock()
+				seen[msg.Type]++
+				mu.Unlock()
+			}
+		}); err != nil {
+			t.Fatal(err)
 		}
-	}); err != nil {
-		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
