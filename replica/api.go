@@ -522,13 +522,19 @@ func (n *Node) handleHistory(rq request) {
 		respondErr(rq, treeError(err))
 		return
 	}
-	// The stored lines are the wire's versions: splice them, decoding none.
-	size := 32
+	rq.answer(historyReply(lines, more))
+}
+
+// historyReply splices the stored lines, which are the wire's versions,
+// into a history reply, decoding none, allocated once at its size.
+func historyReply(lines []json.RawMessage, more bool) []byte {
+	const head, tail = `{"ok":true,"values":[`, `],"more":false}`
+	size := len(head) + len(tail) + max(len(lines)-1, 0) // and the commas
 	for _, l := range lines {
-		size += len(l) + 1
+		size += len(l)
 	}
 	b := make([]byte, 0, size)
-	b = append(b, `{"ok":true,"values":[`...)
+	b = append(b, head...)
 	for i, l := range lines {
 		if i > 0 {
 			b = append(b, ',')
@@ -537,6 +543,5 @@ func (n *Node) handleHistory(rq request) {
 	}
 	b = append(b, `],"more":`...)
 	b = strconv.AppendBool(b, more)
-	b = append(b, '}')
-	rq.answer(b)
+	return append(b, '}')
 }

@@ -140,3 +140,25 @@ func TestStoredValueIsCanonical(t *testing.T) {
 		t.Fatalf("stored %s, json.Marshal %s", w[0].Line, want)
 	}
 }
+
+// TestHistoryReply: the stored lines spliced into a history reply decode
+// as its versions, and the reply is allocated once, at its size (it was
+// two bytes short, and grew by a copy of the whole page to end).
+func TestHistoryReply(t *testing.T) {
+	lines := []json.RawMessage{
+		json.RawMessage(`{"seq":1,"ts":"2026-12-06T00:00:00Z","user":"u","value":1}`),
+		json.RawMessage(`{"seq":2,"ts":"2026-12-06T00:00:01Z","user":"u","value":"two"}`),
+	}
+	for _, more := range []bool{false, true} {
+		for _, ls := range [][]json.RawMessage{nil, lines[:1], lines} {
+			b := historyReply(ls, more)
+			var rep bus.HistoryReply
+			if err := json.Unmarshal(b, &rep); err != nil || !rep.OK || rep.More != more || len(rep.Values) != len(ls) {
+				t.Fatalf("%s: %+v %v", b, rep, err)
+			}
+			if slack := cap(b) - len(b); slack < 0 || slack > 1 || (slack == 1) != more { // "true" is a byte shorter
+				t.Errorf("%d lines, more %v: %d bytes in %d", len(ls), more, len(b), cap(b))
+			}
+		}
+	}
+}
