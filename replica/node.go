@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -452,8 +453,14 @@ func (n *Node) process() error {
 		for _, m := range rd.Messages {
 			b, _ := m.MarshalBinary()
 			if err := n.nc.Publish(n.sub.Address(m), b); err != nil {
-				n.log.WithError(err).WithFields(logrus.Fields{"type": m.Type.String(), "to": m.To, "entries": len(m.Entries)}).
-					Warn("protocol message not sent")
+				e := n.log.WithError(err).WithFields(logrus.Fields{"type": m.Type.String(), "to": m.To, "entries": len(m.Entries)})
+				if errors.Is(err, nats.ErrReconnectBufExceeded) {
+					// Not connected (yet, or again): the protocol resends what
+					// matters, and a lost connection is logged once, not per message.
+					e.Debug("protocol message not sent")
+					continue
+				}
+				e.Warn("protocol message not sent")
 			}
 		}
 		if w := rd.Write; w != nil {
