@@ -54,7 +54,10 @@ func TestTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| W1 | durable puts, 64 B, 64 writers | memstore 3 nodes | 11000 (10000–12000) ops/s | 5.00 (5.00–6.00) | 10.00 (9.00–12.00) | 131 (120–140) | 2.20× | 2.00× | 0.11× |",
+		// Against JetStream the median of each round's ratio (2.00, 2.18,
+		// 2.75), not of the medians (2.20); against the limit, measured
+		// before the rounds, the medians'.
+		"| W1 | durable puts, 64 B, 64 writers | memstore 3 nodes | 11000 (10000–12000) ops/s | 5.00 (5.00–6.00) | 10.00 (9.00–12.00) | 131 (120–140) | 2.18× | 2.00× | 0.11× |",
 		"| W2 | linearizable get, 16 readers | memstore 3 nodes | 20000 ops/s |  |  |  | 2.00× |  | 0.50× |",
 		"| W2 | stale get, 16 readers | memstore 3 nodes | 12000 ops/s |  |  |  | 1.20× | 1.50× | 0.30× |",
 		"| W1 | durable puts, 64 B, 64 writers | JetStream KV sync=always | 5000 (4000–5500) ops/s |  |  |  |  |  | 0.05× |",

@@ -111,30 +111,46 @@ const legend = `
 - W3: "KV History" is the KV API's, which makes and deletes a consumer per call; "one batched direct get" is the stream API's fastest read of a history. memstore's ratio is against the faster of the two.
 - W4: JetStream's stream leader is killed as memstore's leader node is; its client connects to the other two servers, as memstore's to the middleware, and puts a key per value (its bucket keeps 64 versions of a key). A gap ratio below 1× is memstore's shorter outage.
 - W5: memstore's replica is a new node joining; JetStream's, a server that does not lead the stream, killed and restarted with its store removed, until its own replica (its monitoring, /jsz) holds every version, written to a stream (a KV bucket keeps at most 64 versions of a key). A time ratio below 1× is memstore's faster catch-up.
+- Ratios against JetStream and etcd in W1–W4 are the median of each round's ratio (the systems measured in turn, seconds apart); W5 and the physical limits divide medians.
 - ÷ physical limit: W1 against fdatasync of one record per sync for one writer, 64 per sync for more (each put is fsynced on 3 or 5 replicas, all on this one disk); reads against NATS request-reply with 32 requesters.
 `
 
 // Table writes the rows as a Markdown table: medians with min–max of the
-// repetitions, and ratios of medians against JetStream sync=always, etcd
-// and the physical limit.
+// repetitions, and ratios against JetStream sync=always, etcd and the
+// physical limit.
 func Table(w io.Writer, rows []Row) error {
 	var b strings.Builder
 	b.WriteString("| workload | parameters | system | result: median (min–max) | p50 ms | p99 ms | servers' CPU µs/op | ÷ JetStream sync=always | ÷ etcd | ÷ physical limit |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		ratio := func(o Row, ok bool) string {
-			if !ok || median(o.Values) == 0 {
+		// W1–W4 run in rounds, every system in turn (sideBySide, failover):
+		// against another system the ratio is the median of each round's,
+		// of figures measured seconds apart. W5 and the limits (measured
+		// before the rounds) divide medians.
+		ratio := func(o Row, ok, rounds bool) string {
+			switch {
+			case !ok || median(o.Values) == 0:
 				return ""
+			case rounds && len(o.Values) == len(r.Values) && !slices.Contains(o.Values, 0):
+				each := make([]float64, len(r.Values))
+				for i := range each {
+					each[i] = r.Values[i] / o.Values[i]
+				}
+				return fmt.Sprintf("%.2f×", median(each))
 			}
 			return fmt.Sprintf("%.2f×", median(r.Values)/median(o.Values))
 		}
+		rounds := r.Workload != "W5"
+		js, jsOK := baseline(rows, r)
+		etcd, etcdOK := etcdBaseline(rows, r)
+		limit, limitOK := limitOf(rows, r)
 		format := "%.0f"
 		if r.Unit == "s" || r.Unit == "MB/s" {
 			format = "%.2f"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s | %s |\n", r.Workload, r.Params, r.System,
 			spread(r.Values, format), r.Unit, spread(r.P50, "%.2f"), spread(r.P99, "%.2f"), spread(r.CPU, "%.0f"),
-			ratio(baseline(rows, r)), ratio(etcdBaseline(rows, r)), ratio(limitOf(rows, r)))
+			ratio(js, jsOK, rounds), ratio(etcd, etcdOK, rounds), ratio(limit, limitOK, false))
 	}
 	b.WriteString(legend)
 	_, err := io.WriteString(w, b.String())

@@ -25,8 +25,9 @@ storage) with sync_interval always (fsync before ack, the promise memstore
 makes) and with its default; every node and server is a separate process.
 The same workloads run against each over NATS, side by side: W1-W3 with
 every system up, each repetition measured on every system in turn (so a
-machine whose speed drifts moves every system's figures alike), W4 and W5
-on fresh clusters, again in turn for W4:
+machine whose speed drifts moves every system's figures alike, and a
+ratio is the median of each round's), W4 and W5 on fresh clusters, again
+in turn for W4:
   W1 durable puts of 64 B values, 1/16/64 writers waiting for each ack
   W2 reads of the latest value: memstore linearizable and stale, JetStream direct get
   W3 history of a path holding 64 values (JetStream: its KV History, and
