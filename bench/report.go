@@ -105,13 +105,13 @@ func limitOf(rows []Row, r Row) (Row, bool) {
 
 // legend says what the table's rows compare, below it.
 const legend = `
-- Every system runs with its servers as processes on this machine, on the same disk; the client is the bench process. W1–W3 run with every system up, each repetition on every system in turn (W4 too, each on fresh clusters), so drift in the machine's speed moves every system alike. JetStream's client connects to the server leading the bucket's stream (its best case); memstore's connects to the middleware, whose router forwards to the leader.
+- Every system runs with its servers as processes on this machine, on the same disk; the client is the bench process. W1–W3 run with every system up, each repetition on every system in turn (W4's repetitions alternate between memstore and JetStream, each on fresh clusters), so drift in the machine's speed moves every system alike. JetStream's client connects to the server leading the bucket's stream (its best case); memstore's connects to the middleware, whose router forwards to the leader.
 - W1 puts wait for their acknowledgement: memstore and JetStream sync=always fsync before it (every memstore replica; every JetStream replica's log), etcd too; JetStream's default sync does not.
 - W2: memstore linearizable gets confirm the leader's leadership; JetStream direct gets are answered by any replica from its state, and may be stale, like memstore's stale gets (etcd: serializable).
 - W3: "KV History" is the KV API's, which makes and deletes a consumer per call; "one batched direct get" is the stream API's fastest read of a history. memstore's ratio is against the faster of the two.
 - W4: JetStream's stream leader is killed as memstore's leader node is; its client connects to the other two servers, as memstore's to the middleware, and puts a key per value (its bucket keeps 64 versions of a key). A gap ratio below 1× is memstore's shorter outage.
 - W5: memstore's replica is a new node joining; JetStream's, a server that does not lead the stream, killed and restarted with its store removed, until its own replica (its monitoring, /jsz) holds every version, written to a stream (a KV bucket keeps at most 64 versions of a key). A time ratio below 1× is memstore's faster catch-up.
-- Ratios against JetStream and etcd in W1–W4 are the median of each round's ratio (the systems measured in turn, seconds apart); W5 and the physical limits divide medians.
+- Ratios against JetStream and etcd in W1–W4 are the median of each round's ratio (the systems measured in turn, seconds apart); W5 and the physical limits (not measured in rounds) divide medians.
 - ÷ physical limit: W1 against fdatasync of one record per sync for one writer, 64 per sync for more (each put is fsynced on 3 or 5 replicas, all on this one disk); reads against NATS request-reply with 32 requesters.
 `
 
@@ -125,8 +125,8 @@ func Table(w io.Writer, rows []Row) error {
 	for _, r := range rows {
 		// W1–W4 run in rounds, every system in turn (sideBySide, failover):
 		// against another system the ratio is the median of each round's,
-		// of figures measured seconds apart. W5 and the limits (measured
-		// before the rounds) divide medians.
+		// of figures measured seconds apart. W5 and the limits (not
+		// measured in the rounds) divide medians.
 		ratio := func(o Row, ok, rounds bool) string {
 			switch {
 			case !ok || median(o.Values) == 0:

@@ -195,7 +195,11 @@ func (r *runner) failover(ctx context.Context) error {
 				return failoverTarget{}, nil, err
 			}
 			t, stop, err := js.failoverTarget()
-			return t, func() { stop(); js.close() }, err
+			if err != nil {
+				js.close()
+				return failoverTarget{}, nil, err
+			}
+			return t, func() { stop(); js.close() }, nil
 		}},
 	}
 	gaps, lost := make([][]float64, len(systems)), make([][]float64, len(systems))

@@ -62,8 +62,9 @@ type procCluster struct {
 // leader.
 func startProcCluster(t *testing.T, n int) *procCluster {
 	t.Helper()
+	bin := buildBinary(t) // first: a port found free is taken just before it is used
 	addr := freeAddr(t)
-	c := &procCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), url: "nats://" + addr, nodes: map[int]*proc.Proc{}}
+	c := &procCluster{t: t, bin: bin, dir: t.TempDir(), url: "nats://" + addr, nodes: map[int]*proc.Proc{}}
 	startProc(t, c.bin, filepath.Join(c.dir, "mw.log"), "middleware", "--listen", addr,
 		"--data", filepath.Join(c.dir, "mw"), "--bootstrap", strconv.Itoa(n))
 	for id := 1; id <= n; id++ {
