@@ -105,7 +105,7 @@ func limitOf(rows []Row, r Row) (Row, bool) {
 
 // legend says what the table's rows compare, below it.
 const legend = `
-- Every system runs with its servers as processes on this machine, on the same disk; the client is the bench process. W1–W3 run with every system up, each repetition on every system in turn (W4's repetitions alternate between memstore and JetStream, each on fresh clusters), so drift in the machine's speed moves every system alike. JetStream's client connects to the server leading the bucket's stream (its best case); memstore's connects to the middleware, whose router forwards to the leader.
+- Every system runs with its servers as processes on this machine, on the same disk; the client is the bench process. W1–W3 run with every system up, each repetition on every system in turn (W4 too, each repetition on fresh clusters), so drift in the machine's speed moves every system alike. JetStream's client connects to the server leading the bucket's stream (its best case); memstore's connects to the middleware, whose router forwards to the leader.
 - W1 puts wait for their acknowledgement: memstore and JetStream sync=always fsync before it (every memstore replica; every JetStream replica's log), etcd too; JetStream's default sync does not.
 - W2: memstore linearizable gets confirm the leader's leadership; JetStream direct gets are answered by any replica from its state, and may be stale, like memstore's stale gets (etcd: serializable).
 - W3: "KV History" is the KV API's, which makes and deletes a consumer per call; "one batched direct get" is the stream API's fastest read of a history. memstore's ratio is against the faster of the two.

@@ -203,8 +203,10 @@ func (r *runner) failover(ctx context.Context) error {
 		}},
 	}
 	gaps, lost := make([][]float64, len(systems)), make([][]float64, len(systems))
-	for rep := 0; rep < r.cfg.Reps; rep++ { // each repetition on both systems, as W1–W3
-		for i, sys := range systems {
+	for rep := 0; rep < r.cfg.Reps; rep++ { // each repetition on both systems, the first in turn, as W1–W3
+		for j := range systems {
+			i := (j + rep) % len(systems)
+			sys := systems[i]
 			t, stop, err := sys.start(r.dir(fmt.Sprintf("failover-%s-%d", strings.Fields(sys.name)[0], rep)))
 			if err != nil {
 				if stop != nil {
