@@ -100,13 +100,9 @@ func (r *Router) readCheck(m *nats.Msg) {
 		to = live[:need]
 	}
 	for _, id := range to {
-		b, _ := protocol.Message{Type: protocol.MsgReadCheck, From: protocol.Group, To: id,
-			Epoch: cur.view.Epoch, Seq: token}.MarshalBinary() // never fails
-		subject := r.sub.All()
-		if id != protocol.Multicast {
-			subject = r.sub.To(id)
-		}
-		if r.nc.Publish(subject, b) != nil {
+		chk := protocol.Message{Type: protocol.MsgReadCheck, From: protocol.Group, To: id, Epoch: cur.view.Epoch, Seq: token}
+		b, _ := chk.MarshalBinary() // never fails
+		if r.nc.Publish(r.sub.Address(chk), b) != nil {
 			return
 		}
 	}

@@ -453,14 +453,14 @@ func (n *Node) process() error {
 		for _, m := range rd.Messages {
 			b, _ := m.MarshalBinary()
 			if err := n.nc.Publish(n.sub.Address(m), b); err != nil {
-				e := n.log.WithError(err).WithFields(logrus.Fields{"type": m.Type.String(), "to": m.To, "entries": len(m.Entries)})
+				level := logrus.WarnLevel
 				if errors.Is(err, nats.ErrReconnectBufExceeded) {
 					// Not connected (yet, or again): the protocol resends what
 					// matters, and a lost connection is logged once, not per message.
-					e.Debug("protocol message not sent")
-					continue
+					level = logrus.DebugLevel
 				}
-				e.Warn("protocol message not sent")
+				n.log.WithError(err).WithFields(logrus.Fields{"type": m.Type.String(), "to": m.To, "entries": len(m.Entries)}).
+					Log(level, "protocol message not sent")
 			}
 		}
 		if w := rd.Write; w != nil {
