@@ -175,10 +175,8 @@ func cpuTime(servers []*proc.Proc) (time.Duration, bool) {
 
 // row is the index of the row of a request workload, added if new.
 func (r *runner) row(workload, params, system string) int {
-	for i, o := range r.rows {
-		if o.Workload == workload && o.Params == params && o.System == system {
-			return i
-		}
+	if i := indexOf(r.rows, workload, system, params); i >= 0 {
+		return i
 	}
 	r.rows = append(r.rows, Row{Workload: workload, Params: params, System: system, Unit: "ops/s"})
 	return len(r.rows) - 1

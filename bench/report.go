@@ -32,12 +32,18 @@ func spread(v []float64, format string) string {
 	return fmt.Sprintf(format+" ("+format+"–"+format+")", m, slices.Min(v), slices.Max(v))
 }
 
+// indexOf is the index of the row of a workload, system and parameters,
+// or -1.
+func indexOf(rows []Row, workload, system, params string) int {
+	return slices.IndexFunc(rows, func(r Row) bool {
+		return r.Workload == workload && r.System == system && r.Params == params
+	})
+}
+
 // find returns the row of a workload, system and parameters.
 func find(rows []Row, workload, system, params string) (Row, bool) {
-	for _, r := range rows {
-		if r.Workload == workload && r.System == system && r.Params == params {
-			return r, true
-		}
+	if i := indexOf(rows, workload, system, params); i >= 0 {
+		return rows[i], true
 	}
 	return Row{}, false
 }
