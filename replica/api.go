@@ -59,11 +59,12 @@ func eventJSON(path string, w tree.Written) []byte {
 
 // spliceVersion writes a reply or event that carries a stored version at
 // its top level: head, the path, the fields of the stored line (undecoded),
-// then key: n unless n is 0.
+// then key: n unless n is 0. The path is one the tree holds, so valid
+// (tree.ValidatePath): its characters need no escape in a JSON string.
 func spliceVersion(head, path string, line []byte, key string, n uint64) []byte {
 	b := append(make([]byte, 0, len(head)+len(path)+len(line)+len(key)+32), head...)
-	b = append(append(b, `"path":`...), bus.Encode(path)...)
-	b = append(append(b, ','), line[1:len(line)-1]...)
+	b = append(append(append(b, `"path":"`...), path...), `",`...)
+	b = append(b, line[1:len(line)-1]...)
 	if n > 0 {
 		b = append(append(append(b, ',', '"'), key...), '"', ':')
 		b = strconv.AppendUint(b, n, 10)
