@@ -33,6 +33,8 @@ func Follow(ctx context.Context, cl *client.Client, path string, cfg FollowConfi
 	if cfg.Resync <= 0 {
 		cfg.Resync = 2 * time.Second
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, which ends the watches
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := make(chan bus.Event, 4096)
@@ -40,8 +42,6 @@ func Follow(ctx context.Context, cl *client.Client, path string, cfg FollowConfi
 	if path != "" {
 		patterns = []string{path, path + "/>"}
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	watchErr := make(chan error, len(patterns))
 	for _, p := range patterns {
 		wg.Add(1)

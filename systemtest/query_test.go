@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
@@ -442,5 +443,28 @@ func TestFollowNeverMissesOrRepeats(t *testing.T) {
 	}
 	if len(printed) != len(written) {
 		t.Errorf("printed paths %d, written %d", len(printed), len(written))
+	}
+}
+
+// TestFollowStopsOnError: a follow whose fn fails (say, its output was
+// closed) returns the error at once, not when its caller's context ends.
+func TestFollowStopsOnError(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	if _, err := c.cl.Put(cx, "stop/x", json.RawMessage(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	enough := errors.New("enough")
+	done := make(chan error, 1)
+	go func() {
+		done <- query.Follow(cx, c.cl, "stop", query.FollowConfig{}, func(query.Row) error { return enough })
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, enough) {
+			t.Fatalf("follow: %v, want fn's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("follow still running 5 s after its fn failed")
 	}
 }
