@@ -127,14 +127,14 @@ func (f *follower) fill(ctx context.Context, p string) error {
 
 // resync reads the latest version of every path and fills each path that
 // is behind. The first time, without AfterSeq, it prints the latest
-// versions and starts from them.
+// versions and starts from them. A path not written yet has none.
 func (f *follower) resync(ctx context.Context, first bool) error {
 	var latest []bus.PathVersion
 	err := f.cl.Subtree(ctx, bus.TreeRequest{Path: f.path}, func(pv bus.PathVersion) error {
 		latest = append(latest, pv)
 		return nil
 	})
-	if err != nil {
+	if err != nil && !bus.HasCode(err, bus.CodeNotFound) {
 		return fmt.Errorf("query: follow %s: %w", f.path, err)
 	}
 	for _, pv := range latest {

@@ -79,8 +79,7 @@ func Latest(ctx context.Context, cl *client.Client, path string, at time.Time, l
 		if err == nil {
 			return []Row{{Path: path, Version: g.Version}}, nil
 		}
-		var be *bus.Error
-		if !errors.As(err, &be) || be.Code != bus.CodeNotFound {
+		if !bus.HasCode(err, bus.CodeNotFound) {
 			return nil, err
 		}
 	}

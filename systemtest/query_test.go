@@ -446,6 +446,46 @@ func TestFollowNeverMissesOrRepeats(t *testing.T) {
 	}
 }
 
+// TestMissingPathAndFollowBeforeWrites: the latest values under a path
+// nobody wrote are not_found (as ls and get say), yet following it waits
+// for its first versions and prints them.
+func TestMissingPathAndFollowBeforeWrites(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	if rows, err := query.Latest(cx, c.cl, "later", time.Time{}, 0); !bus.HasCode(err, bus.CodeNotFound) {
+		t.Fatalf("latest of a path never written: %v %v, want not_found", rows, err)
+	}
+	fctx, stop := context.WithCancel(cx)
+	defer stop()
+	rows := make(chan query.Row, 8)
+	done := make(chan error, 1)
+	go func() {
+		done <- query.Follow(fctx, c.cl, "later", query.FollowConfig{Resync: 100 * time.Millisecond}, func(r query.Row) error {
+			rows <- r
+			return nil
+		})
+	}()
+	time.Sleep(300 * time.Millisecond) // resyncs of a path still missing
+	rep, err := c.cl.Put(cx, "later/x", json.RawMessage(`7`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-rows:
+		if r.Path != "later/x" || r.Seq != rep.Seq {
+			t.Errorf("followed %s seq %d, want later/x seq %d", r.Path, r.Seq, rep.Seq)
+		}
+	case err := <-done:
+		t.Fatalf("follow stopped: %v", err)
+	case <-cx.Done():
+		t.Fatal("the first version was not followed")
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("follow: %v", err)
+	}
+}
+
 // TestFollowStopsOnError: a follow whose fn fails (say, its output was
 // closed) returns the error at once, not when its caller's context ends.
 func TestFollowStopsOnError(t *testing.T) {

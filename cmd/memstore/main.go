@@ -73,16 +73,14 @@ type usageError struct{ error }
 
 // exitCode maps an error to the exit code scripts can test.
 func exitCode(err error) int {
-	var be *bus.Error
 	var ue usageError
 	switch {
 	case errors.As(err, &ue),
 		strings.HasPrefix(err.Error(), "unknown command "): // cobra's, untyped
 		return 2
-	case errors.As(err, &be) && be.Code == bus.CodeNotFound:
+	case bus.HasCode(err, bus.CodeNotFound):
 		return 3
-	case errors.Is(err, client.ErrTimeout),
-		errors.As(err, &be) && (be.Code == bus.CodeUnavailable || be.Code == bus.CodeTimeout):
+	case errors.Is(err, client.ErrTimeout), bus.HasCode(err, bus.CodeUnavailable), bus.HasCode(err, bus.CodeTimeout):
 		return 4
 	}
 	return 1

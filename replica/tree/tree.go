@@ -1004,16 +1004,21 @@ func (t *Tree) Ls(folder string) ([]string, error) {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	set, ok := t.children[folder]
-	if !ok {
-		if _, isPath := t.paths[folder]; !isPath {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, folder)
-		}
+	if !t.holds(folder) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, folder)
 	}
-	if len(set) == 0 {
+	if len(t.children[folder]) == 0 {
 		return []string{}, nil
 	}
 	return slices.Clone(t.sortedChildren(folder)), nil
+}
+
+// holds reports whether folder is the root, a path or a folder above one.
+// The caller holds mu.
+func (t *Tree) holds(folder string) bool {
+	_, isFolder := t.children[folder]
+	_, isPath := t.paths[folder]
+	return isFolder || isPath
 }
 
 // Subtree returns the latest version of every path under folder (folder
@@ -1021,7 +1026,8 @@ func (t *Tree) Ls(folder string) ([]string, error) {
 // sorted), at most limit (capped by MaxPage), and whether more follow;
 // a non-empty after pages on: only the paths after it. With a non-zero at
 // it is an as-of read: each path's latest version committed at or before
-// at, paths with none by then left out.
+// at, paths with none by then left out. A folder the tree does not hold
+// (neither a path nor above one) is ErrNotFound, as in Ls.
 func (t *Tree) Subtree(folder string, at time.Time, after string, limit int) ([]PathVersion, bool, error) {
 	if err := ValidateFolder(folder); err != nil {
 		return nil, false, err
@@ -1036,6 +1042,9 @@ func (t *Tree) Subtree(folder string, at time.Time, after string, limit int) ([]
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	if !t.holds(folder) {
+		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, folder)
+	}
 	var out []PathVersion
 	more := false
 	past := after == "" // the walk has passed the cursor

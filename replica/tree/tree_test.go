@@ -176,6 +176,20 @@ func readBack(t *testing.T, tr *Tree) {
 	if sub, more, _ := tr.Subtree("", time.Time{}, "", 2); len(sub) != 2 || !more {
 		t.Fatalf("limited subtree: %d %v", len(sub), more)
 	}
+	for _, p := range []string{"plant2", "plant1/line2", "plant1/line3/temp/x"} {
+		if _, err := tr.Ls(p); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("ls %s: %v, want not found", p, err)
+		}
+		if sub, _, err := tr.Subtree(p, time.Time{}, "", 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("subtree %s: %v %v, want not found", p, sub, err)
+		}
+	}
+	if sub, _, err := tr.Subtree("plant1/line3/temp", time.Time{}, "", 0); err != nil || len(sub) != 1 {
+		t.Fatalf("subtree of a path: %+v %v", sub, err)
+	}
+	if sub, _, err := tr.Subtree("plant1", epoch0, "", 0); err != nil || len(sub) != 0 {
+		t.Fatalf("subtree of a folder before its first version: %+v %v, want empty", sub, err)
+	}
 }
 
 // model is what the tree should hold: path → versions.
