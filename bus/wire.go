@@ -270,6 +270,9 @@ func Encode(v any) []byte {
 // Decode unmarshals a wire value; a malformed payload is a bad_request.
 // Fields it does not know are skipped, so replies and events can grow.
 func Decode(data []byte, v any) *Error {
+	if f, ok := v.(interface{ decodeFast([]byte) bool }); ok && f.decodeFast(data) {
+		return nil
+	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return Errorf(CodeBadRequest, "malformed %T: %v", v, err)
 	}

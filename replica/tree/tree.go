@@ -20,6 +20,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/errgroup"
 
+	"memstore/bus"
 	"memstore/replica/protocol"
 	"memstore/replica/storage/vfs"
 )
@@ -406,83 +407,19 @@ func parseLine(line []byte) (ref, error) {
 	return ref{seq: v.Seq, ts: ts.UnixNano()}, nil
 }
 
-// parseCanonical reads a line in json.Marshal's spelling of Version,
-// {"seq":N,"ts":"T"[,"event_ts":"E"],"user":"U","value":V}, and checks
-// it is valid JSON piece by piece in one pass: N digits with no leading
-// zero, T a time, E and U strings with no control character (json.Valid
-// checks a string with an escape), V one JSON value (json.Valid), then
-// the closing brace. Most of a line is its fixed keys and times, which
-// json.Valid of the whole line read byte by byte in its state machine.
+// parseCanonical reads a line in json.Marshal's spelling of Version
+// (bus.ScanVersion: the wire's spelling of a version, which history
+// replies splice from these lines) and its time.
 func parseCanonical(line []byte) (ref, bool) {
-	rest, ok := bytes.CutPrefix(line, []byte(`{"seq":`))
-	if !ok || len(rest) == 0 || rest[0] == '0' || line[len(line)-1] != '}' {
-		return ref{}, false
-	}
-	var seq uint64
-	i := 0
-	for ; i < len(rest) && rest[i] >= '0' && rest[i] <= '9' && i < 19; i++ { // 19 digits never overflow
-		seq = seq*10 + uint64(rest[i]-'0')
-	}
-	if seq == 0 {
-		return ref{}, false
-	}
-	rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"ts":"`))
+	v, ok := bus.ScanVersion(line)
 	if !ok {
 		return ref{}, false
 	}
-	end := bytes.IndexByte(rest, '"')
-	if end < 0 {
-		return ref{}, false
-	}
-	ts, err := time.Parse(time.RFC3339Nano, string(rest[:end])) // digits, letters and signs only
+	ts, err := time.Parse(time.RFC3339Nano, string(v.TS[1:len(v.TS)-1])) // an escape fails: encoding/json reads it
 	if err != nil {
 		return ref{}, false
 	}
-	rest = rest[end+1:]
-	if r, ok := bytes.CutPrefix(rest, []byte(`,"event_ts":`)); ok {
-		if end = jsonString(r); end < 0 {
-			return ref{}, false
-		}
-		rest = r[end:]
-	}
-	rest, ok = bytes.CutPrefix(rest, []byte(`,"user":`))
-	if !ok {
-		return ref{}, false
-	}
-	if end = jsonString(rest); end < 0 {
-		return ref{}, false
-	}
-	value, ok := bytes.CutPrefix(rest[end:], []byte(`,"value":`))
-	// value runs to the closing brace: one JSON value, so no key follows it
-	// (a repeated "seq" there would win in encoding/json).
-	if !ok || !json.Valid(value[:len(value)-1]) {
-		return ref{}, false
-	}
-	return ref{seq: seq, ts: ts.UnixNano()}, true
-}
-
-// jsonString is the length of the JSON string b starts with, or -1 if b
-// does not start with a valid one.
-func jsonString(b []byte) int {
-	if len(b) == 0 || b[0] != '"' {
-		return -1
-	}
-	escaped := false
-	for i := 1; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			if escaped && !json.Valid(b[:i+1]) {
-				return -1
-			}
-			return i + 1
-		case c == '\\':
-			escaped = true
-			i++ // the escaped character cannot end the string
-		case c < 0x20:
-			return -1
-		}
-	}
-	return -1
+	return ref{seq: v.Seq, ts: ts.UnixNano()}, true
 }
 
 // push records a version in a path's index, keeping RecentVersions lines

@@ -1,0 +1,118 @@
+package bus
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// historyVersions are versions of every shape a history reply carries,
+// escapes and values that spell a version's keys and its split included.
+var historyVersions = []Version{
+	{Seq: 1, TS: "2026-12-06T16:27:49.123456789Z", User: "anonymous", Value: json.RawMessage(`21.5`)},
+	{Seq: 2, TS: "2026-12-06T16:27:49Z", EventTS: "2026-12-06T16:27:48Z", User: "sensor", Value: json.RawMessage(`{"value":{"seq":9},"x":"\"}"}`)},
+	{Seq: 18446744073709551615, TS: "2026-12-06T16:27:50Z", User: `we"ird\user`, Value: json.RawMessage(`null`)},
+	{Seq: 4, TS: "2026-12-06T16:27:51Z", User: "<bob> & é\u2028", Value: json.RawMessage(`"a},{\"seq\":5"`)},
+	{Seq: 5, TS: "2026-12-06T16:27:52Z", User: "u", Value: json.RawMessage(`[true,false,-1.5e3,"\u003c"]`)},
+}
+
+// TestHistoryReplyDecodesAsEncodingJSON: a history reply as the nodes
+// spell it reads the same through the direct decoder as through
+// encoding/json, and goes direct unless a seq has 20 digits or a value
+// holds where one version ends and the next starts.
+func TestHistoryReplyDecodesAsEncodingJSON(t *testing.T) {
+	split := Version{Seq: 6, TS: "2026-12-06T16:27:53Z", User: "u", Value: json.RawMessage(`[{"a":1},{"seq":2}]`)}
+	for i, c := range []struct {
+		values []Version
+		more   bool
+		direct bool
+	}{
+		{[]Version{}, false, true},
+		{nil, false, false}, // "values":null, which the nodes never send
+		{historyVersions[:1], true, true},
+		{historyVersions[:2], false, true},
+		{historyVersions[3:], true, true},
+		{historyVersions, false, false}, // a seq of 20 digits
+		{[]Version{historyVersions[0], split, historyVersions[1]}, false, false},
+	} {
+		data := Encode(HistoryReply{Result: Result{OK: true}, Values: c.values, More: c.more})
+		var want, got HistoryReply
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatal(err)
+		}
+		if direct := got.decodeFast(data); direct != c.direct {
+			t.Errorf("case %d: read directly %v, want %v: %s", i, direct, c.direct, data)
+		}
+		got = HistoryReply{}
+		if err := Decode(data, &got); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("case %d: %s\ndecoded %+v (%v)\nwant    %+v", i, data, got, err, want)
+		}
+	}
+	for _, data := range []string{
+		`{"ok":true,"values":[],"more":false} `,
+		`{"ok":true, "values":[],"more":false}`,
+		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u","value": 1}],"more":false}`,
+		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u","value":1}],"more":false,"more":true}`,
+		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u","value":1},],"more":false}`,
+		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u","value":1}{"seq":2,"ts":"t","user":"u","value":1}],"more":false}`,
+		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u","value":1,"seq":2}],"more":false}`,
+		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u\x01","value":1}],"more":false}`,
+	} {
+		var r HistoryReply
+		if r.decodeFast([]byte(data)) {
+			t.Errorf("%s: read directly as %+v", data, r)
+		}
+	}
+}
+
+// FuzzHistoryReply: whatever the direct decoder reads, encoding/json reads
+// the same.
+func FuzzHistoryReply(f *testing.F) {
+	for _, v := range historyVersions {
+		f.Add(Encode(HistoryReply{Result: Result{OK: true}, Values: []Version{v, historyVersions[0]}, More: true}))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got HistoryReply
+		if !got.decodeFast(data) {
+			return
+		}
+		var want HistoryReply
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("%q read directly, refused by encoding/json: %v", data, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: direct %+v, encoding/json %+v", data, got, want)
+		}
+	})
+}
+
+// BenchmarkHistoryReply decodes a page of 64 versions of 64-byte values,
+// as W3 reads them: directly, and with encoding/json for comparison.
+func BenchmarkHistoryReply(b *testing.B) {
+	values := make([]Version, 64)
+	for i := range values {
+		values[i] = Version{Seq: uint64(1e6 + i), TS: "2026-12-06T16:27:49.123456789Z", User: "anonymous",
+			Value: json.RawMessage(fmt.Sprintf("%q", strings.Repeat("v", 62)))}
+	}
+	data := Encode(HistoryReply{Result: Result{OK: true}, Values: values})
+	b.Run("direct", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var r HistoryReply
+			if Decode(data, &r) != nil || len(r.Values) != 64 {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var r HistoryReply
+			if json.Unmarshal(data, &r) != nil || len(r.Values) != 64 {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+}
