@@ -37,28 +37,15 @@ func ScanVersion(b []byte) (v VersionSpans, ok bool) {
 	if v.Seq == 0 {
 		return VersionSpans{}, false
 	}
-	rest = rest[i:]
-	field := func(key string) []byte { // the string after key, or nil
-		r, ok := bytes.CutPrefix(rest, []byte(key))
-		if !ok {
-			return nil
-		}
-		n := jsonString(r)
-		if n < 0 {
-			return nil
-		}
-		rest = r[n:]
-		return r[:n]
-	}
-	if v.TS = field(`,"ts":`); v.TS == nil {
+	if v.TS, rest = cutString(rest[i:], `,"ts":`); v.TS == nil {
 		return VersionSpans{}, false
 	}
 	if bytes.HasPrefix(rest, []byte(`,"event_ts":`)) {
-		if v.EventTS = field(`,"event_ts":`); v.EventTS == nil {
+		if v.EventTS, rest = cutString(rest, `,"event_ts":`); v.EventTS == nil {
 			return VersionSpans{}, false
 		}
 	}
-	if v.User = field(`,"user":`); v.User == nil {
+	if v.User, rest = cutString(rest, `,"user":`); v.User == nil {
 		return VersionSpans{}, false
 	}
 	// V runs to the closing brace: one JSON value, so no key follows it (a
@@ -73,22 +60,51 @@ func ScanVersion(b []byte) (v VersionSpans, ok bool) {
 	return VersionSpans{}, false
 }
 
+// cutString cuts key and then a JSON string off the start of b: the
+// string (nil if b does not start so) and what follows.
+func cutString(b []byte, key string) (s, rest []byte) {
+	r, ok := bytes.CutPrefix(b, []byte(key))
+	if !ok {
+		return nil, b
+	}
+	n := jsonString(r)
+	if n < 0 {
+		return nil, b
+	}
+	return r[:n], r[n:]
+}
+
 // jsonString is the length of the JSON string b starts with, or -1 if b
 // does not start with a valid one.
 func jsonString(b []byte) int {
 	if len(b) == 0 || b[0] != '"' {
 		return -1
 	}
-	escaped := false
+	end := bytes.IndexByte(b[1:], '"') + 1
+	if end == 0 {
+		return -1
+	}
+	if bytes.IndexByte(b[1:end], '\\') >= 0 { // that quote may be escaped
+		return escapedString(b)
+	}
+	for _, c := range b[1:end] {
+		if c < 0x20 {
+			return -1
+		}
+	}
+	return end + 1
+}
+
+// escapedString is jsonString of a string that holds an escape.
+func escapedString(b []byte) int {
 	for i := 1; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '"':
-			if escaped && !json.Valid(b[:i+1]) {
+			if !json.Valid(b[:i+1]) {
 				return -1
 			}
 			return i + 1
 		case c == '\\':
-			escaped = true
 			i++ // the escaped character cannot end the string
 		case c < 0x20:
 			return -1
