@@ -88,6 +88,98 @@ func FuzzHistoryReply(f *testing.F) {
 	})
 }
 
+// TestGetReplyDecodesAsEncodingJSON: a get reply as the nodes spell it
+// reads the same through the direct decoder as through encoding/json, a
+// value that spells applied_seq included.
+func TestGetReplyDecodesAsEncodingJSON(t *testing.T) {
+	tricky := Version{Seq: 3, TS: "2026-12-06T16:27:53Z", User: "u", Value: json.RawMessage(`{"x":1,"applied_seq":5}`)}
+	for i, c := range []struct {
+		v       Version
+		path    string
+		applied uint64
+		direct  bool
+	}{
+		{historyVersions[0], "plant1/line3/temp", 7, true},
+		{historyVersions[1], "a", 0, true},
+		{historyVersions[2], "a", 1, false}, // a seq of 20 digits
+		{historyVersions[3], "a-b/c_d", 18446744073709551615, false},
+		{historyVersions[3], "a-b/c_d", 9223372036854775807, true},
+		{historyVersions[4], "x", 12, true},
+		{tricky, "x", 0, true},
+		{tricky, "x", 9, true},
+		{historyVersions[0], "é", 1, false},
+	} {
+		data := Encode(GetReply{Result: Result{OK: true}, Path: c.path, Version: c.v, AppliedSeq: c.applied})
+		var want, got GetReply
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatal(err)
+		}
+		if direct := got.decodeFast(data); direct != c.direct {
+			t.Errorf("case %d: read directly %v, want %v: %s", i, direct, c.direct, data)
+		}
+		got = GetReply{}
+		if err := Decode(data, &got); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("case %d: %s\ndecoded %+v (%v)\nwant    %+v", i, data, got, err, want)
+		}
+	}
+	for _, data := range []string{
+		`{"ok":true,"path":"a","seq":1,"ts":"t","user":"u","value":1,"applied_seq":05}`,
+		`{"ok":true,"path":"a","seq":1,"ts":"t","user":"u","value":1,"applied_seq":5,"seq":2}`,
+		`{"ok":true,"path":"a","seq":1,"ts":"t","user":"u","value":1,"path":"b"}`,
+		`{"ok":true,"path":"","seq":1,"ts":"t","user":"u","value":1}`,
+		`{"ok":false,"error":{"code":"not_found","message":"a"}}`,
+	} {
+		var r GetReply
+		if r.decodeFast([]byte(data)) {
+			t.Errorf("%s: read directly as %+v", data, r)
+		}
+	}
+}
+
+// FuzzGetReply: whatever the direct decoder reads, encoding/json reads the
+// same.
+func FuzzGetReply(f *testing.F) {
+	for i, v := range historyVersions {
+		f.Add(Encode(GetReply{Result: Result{OK: true}, Path: "a/b", Version: v, AppliedSeq: uint64(i)}))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got GetReply
+		if !got.decodeFast(data) {
+			return
+		}
+		var want GetReply
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("%q read directly, refused by encoding/json: %v", data, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: direct %+v, encoding/json %+v", data, got, want)
+		}
+	})
+}
+
+// BenchmarkGetReply decodes a get reply of a 64-byte value, as W2 reads
+// it: directly, and with encoding/json for comparison.
+func BenchmarkGetReply(b *testing.B) {
+	data := Encode(GetReply{Result: Result{OK: true}, Path: "bench/r/p0", AppliedSeq: 1000064,
+		Version: Version{Seq: 1000000, TS: "2026-12-06T16:27:49.123456789Z", User: "anonymous", Value: json.RawMessage(fmt.Sprintf("%q", strings.Repeat("v", 62)))}})
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			var r GetReply
+			if Decode(data, &r) != nil || r.Seq != 1000000 {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			var r GetReply
+			if json.Unmarshal(data, &r) != nil || r.Seq != 1000000 {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+}
+
 // BenchmarkHistoryReply decodes a page of 64 versions of 64-byte values,
 // as W3 reads them: directly, and with encoding/json for comparison.
 func BenchmarkHistoryReply(b *testing.B) {
