@@ -392,7 +392,11 @@ func (c *jetStreamCluster) failoverTarget() (failoverTarget, func(), error) {
 			defer cancel()
 			stored := map[[2]int]bool{}
 			err := retry(ctx, 30*time.Second, func() error { // the new leader may still be settling
-				l, err := kv.ListKeys(ctx)
+				// Each attempt on its own deadline: one listing that hung
+				// (once in a full run) took the whole minute.
+				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				l, err := kv.ListKeys(actx)
 				if err != nil {
 					return err
 				}
@@ -402,7 +406,7 @@ func (c *jetStreamCluster) failoverTarget() (failoverTarget, func(), error) {
 						stored[k] = true
 					}
 				}
-				return nil
+				return actx.Err() // the keys stop at the deadline too: a listing cut short would report puts lost
 			})
 			if err != nil {
 				return nil, fmt.Errorf("bench: jetstream: list keys: %w", err)
