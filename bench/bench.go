@@ -10,6 +10,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -241,27 +242,39 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		return nil, fmt.Errorf("bench: %s is on a filesystem in memory (tmpfs), where fsync costs nothing: durable writes would not be measured; give --dir a folder on a disk", cfg.Dir)
 	}
 	r := &runner{cfg: cfg}
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
+	return r.rows, r.steps(ctx, []step{
 		{"limits", r.limits},
 		{"W1-W3", r.sideBySide},
 		{"W4", r.failover},
 		{"W5", r.catchUp},
-	}
+	})
+}
+
+// step is one part of a run.
+type step struct {
+	name string
+	run  func(context.Context) error
+}
+
+// steps runs steps in order. A step that fails is reported and the next
+// ones still run (a baseline that stumbles in W4 costs W4, not W5); the
+// error names every step that failed. An interrupt stops the run at once.
+func (r *runner) steps(ctx context.Context, steps []step) error {
+	var failed []error
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
-			return r.rows, err // interrupted between steps
+			return err // interrupted between steps
 		}
-		if err := s.run(ctx); err != nil {
-			if ctx.Err() != nil {
-				err = ctx.Err() // interrupted: what failed was cut short
-			}
-			return r.rows, err
+		err := s.run(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err() // interrupted: what failed was cut short
+		}
+		if err != nil {
+			fmt.Fprintf(r.cfg.Progress, "%-6s failed, not measured: %v\n", s.name, err)
+			failed = append(failed, fmt.Errorf("%s not measured: %w", s.name, err))
 		}
 	}
-	return r.rows, nil
+	return errors.Join(failed...)
 }
 
 func (r *runner) dir(name string) string { return filepath.Join(r.cfg.Dir, name) }

@@ -219,3 +219,30 @@ func TestSideBySide(t *testing.T) {
 		t.Errorf("prefilled %v, want A and B", prefilled)
 	}
 }
+
+// TestStepsGoOnAfterAFailure: a step that fails leaves the next ones to
+// run, and the error names it; an interrupt stops the run at once.
+func TestStepsGoOnAfterAFailure(t *testing.T) {
+	var progress strings.Builder
+	r := &runner{cfg: Config{Progress: &progress}}
+	var ran []string
+	ok := func(name string) step {
+		return step{name, func(context.Context) error { ran = append(ran, name); return nil }}
+	}
+	boom := errors.New("list keys: context deadline exceeded")
+	err := r.steps(context.Background(), []step{ok("limits"),
+		{"W4", func(context.Context) error { ran = append(ran, "W4"); return boom }}, ok("W5")})
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "W4 not measured") || strings.Join(ran, ",") != "limits,W4,W5" {
+		t.Fatalf("ran %v, error %v", ran, err)
+	}
+	if !strings.Contains(progress.String(), "W4") || !strings.Contains(progress.String(), "list keys") {
+		t.Fatalf("progress does not tell of the failure: %q", progress.String())
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ran = nil
+	err = r.steps(ctx, []step{{"W1-W3", func(context.Context) error { ran = append(ran, "W1-W3"); cancel(); return boom }}, ok("W4")})
+	if !errors.Is(err, context.Canceled) || strings.Join(ran, ",") != "W1-W3" {
+		t.Fatalf("interrupted: ran %v, error %v", ran, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,9 +46,11 @@ W2 (linearizable and serializable gets) also run on a 3-server etcd cluster.
 It prints one table (medians of --reps repetitions, min–max, the CPU time
 the system's server processes used per operation on Linux, ratios against
 JetStream sync=always, etcd and the limits, and a legend of what each
-row compares) and writes it as Markdown. The work folder (--dir, else a
-temporary one) must be on a disk: tmpfs, where fsync costs nothing, is
-refused.`,
+row compares) and writes it as Markdown. A part that fails (limits,
+W1-W3, W4, W5) is left out and the rest still runs; the last lines and the
+Markdown name what failed, and the command exits 1. The work folder
+(--dir, else a temporary one) must be on a disk: tmpfs, where fsync costs
+nothing, is refused.`,
 		Example: `  memstore bench                          # everything, about 10 minutes
   memstore bench --only W1,limits --reps 3 --duration 3s
   memstore bench --catchup 0 --out results.md`,
@@ -84,6 +87,12 @@ refused.`,
 				}
 				fmt.Fprintf(f, "# memstore bench\n\n%s, this machine, %s of %v each.\n\n", time.Now().Format(time.RFC3339), repetitions(cfg.Reps), cfg.Duration)
 				terr := bench.Table(f, rows)
+				if err != nil && !errors.Is(err, context.Canceled) {
+					fmt.Fprintf(f, "\nFailed, so not in the table:\n\n")
+					for _, line := range strings.Split(err.Error(), "\n") {
+						fmt.Fprintf(f, "- %s\n", line)
+					}
+				}
 				if cerr := f.Close(); terr == nil {
 					terr = cerr
 				}
