@@ -269,6 +269,9 @@ func Encode(v any) []byte {
 
 // Decode unmarshals a wire value; a malformed payload is a bad_request.
 // Fields it does not know are skipped, so replies and events can grow.
+// Get and history replies as the nodes spell them are read directly
+// (decodeFast), into v as if it were zero, their values sharing data's
+// memory (as DecodePutRequest's do).
 func Decode(data []byte, v any) *Error {
 	if f, ok := v.(interface{ decodeFast([]byte) bool }); ok && f.decodeFast(data) {
 		return nil

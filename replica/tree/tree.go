@@ -20,7 +20,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/errgroup"
 
-	"memstore/bus"
+	"memstore/internal/versionjson"
 	"memstore/replica/protocol"
 	"memstore/replica/storage/vfs"
 )
@@ -408,10 +408,10 @@ func parseLine(line []byte) (ref, error) {
 }
 
 // parseCanonical reads a line in json.Marshal's spelling of Version
-// (bus.ScanVersion: the wire's spelling of a version, which history
-// replies splice from these lines) and its time.
+// (versionjson.Scan, which the client's reading of get and history
+// replies shares: they splice these lines) and its time.
 func parseCanonical(line []byte) (ref, bool) {
-	v, ok := bus.ScanVersion(line)
+	v, ok := versionjson.Scan(line)
 	if !ok {
 		return ref{}, false
 	}
