@@ -10,12 +10,12 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -242,13 +242,29 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		return nil, fmt.Errorf("bench: %s is on a filesystem in memory (tmpfs), where fsync costs nothing: durable writes would not be measured; give --dir a folder on a disk", cfg.Dir)
 	}
 	r := &runner{cfg: cfg}
-	return r.rows, r.steps(ctx, []step{
+	err := r.steps(ctx, []step{
 		{"limits", r.limits},
 		{"W1-W3", r.sideBySide},
 		{"W4", r.failover},
 		{"W5", r.catchUp},
 	})
+	return r.rows, err
 }
+
+// Failed is the error of a run whose parts (limits, W1-W3, W4, W5) did
+// not all finish: one error per part that failed. The rows hold what the
+// others measured, and what a failed part measured before it failed.
+type Failed []error
+
+func (f Failed) Error() string {
+	msgs := make([]string, len(f))
+	for i, err := range f {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (f Failed) Unwrap() []error { return f }
 
 // step is one part of a run.
 type step struct {
@@ -257,24 +273,25 @@ type step struct {
 }
 
 // steps runs steps in order. A step that fails is reported and the next
-// ones still run (a baseline that stumbles in W4 costs W4, not W5); the
-// error names every step that failed. An interrupt stops the run at once.
+// ones still run (a baseline that stumbles in W4 costs W4, not W5): the
+// error is a Failed naming each. An interrupt (ctx ends) stops the run,
+// and the step it cut short is not counted as failed: the caller knows
+// its context ended.
 func (r *runner) steps(ctx context.Context, steps []step) error {
-	var failed []error
+	var failed Failed
 	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return err // interrupted between steps
-		}
-		err := s.run(ctx)
 		if ctx.Err() != nil {
-			return ctx.Err() // interrupted: what failed was cut short
+			break
 		}
-		if err != nil {
-			fmt.Fprintf(r.cfg.Progress, "%-6s failed, not measured: %v\n", s.name, err)
-			failed = append(failed, fmt.Errorf("%s not measured: %w", s.name, err))
+		if err := s.run(ctx); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(r.cfg.Progress, "%-6s failed: %v\n", s.name, err)
+			failed = append(failed, fmt.Errorf("%s failed: %w", s.name, err))
 		}
 	}
-	return errors.Join(failed...)
+	if len(failed) == 0 {
+		return nil
+	}
+	return failed
 }
 
 func (r *runner) dir(name string) string { return filepath.Join(r.cfg.Dir, name) }

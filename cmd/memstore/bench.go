@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -75,7 +74,9 @@ nothing, is refused.`,
 			cfg.Dir = dir
 			start := time.Now()
 			rows, err := bench.Run(cmd.Context(), cfg)
-			if len(rows) > 0 {
+			var failed bench.Failed
+			errors.As(err, &failed)
+			if len(rows) > 0 || len(failed) > 0 {
 				fmt.Printf("\nmemstore bench, %s, %s of %v each, total %v\n\n", time.Now().Format(time.RFC3339),
 					repetitions(cfg.Reps), cfg.Duration, time.Since(start).Round(time.Second))
 				if terr := bench.Table(os.Stdout, rows); terr != nil {
@@ -87,10 +88,10 @@ nothing, is refused.`,
 				}
 				fmt.Fprintf(f, "# memstore bench\n\n%s, this machine, %s of %v each.\n\n", time.Now().Format(time.RFC3339), repetitions(cfg.Reps), cfg.Duration)
 				terr := bench.Table(f, rows)
-				if err != nil && !errors.Is(err, context.Canceled) {
-					fmt.Fprintf(f, "\nFailed, so not in the table:\n\n")
-					for _, line := range strings.Split(err.Error(), "\n") {
-						fmt.Fprintf(f, "- %s\n", line)
+				if len(failed) > 0 {
+					fmt.Fprintf(f, "\nFailed (a failed part's rows hold what it measured before it failed):\n\n")
+					for _, e := range failed {
+						fmt.Fprintf(f, "- %s\n", strings.ReplaceAll(e.Error(), "\n", " "))
 					}
 				}
 				if cerr := f.Close(); terr == nil {
@@ -101,8 +102,8 @@ nothing, is refused.`,
 				}
 				fmt.Fprintf(os.Stderr, "wrote %s\n", out)
 			}
-			if errors.Is(err, context.Canceled) {
-				return fmt.Errorf("bench interrupted: the table holds the %d rows measured before", len(rows))
+			if cmd.Context().Err() != nil {
+				return errors.Join(fmt.Errorf("bench interrupted: the table holds the %d rows measured before", len(rows)), err)
 			}
 			return err
 		},
