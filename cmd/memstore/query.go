@@ -29,7 +29,9 @@ With --agg or --every the store summarises the range instead (count, numbers,
 min, max, mean, first, last), overall and per --every bucket, by commit time
 or, with --time event, by the time the writer gave each value.
 With --follow it prints new versions as they commit, each exactly once, also
-across reconnects and leader changes; --after-seq resumes after a seq.
+across reconnects and leader changes; --after-seq resumes after a seq. A
+path not written yet is followed all the same (a mistyped one waits
+silently).
 Times are RFC 3339 (2026-01-02T15:04:05Z) or a duration before now (15m, 2h).`,
 		Example: `  memstore query plant1
   memstore query plant1 --at 1h
