@@ -94,8 +94,9 @@ func (c *Client) request(ctx context.Context, op string, req any, rep interface{
 		msg.Header.Set(bus.HeaderUser, c.opts.User)
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		// The router answers a little before the client gives up.
-		msg.Header.Set(bus.HeaderDeadline, strconv.FormatInt(time.Until(dl).Milliseconds()*9/10, 10))
+		if wait := time.Until(dl) * 9 / 10; wait < bus.RouterWait { // the router answers a little before the client gives up
+			msg.Header.Set(bus.HeaderDeadline, strconv.FormatInt(wait.Milliseconds(), 10))
+		}
 	}
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	switch {

@@ -1,10 +1,16 @@
 package client
 
 import (
-	"memstore/internal/natstest"
+	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"memstore/bus"
+	"memstore/internal/natstest"
+
+	"github.com/nats-io/nats.go"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,5 +59,38 @@ func TestDialErrorHidesPassword(t *testing.T) {
 	_, err := Dial("nats://alice:secret@127.0.0.1:1,nats://bob:hunter2@127.0.0.1:2", Options{})
 	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "alice:xxxxx@127.0.0.1:1") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestDeadlineHeaderOnlyWhenSooner: a request whose caller waits less
+// than the router would tells the router its deadline; one that waits
+// longer carries no header, which the router would not use.
+func TestDeadlineHeaderOnlyWhenSooner(t *testing.T) {
+	_, nc, _ := natstest.Start(t)
+	c := New(nc, Options{})
+	seen := make(chan string, 2)
+	sub, err := nc.Subscribe(bus.NewSubjects("").API(bus.OpGet), func(m *nats.Msg) {
+		seen <- m.Header.Get(bus.HeaderDeadline)
+		_ = m.Respond([]byte(`{"ok":true,"path":"a","seq":1,"ts":"t","user":"u","value":1}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for _, c2 := range []struct {
+		wait  time.Duration
+		short bool
+	}{{10 * time.Second, false}, {5 * time.Second, false}, {time.Second, true}} { // 5 s: the default timeout
+		ctx, cancel := context.WithTimeout(context.Background(), c2.wait)
+		_, err := c.Get(ctx, bus.GetRequest{Path: "a"})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := <-seen
+		ms, perr := strconv.Atoi(h)
+		if c2.short && (perr != nil || ms <= 0 || ms > 900) || !c2.short && h != "" {
+			t.Errorf("caller waiting %v: header %q", c2.wait, h)
+		}
 	}
 }

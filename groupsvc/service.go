@@ -42,7 +42,7 @@ type Config struct {
 func DefaultConfig(id protocol.NodeID) Config {
 	return Config{Prefix: bus.DefaultPrefix, Tick: 100 * time.Millisecond,
 		Election: election.DefaultConfig(id), Bucket: "memstore_view", Replicas: 1,
-		RequestTimeout: 4 * time.Second, MaxInflightPerUser: 1024}
+		RequestTimeout: bus.RouterWait, MaxInflightPerUser: 1024}
 }
 
 // Service is the group service: one goroutine owns the coordinator.
