@@ -18,6 +18,15 @@ func unquote(s []byte) string {
 	return out
 }
 
+// versionOf is the Version whose fields v spans.
+func versionOf(v versionjson.Spans) Version {
+	w := Version{Seq: v.Seq, TS: unquote(v.TS), User: unquote(v.User), Value: v.Value}
+	if v.EventTS != nil {
+		w.EventTS = unquote(v.EventTS)
+	}
+	return w
+}
+
 // decodeFast reads a history reply as the nodes spell it,
 // {"ok":true,"values":[V,…],"more":B} with each V as versionjson.Scan
 // reads it, without encoding/json: a page of 64 versions cost a client 100 µs
@@ -44,11 +53,7 @@ func (r *HistoryReply) decodeFast(data []byte) bool {
 		if !ok {
 			return false
 		}
-		w := Version{Seq: v.Seq, TS: unquote(v.TS), User: unquote(v.User), Value: v.Value}
-		if v.EventTS != nil {
-			w.EventTS = unquote(v.EventTS)
-		}
-		values = append(values, w)
+		values = append(values, versionOf(v))
 		body = body[min(end+1, len(body)):] // past the comma
 	}
 	*r = HistoryReply{Result: Result{OK: true}, Values: values, More: more}
@@ -68,12 +73,8 @@ func (r *GetReply) decodeFast(data []byte) bool {
 	if !ok || data[len(data)-1] != '}' {
 		return false
 	}
-	i := 0
-	for i < len(rest) && pathByte(rest[i]) {
-		i++
-	}
-	path := rest[:i]
-	fields, ok := bytes.CutPrefix(rest[i:len(rest)-1], []byte(`",`))
+	path, rest := cutPath(rest[:len(rest)-1])
+	fields, ok := bytes.CutPrefix(rest, []byte(`",`))
 	if !ok || len(path) == 0 {
 		return false
 	}
@@ -87,10 +88,6 @@ func (r *GetReply) decodeFast(data []byte) bool {
 	if !ok {
 		return false
 	}
-	*r = GetReply{Result: Result{OK: true}, Path: string(path), AppliedSeq: applied,
-		Version: Version{Seq: v.Seq, TS: unquote(v.TS), User: unquote(v.User), Value: v.Value}}
-	if v.EventTS != nil {
-		r.EventTS = unquote(v.EventTS)
-	}
+	*r = GetReply{Result: Result{OK: true}, Path: string(path), Version: versionOf(v), AppliedSeq: applied}
 	return true
 }

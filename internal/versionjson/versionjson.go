@@ -27,10 +27,8 @@ type Spans struct {
 // before or after it). It checks the JSON piece by piece in one pass:
 // strings by jsonString, V by json.Valid (a plain string by jsonString);
 // ok is false for any other spelling, which the caller reads with
-// encoding/json. The nodes store versions so (tree/<path>/versions.jsonl)
-// and send them so (history and get replies splice the stored lines):
-// reading them directly costs a fraction of encoding/json's reflection
-// and its scan of the whole input.
+// encoding/json (at several times the cost: reflection, and a scan of
+// the whole input before it).
 func Scan(b []byte) (Spans, bool) {
 	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
 		return Spans{}, false
