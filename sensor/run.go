@@ -185,9 +185,7 @@ func (w *writer) put(ctx context.Context, batch []bus.PathValue, st *Stats) int 
 				break
 			}
 			st.Errors++
-			var be *bus.Error
-			retry := errors.Is(err, client.ErrTimeout) ||
-				errors.As(err, &be) && (be.Code == bus.CodeUnavailable || be.Code == bus.CodeTimeout)
+			retry := errors.Is(err, client.ErrTimeout) || bus.HasCode(err, bus.CodeUnavailable) || bus.HasCode(err, bus.CodeTimeout)
 			if ctx.Err() != nil {
 				break
 			}

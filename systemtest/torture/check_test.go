@@ -3,7 +3,6 @@ package torture
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -105,8 +104,7 @@ func readAll(ctx context.Context, cl *client.Client, path string) ([]bus.Version
 		out = append(out, v)
 		return nil
 	})
-	var be *bus.Error
-	if len(out) == 0 && errors.As(err, &be) && be.Code == bus.CodeNotFound {
+	if len(out) == 0 && bus.HasCode(err, bus.CodeNotFound) {
 		return nil, nil
 	}
 	return out, err

@@ -114,8 +114,7 @@ func (w *workload) client(ctx context.Context, id int, c *client.Client, rng *ra
 		case r < 19:
 			g, err := c.Get(rctx, bus.GetRequest{Path: path})
 			o.ret = w.now()
-			var be *bus.Error
-			if errors.As(err, &be) && be.Code == bus.CodeNotFound {
+			if bus.HasCode(err, bus.CodeNotFound) {
 				err = nil
 			}
 			o.outcome, o.err = classify(err)
