@@ -18,13 +18,54 @@ var historyVersions = []Version{
 	{Seq: 5, TS: "2026-12-06T16:27:52Z", User: "u", Value: json.RawMessage(`[true,false,-1.5e3,"\u003c"]`)},
 }
 
+// fastDecoder is a reply type bus.Decode reads directly.
+type fastDecoder[T any] interface {
+	*T
+	decodeFast([]byte) bool
+}
+
+// readsDirectly reports whether T's direct decoder reads data, and fails
+// t unless encoding/json then reads data the same.
+func readsDirectly[T any, P fastDecoder[T]](t *testing.T, data []byte) bool {
+	t.Helper()
+	var got T
+	if !P(&got).decodeFast(data) {
+		return false
+	}
+	var want T
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatalf("%q read directly, refused by encoding/json: %v", data, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: direct %+v, encoding/json %+v", data, got, want)
+	}
+	return true
+}
+
+// decodesAsEncodingJSON checks that data, a reply as the nodes spell it,
+// is read directly or not as direct says, and that bus.Decode reads it as
+// encoding/json does either way.
+func decodesAsEncodingJSON[T any, P fastDecoder[T]](t *testing.T, data []byte, direct bool) {
+	t.Helper()
+	if got := readsDirectly[T, P](t, data); got != direct {
+		t.Errorf("read directly %v, want %v: %s", got, direct, data)
+	}
+	var want, got T
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := Decode(data, P(&got)); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("%s\ndecoded %+v (%v)\nwant    %+v", data, got, err, want)
+	}
+}
+
 // TestHistoryReplyDecodesAsEncodingJSON: a history reply as the nodes
 // spell it reads the same through the direct decoder as through
 // encoding/json, and goes direct unless a seq has 20 digits or a value
 // holds where one version ends and the next starts.
 func TestHistoryReplyDecodesAsEncodingJSON(t *testing.T) {
 	split := Version{Seq: 6, TS: "2026-12-06T16:27:53Z", User: "u", Value: json.RawMessage(`[{"a":1},{"seq":2}]`)}
-	for i, c := range []struct {
+	for _, c := range []struct {
 		values []Version
 		more   bool
 		direct bool
@@ -37,18 +78,7 @@ func TestHistoryReplyDecodesAsEncodingJSON(t *testing.T) {
 		{historyVersions, false, false}, // a seq of 20 digits
 		{[]Version{historyVersions[0], split, historyVersions[1]}, false, false},
 	} {
-		data := Encode(HistoryReply{Result: Result{OK: true}, Values: c.values, More: c.more})
-		var want, got HistoryReply
-		if err := json.Unmarshal(data, &want); err != nil {
-			t.Fatal(err)
-		}
-		if direct := got.decodeFast(data); direct != c.direct {
-			t.Errorf("case %d: read directly %v, want %v: %s", i, direct, c.direct, data)
-		}
-		got = HistoryReply{}
-		if err := Decode(data, &got); err != nil || !reflect.DeepEqual(got, want) {
-			t.Errorf("case %d: %s\ndecoded %+v (%v)\nwant    %+v", i, data, got, err, want)
-		}
+		decodesAsEncodingJSON[HistoryReply](t, Encode(HistoryReply{Result: Result{OK: true}, Values: c.values, More: c.more}), c.direct)
 	}
 	for _, data := range []string{
 		`{"ok":true,"values":[],"more":false} `,
@@ -60,9 +90,8 @@ func TestHistoryReplyDecodesAsEncodingJSON(t *testing.T) {
 		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u","value":1,"seq":2}],"more":false}`,
 		`{"ok":true,"values":[{"seq":1,"ts":"t","user":"u\x01","value":1}],"more":false}`,
 	} {
-		var r HistoryReply
-		if r.decodeFast([]byte(data)) {
-			t.Errorf("%s: read directly as %+v", data, r)
+		if readsDirectly[HistoryReply](t, []byte(data)) {
+			t.Errorf("%s: read directly", data)
 		}
 	}
 }
@@ -73,19 +102,7 @@ func FuzzHistoryReply(f *testing.F) {
 	for _, v := range historyVersions {
 		f.Add(Encode(HistoryReply{Result: Result{OK: true}, Values: []Version{v, historyVersions[0]}, More: true}))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var got HistoryReply
-		if !got.decodeFast(data) {
-			return
-		}
-		var want HistoryReply
-		if err := json.Unmarshal(data, &want); err != nil {
-			t.Fatalf("%q read directly, refused by encoding/json: %v", data, err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: direct %+v, encoding/json %+v", data, got, want)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { readsDirectly[HistoryReply](t, data) })
 }
 
 // TestGetReplyDecodesAsEncodingJSON: a get reply as the nodes spell it
@@ -93,7 +110,7 @@ func FuzzHistoryReply(f *testing.F) {
 // value that spells applied_seq included.
 func TestGetReplyDecodesAsEncodingJSON(t *testing.T) {
 	tricky := Version{Seq: 3, TS: "2026-12-06T16:27:53Z", User: "u", Value: json.RawMessage(`{"x":1,"applied_seq":5}`)}
-	for i, c := range []struct {
+	for _, c := range []struct {
 		v       Version
 		path    string
 		applied uint64
@@ -109,18 +126,7 @@ func TestGetReplyDecodesAsEncodingJSON(t *testing.T) {
 		{tricky, "x", 9, true},
 		{historyVersions[0], "é", 1, false},
 	} {
-		data := Encode(GetReply{Result: Result{OK: true}, Path: c.path, Version: c.v, AppliedSeq: c.applied})
-		var want, got GetReply
-		if err := json.Unmarshal(data, &want); err != nil {
-			t.Fatal(err)
-		}
-		if direct := got.decodeFast(data); direct != c.direct {
-			t.Errorf("case %d: read directly %v, want %v: %s", i, direct, c.direct, data)
-		}
-		got = GetReply{}
-		if err := Decode(data, &got); err != nil || !reflect.DeepEqual(got, want) {
-			t.Errorf("case %d: %s\ndecoded %+v (%v)\nwant    %+v", i, data, got, err, want)
-		}
+		decodesAsEncodingJSON[GetReply](t, Encode(GetReply{Result: Result{OK: true}, Path: c.path, Version: c.v, AppliedSeq: c.applied}), c.direct)
 	}
 	for _, data := range []string{
 		`{"ok":true,"path":"a","seq":1,"ts":"t","user":"u","value":1,"applied_seq":05}`,
@@ -129,9 +135,8 @@ func TestGetReplyDecodesAsEncodingJSON(t *testing.T) {
 		`{"ok":true,"path":"","seq":1,"ts":"t","user":"u","value":1}`,
 		`{"ok":false,"error":{"code":"not_found","message":"a"}}`,
 	} {
-		var r GetReply
-		if r.decodeFast([]byte(data)) {
-			t.Errorf("%s: read directly as %+v", data, r)
+		if readsDirectly[GetReply](t, []byte(data)) {
+			t.Errorf("%s: read directly", data)
 		}
 	}
 }
@@ -142,19 +147,7 @@ func FuzzGetReply(f *testing.F) {
 	for i, v := range historyVersions {
 		f.Add(Encode(GetReply{Result: Result{OK: true}, Path: "a/b", Version: v, AppliedSeq: uint64(i)}))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var got GetReply
-		if !got.decodeFast(data) {
-			return
-		}
-		var want GetReply
-		if err := json.Unmarshal(data, &want); err != nil {
-			t.Fatalf("%q read directly, refused by encoding/json: %v", data, err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: direct %+v, encoding/json %+v", data, got, want)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { readsDirectly[GetReply](t, data) })
 }
 
 // BenchmarkGetReply decodes a get reply of a 64-byte value, as W2 reads
