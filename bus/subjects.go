@@ -49,8 +49,11 @@ const HeaderReadCheck = "Ms-Read-Check"
 
 // Queue groups.
 const (
-	// RouterQueue is the queue group the routers serve ms.api.> in.
+	// RouterQueue is the queue group the routers serve ms.api.<op> in.
 	RouterQueue = "ms-router"
+	// NodeQueue is the queue group the member nodes serve
+	// ms.api.get.stale in.
+	NodeQueue = "ms-nodes"
 )
 
 // Subjects builds subject names under a prefix.
@@ -69,8 +72,13 @@ func NewSubjects(prefix string) Subjects {
 // API is the subject of a public request: ms.api.<op>.
 func (s Subjects) API(op string) string { return s.Prefix + ".api." + op }
 
-// APIAll matches every public request: ms.api.>.
-func (s Subjects) APIAll() string { return s.Prefix + ".api.>" }
+// APIOps matches the public requests the router serves: ms.api.<op>, one
+// token after api.
+func (s Subjects) APIOps() string { return s.Prefix + ".api.*" }
+
+// StaleGet is the subject of stale gets that the member nodes serve
+// themselves, past the router: ms.api.get.stale.
+func (s Subjects) StaleGet() string { return s.API(OpGet) + "." + Stale }
 
 // In is the ingest subject of a path: ms.in.<tokens>.
 func (s Subjects) In(path string) string { return s.Prefix + ".in." + PathToTokens(path) }

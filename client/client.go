@@ -83,29 +83,36 @@ var ErrTimeout = errors.New("client: no answer before the deadline")
 // request sends req to ms.api.<op> and decodes the reply into rep, whose
 // Result says ok or the store's error.
 func (c *Client) request(ctx context.Context, op string, req any, rep interface{ Err() error }) error {
+	return c.requestOn(ctx, c.sub.API(op), req, rep)
+}
+
+// requestOn is request on any subject.
+func (c *Client) requestOn(ctx context.Context, subject string, req any, rep interface{ Err() error }) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
 		defer cancel()
 	}
-	msg := nats.NewMsg(c.sub.API(op))
+	msg := nats.NewMsg(subject)
 	msg.Data = bus.Encode(req)
 	if c.opts.User != "" {
 		msg.Header.Set(bus.HeaderUser, c.opts.User)
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		if wait := time.Until(dl) * 9 / 10; wait < bus.RouterWait { // the router answers a little before the client gives up
+		if wait := time.Until(dl) * 9 / 10; wait < bus.RouterWait { // the router (or a node, for a stale get's min_seq) answers a little before the client gives up
 			msg.Header.Set(bus.HeaderDeadline, strconv.FormatInt(wait.Milliseconds(), 10))
 		}
 	}
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return fmt.Errorf("%w (%s)", ErrTimeout, op)
+		return fmt.Errorf("%w (%s)", ErrTimeout, subject)
+	case errors.Is(err, nats.ErrNoResponders) && subject == c.sub.StaleGet():
+		return bus.Errorf(bus.CodeUnavailable, "no member node is serving %s", subject)
 	case errors.Is(err, nats.ErrNoResponders):
-		return bus.Errorf(bus.CodeUnavailable, "no memstore router is listening on %s", c.sub.API(op))
+		return bus.Errorf(bus.CodeUnavailable, "no memstore router is listening on %s", subject)
 	case err != nil:
-		return fmt.Errorf("client: %s: %w", op, err)
+		return fmt.Errorf("client: %s: %w", subject, err)
 	}
 	if e := bus.Decode(m.Data, rep); e != nil {
 		return e
@@ -135,10 +142,16 @@ func (c *Client) Write(ctx context.Context, req bus.PutRequest) (bus.PutReply, e
 	return rep, err
 }
 
-// Get reads the latest version of a path.
+// Get reads the latest version of a path. A stale get goes to
+// ms.api.get.stale, which the member nodes serve themselves.
 func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, error) {
 	var rep bus.GetReply
-	err := c.request(ctx, bus.OpGet, req, &rep)
+	var err error
+	if req.Consistency == bus.Stale {
+		err = c.requestOn(ctx, c.sub.StaleGet(), req, &rep)
+	} else {
+		err = c.request(ctx, bus.OpGet, req, &rep)
+	}
 	return rep, err
 }
 

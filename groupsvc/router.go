@@ -47,10 +47,11 @@ type Router struct {
 	inflight map[string]int // writer → requests being answered
 }
 
-// StartRouter subscribes to ms.api.> and ms.in.> in the router queue group.
+// StartRouter subscribes to ms.api.<op> and ms.in.> in the router queue
+// group. It leaves ms.api.get.stale to the member nodes.
 func StartRouter(svc *Service) (*Router, error) {
 	r := newRouter(svc)
-	for _, subj := range []string{r.sub.APIAll(), r.sub.InAll()} {
+	for _, subj := range []string{r.sub.APIOps(), r.sub.InAll()} {
 		s, err := r.nc.QueueSubscribe(subj, bus.RouterQueue, r.serve)
 		if err != nil {
 			r.Close()

@@ -78,9 +78,14 @@ type request struct {
 	op     string
 	user   string
 	data   []byte
-	check  uint64 // a linearizable get's read check (protocol.Node.Read); 0: none
+	check  uint64        // a linearizable get's read check (protocol.Node.Read); 0: none
+	wait   time.Duration // how long a get may wait for its min_seq; 0: minSeqWait
 	answer func([]byte)
 }
+
+// minSeqWait is how long a node holds a get for its min_seq, unless the
+// get says sooner.
+const minSeqWait = 4 * time.Second
 
 // batchReply gathers the answers to a forwarded batch, from the loop and
 // the aggregates' goroutines, and sends them in one message once all are
@@ -443,7 +448,11 @@ func (n *Node) handleGet(rq request) {
 	case req.Consistency != "" && req.Consistency != bus.Linearizable && req.Consistency != bus.Stale:
 		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "consistency %q: linearizable or stale", req.Consistency))
 	case req.MinSeq > 0:
-		n.waits = append(n.waits, pendingRead{rq: rq, req: req, deadline: time.Now().Add(4 * time.Second)})
+		wait := minSeqWait
+		if rq.wait > 0 {
+			wait = min(wait, rq.wait)
+		}
+		n.waits = append(n.waits, pendingRead{rq: rq, req: req, deadline: time.Now().Add(wait)})
 	case req.Consistency == bus.Stale:
 		n.serveGet(rq, req)
 	default:
@@ -454,12 +463,39 @@ func (n *Node) handleGet(rq request) {
 }
 
 func (n *Node) serveGet(rq request, req bus.GetRequest) {
-	line, err := n.tree.GetJSON(req.Path)
+	line, applied, err := n.tree.GetJSON(req.Path)
 	if err != nil {
 		respondErr(rq, treeError(err))
 		return
 	}
-	rq.answer(spliceVersion(`{"ok":true,`, req.Path, line, "applied_seq", n.tree.AppliedPoint().Seq)) // a bus.GetReply
+	rq.answer(spliceVersion(`{"ok":true,`, req.Path, line, "applied_seq", applied)) // a bus.GetReply
+}
+
+// serveStaleGet answers a get on ms.api.get.stale (read_request, past the
+// router) from the applied state, on the subscription's goroutine: the
+// tree is safe to read beside the loop. A min_seq not applied yet waits in
+// the loop, for as long as the get's Ms-Deadline-Ms says if sooner.
+func (n *Node) serveStaleGet(m *nats.Msg) {
+	rq := request{op: bus.OpGet, data: m.Data, answer: func(b []byte) { _ = m.Respond(b) }}
+	req, e := bus.DecodeGetRequest(m.Data)
+	switch {
+	case e != nil:
+		respondErr(rq, e)
+	case req.Consistency != "" && req.Consistency != bus.Stale:
+		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "consistency %q on %s, which serves stale gets: ask %s for others",
+			req.Consistency, m.Subject, n.sub.API(bus.OpGet)))
+	case req.MinSeq > 0 && req.MinSeq > n.tree.AppliedPoint().Seq:
+		if ms, err := strconv.ParseInt(m.Header.Get(bus.HeaderDeadline), 10, 64); err == nil && ms > 0 {
+			rq.wait = time.Duration(ms) * time.Millisecond
+		}
+		select {
+		case n.reqs <- []request{rq}:
+		default:
+			respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID))
+		}
+	default:
+		n.serveGet(rq, req)
+	}
 }
 
 func (n *Node) answerRead(r protocol.ReadState) {
@@ -494,7 +530,7 @@ func (n *Node) expireWaits() {
 	kept := n.waits[:0]
 	for _, w := range n.waits {
 		if now.After(w.deadline) {
-			respondErr(w.rq, bus.Errorf(bus.CodeTimeout, "node %d has not applied seq %d yet", n.cfg.ID, w.req.MinSeq))
+			respondErr(w.rq, bus.Errorf(bus.CodeTimeout, "node %d has not applied the get's min_seq %d yet", n.cfg.ID, w.req.MinSeq))
 			continue
 		}
 		kept = append(kept, w)

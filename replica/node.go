@@ -88,6 +88,7 @@ type Node struct {
 	}
 	subs  []*nats.Subscription
 	snaps *snapServer
+	stale *nats.Subscription // ms.api.get.stale while a member; owned by the loop
 
 	// Owned by the loop.
 	nextID        uint64
@@ -350,6 +351,7 @@ func (n *Node) unsubscribe() {
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
 	defer close(n.diskq) // writeLoop finishes what it was given, then ends
+	defer n.offerStaleGets(false)
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -400,6 +402,31 @@ func (n *Node) run(ctx context.Context) {
 			n.log.Info("left the group: stopping")
 			return
 		}
+		if member, known := n.pn.Membership(); known {
+			n.offerStaleGets(member)
+		}
+	}
+}
+
+// offerStaleGets puts the node in the queue group of ms.api.get.stale
+// (serve) or takes it out: a member serves stale gets as any node may
+// (DESIGN.md rule 6), a node not yet or no longer a member does not, as
+// the router picks only members for them. Between views the loop leaves
+// it as it was, so an election does not stop stale gets.
+func (n *Node) offerStaleGets(serve bool) {
+	switch {
+	case serve == (n.stale != nil):
+	case serve:
+		s, err := n.nc.QueueSubscribe(n.sub.StaleGet(), bus.NodeQueue, n.serveStaleGet)
+		if err != nil {
+			n.log.WithError(err).Warn("cannot serve stale gets (tried again on the next turn of the loop)")
+			return
+		}
+		s.SetPendingLimits(-1, -1)
+		n.stale = s
+	default:
+		_ = n.stale.Drain() // answers what the server sent before it heard
+		n.stale = nil
 	}
 }
 

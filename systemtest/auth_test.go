@@ -82,6 +82,10 @@ func TestAuthenticatedUsers(t *testing.T) {
 	if err != nil || g.User != "alice" || g.Seq != rep.Seq {
 		t.Fatalf("alice's write, claiming bob, stored as %q: %+v %v", g.User, g, err)
 	}
+	g, err = alice.Get(cx, bus.GetRequest{Path: "a/x", Consistency: bus.Stale, MinSeq: rep.Seq}) // ms.api.get.stale crosses to the nodes
+	if err != nil || g.User != "alice" || g.Seq != rep.Seq {
+		t.Fatalf("a stale get through the USERS account: %+v %v", g, err)
+	}
 	if err := alice.Ingest("a/y", []byte("2"), time.Time{}); err != nil {
 		t.Fatal(err)
 	}

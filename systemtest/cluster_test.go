@@ -442,6 +442,18 @@ func TestPlainNATSClient(t *testing.T) {
 	if !strings.Contains(string(m.Data), `"value":"running"`) {
 		t.Fatalf("string value: %s", m.Data)
 	}
+	// nats req ms.api.get.stale '{"path":"plant1/line3/temp","min_seq":N}'
+	// (a member node answers, past the router), and the same stale get on
+	// ms.api.get (the router forwards it)
+	for _, subj := range []string{"ms.api.get.stale", "ms.api.get"} {
+		m, err = nc.Request(subj, []byte(fmt.Sprintf(`{"path":"plant1/line3/temp","consistency":"stale","min_seq":%d}`, pv.Seq)), 5*time.Second)
+		if err != nil {
+			t.Fatalf("stale get on %s: %v", subj, err)
+		}
+		if e := bus.Decode(m.Data, &g); e != nil || !g.OK || string(g.Value) != "21.5" || g.Seq != pv.Seq || g.AppliedSeq < pv.Seq {
+			t.Fatalf("stale get on %s: %s", subj, m.Data)
+		}
+	}
 	m, _ = nc.Request("ms.api.put", []byte(`{"path":"a b","value":1}`), 5*time.Second)
 	if !strings.Contains(string(m.Data), `"code":"bad_path"`) {
 		t.Fatalf("bad path: %s", m.Data)
@@ -455,6 +467,8 @@ func TestPlainNATSClient(t *testing.T) {
 		{"ms.api.put", `{"path":"a//b","value":1}`, bus.CodeBadPath},
 		{"ms.api.put", `{"values":[{"path":"ok/x","value":1},{"path":"../x","value":2}]}`, bus.CodeBadPath},
 		{"ms.api.get", `{"path":"a/b","consistency":"sometimes"}`, bus.CodeBadRequest},
+		{"ms.api.get.stale", `{"path":"a/b","consistency":"linearizable"}`, bus.CodeBadRequest},
+		{"ms.api.get.stale", `{"path":"a/../b"}`, bus.CodeBadPath},
 		{"ms.api.history", `{"path":"plant1/line3/temp","since":"yesterday"}`, bus.CodeBadRequest},
 		{"ms.api.frobnicate", `{}`, bus.CodeBadRequest},
 		{"ms.api.put", `{"path":"a/b","value":1,"vaule":2}`, bus.CodeBadRequest},              // unknown field

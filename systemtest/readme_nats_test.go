@@ -53,9 +53,22 @@ func TestREADMENATSCommands(t *testing.T) {
 	}
 	c := startCluster(t, 3)
 	cx := ctx(t)
-	if _, err := c.cl.Put(cx, "plant1/line3/temp", json.RawMessage(`20`)); err != nil {
+	rep, err := c.cl.Put(cx, "plant1/line3/temp", json.RawMessage(`20`))
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.waitFor("every node to apply the put", 5*time.Second, func() error { // a stale get may go to any of them
+		st, err := c.cl.Status(cx)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.Applied < rep.Seq {
+				return fmt.Errorf("node %d applied %d, the put is %d", n.ID, n.Applied, rep.Seq)
+			}
+		}
+		return nil
+	})
 	env := append(os.Environ(), "NATS_URL="+c.srv.ClientURL())
 	for _, line := range readmeNATSCommands(t) {
 		t.Run(line, func(t *testing.T) {

@@ -367,6 +367,13 @@ func (n *Node) handleView(v View) {
 	}
 }
 
+// Membership reports whether this node is among the members of the view
+// it follows; known is false while it has not seen that view (it adopted
+// an epoch from a message before the epoch's view came).
+func (n *Node) Membership() (member, known bool) {
+	return slices.Contains(n.members, n.id), n.members != nil
+}
+
 // Leave asks the group to take this node out of the members (a graceful
 // leave); the driver stops the node once Left reports it out.
 func (n *Node) Leave() {

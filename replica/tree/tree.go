@@ -890,25 +890,27 @@ func (t *Tree) LatestSeq(p string) uint64 {
 
 // Get returns a path's latest version.
 func (t *Tree) Get(p string) (Version, error) {
-	line, err := t.GetJSON(p)
+	line, _, err := t.GetJSON(p)
 	if err != nil {
 		return Version{}, err
 	}
 	return decodeVersion(line)
 }
 
-// GetJSON is Get as the stored line (see HistoryJSON).
-func (t *Tree) GetJSON(p string) (json.RawMessage, error) {
+// GetJSON is Get as the stored line (see HistoryJSON), with the seq
+// applied when it was read: a reader beside Apply (a stale get on its
+// subscription's goroutine) gets the two from one moment.
+func (t *Tree) GetJSON(p string) (json.RawMessage, uint64, error) {
 	if err := ValidatePath(p); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	ps := t.paths[p]
 	if ps == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, p)
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
-	return ps.recent[len(ps.recent)-1], nil
+	return ps.recent[len(ps.recent)-1], t.applied.Seq, nil
 }
 
 // version reads a path's k-th version, from memory if recent. Lock should

@@ -374,7 +374,10 @@ func TestNodeJoinsAndLeaves(t *testing.T) {
 	sn := &simNode{id: 4, disk: disk{treeKV: map[string]string{}}}
 	s.nodes = append(s.nodes, sn)
 	s.startNode(sn)
-	if !s.until(300, func() bool { return s.kv.view.IsMember(4) && s.leader() != nil }) {
+	if member, _ := sn.n.Membership(); member {
+		t.Fatal("node 4 says it is a member before any view names it")
+	}
+	if !s.until(300, func() bool { member, _ := sn.n.Membership(); return member && s.leader() != nil }) {
 		t.Fatalf("node 4 never became a member: %+v\n%s", s.kv.view, s)
 	}
 	if sn.applied.Seq < 100 {
@@ -394,6 +397,9 @@ func TestNodeJoinsAndLeaves(t *testing.T) {
 	}
 	if !s.until(100, func() bool { return leaving.n.Left() }) {
 		t.Fatalf("node %d never saw itself out: %+v", leaving.id, leaving.n.Status())
+	}
+	if member, known := leaving.n.Membership(); member || !known {
+		t.Fatalf("node %d out of the view: member %v, known %v", leaving.id, member, known)
 	}
 	w := s.write(s.leader().id, "k0=after-leave")
 	if !s.until(100, func() bool { return w.done }) || w.err != nil {
