@@ -107,10 +107,8 @@ func (c *Client) requestOn(ctx context.Context, subject string, req any, rep int
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return fmt.Errorf("%w (%s)", ErrTimeout, subject)
-	case errors.Is(err, nats.ErrNoResponders) && subject == c.sub.StaleGet():
-		return bus.Errorf(bus.CodeUnavailable, "no member node is serving %s", subject)
 	case errors.Is(err, nats.ErrNoResponders):
-		return bus.Errorf(bus.CodeUnavailable, "no memstore router is listening on %s", subject)
+		return fmt.Errorf("%w (%w)", bus.Errorf(bus.CodeUnavailable, "nothing of memstore is listening on %s", subject), err)
 	case err != nil:
 		return fmt.Errorf("client: %s: %w", subject, err)
 	}
@@ -143,14 +141,30 @@ func (c *Client) Write(ctx context.Context, req bus.PutRequest) (bus.PutReply, e
 }
 
 // Get reads the latest version of a path. A stale get goes to
-// ms.api.get.stale, which the member nodes serve themselves.
+// ms.api.get.stale, which the member nodes serve themselves; one a node
+// refuses as unavailable (stopping, stalled, overloaded) is asked again,
+// 3 times in all, since the NATS server likely picks another member; with
+// no node listening there (none up, or nodes older than the subject) it
+// goes to ms.api.get, whose router forwards it to a live member or says
+// why it cannot.
 func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, error) {
 	var rep bus.GetReply
+	if req.Consistency != bus.Stale {
+		err := c.request(ctx, bus.OpGet, req, &rep)
+		return rep, err
+	}
 	var err error
-	if req.Consistency == bus.Stale {
+	for range 3 {
+		rep = bus.GetReply{}
 		err = c.requestOn(ctx, c.sub.StaleGet(), req, &rep)
-	} else {
-		err = c.request(ctx, bus.OpGet, req, &rep)
+		if errors.Is(err, nats.ErrNoResponders) {
+			rep = bus.GetReply{}
+			err = c.request(ctx, bus.OpGet, req, &rep)
+			break
+		}
+		if !bus.HasCode(err, bus.CodeUnavailable) {
+			break
+		}
 	}
 	return rep, err
 }

@@ -94,3 +94,46 @@ func TestDeadlineHeaderOnlyWhenSooner(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleGetAsksAgainOrFallsBack: a stale get refused as unavailable by
+// a node (stuck, stopping) is asked again, 3 times in all; with no node on
+// ms.api.get.stale (none up, or nodes older than it) it goes to
+// ms.api.get, which the router serves.
+func TestStaleGetAsksAgainOrFallsBack(t *testing.T) {
+	_, nc, _ := natstest.Start(t)
+	c := New(nc, Options{})
+	sub := bus.NewSubjects("")
+	stale := bus.GetRequest{Path: "a", Consistency: bus.Stale}
+	const ok = `{"ok":true,"path":"a","seq":1,"ts":"t","user":"u","value":1}`
+	router, err := nc.Subscribe(sub.API(bus.OpGet), func(m *nats.Msg) { _ = m.Respond([]byte(ok)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Unsubscribe()
+	if g, err := c.Get(context.Background(), stale); err != nil || g.Seq != 1 {
+		t.Fatalf("a stale get with no node on %s: %+v %v", sub.StaleGet(), g, err)
+	}
+	asked := 0
+	refusals := 0 // how many asks the node refuses before it answers
+	node, err := nc.Subscribe(sub.StaleGet(), func(m *nats.Msg) {
+		if asked++; asked <= refusals {
+			_ = m.Respond([]byte(`{"ok":false,"error":{"code":"unavailable","message":"stuck"}}`))
+			return
+		}
+		_ = m.Respond([]byte(ok))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Unsubscribe()
+	for _, tc := range []struct {
+		refusals, asks int
+		ok             bool
+	}{{0, 1, true}, {2, 3, true}, {3, 3, false}} {
+		asked, refusals = 0, tc.refusals
+		g, err := c.Get(context.Background(), stale)
+		if asked != tc.asks || (err == nil) != tc.ok || tc.ok && g.Seq != 1 || !tc.ok && !bus.HasCode(err, bus.CodeUnavailable) {
+			t.Errorf("node refusing %d times: asked %d times (want %d), %+v %v", tc.refusals, asked, tc.asks, g, err)
+		}
+	}
+}

@@ -471,14 +471,24 @@ func (n *Node) serveGet(rq request, req bus.GetRequest) {
 	rq.answer(spliceVersion(`{"ok":true,`, req.Path, line, "applied_seq", applied)) // a bus.GetReply
 }
 
+// stallAfter is how long a node's loop may go without a turn (it takes
+// one every tick, 100 ms, when idle) before the node refuses stale gets:
+// a loop stuck on a hung disk applies nothing, and its tree only ages.
+const stallAfter = time.Second
+
 // serveStaleGet answers a get on ms.api.get.stale (read_request, past the
 // router) from the applied state, on the subscription's goroutine: the
 // tree is safe to read beside the loop. A min_seq not applied yet waits in
 // the loop, for as long as the get's Ms-Deadline-Ms says if sooner.
 func (n *Node) serveStaleGet(m *nats.Msg) {
 	rq := request{op: bus.OpGet, data: m.Data, answer: func(b []byte) { _ = m.Respond(b) }}
+	staleGets.WithLabelValues(n.label).Inc()
 	req, e := bus.DecodeGetRequest(m.Data)
+	stalled := time.Since(time.Unix(0, n.turned.Load()))
 	switch {
+	case stalled > stallAfter:
+		respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d has been stuck for %v (a hung disk?), so its state may be old: ask again, another member may answer",
+			n.cfg.ID, stalled.Round(time.Millisecond)))
 	case e != nil:
 		respondErr(rq, e)
 	case req.Consistency != "" && req.Consistency != bus.Stale:
@@ -488,11 +498,7 @@ func (n *Node) serveStaleGet(m *nats.Msg) {
 		if ms, err := strconv.ParseInt(m.Header.Get(bus.HeaderDeadline), 10, 64); err == nil && ms > 0 {
 			rq.wait = time.Duration(ms) * time.Millisecond
 		}
-		select {
-		case n.reqs <- []request{rq}:
-		default:
-			respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID))
-		}
+		n.toLoop([]request{rq})
 	default:
 		n.serveGet(rq, req)
 	}

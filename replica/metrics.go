@@ -20,4 +20,6 @@ var (
 		Name: "memstore_applied_seq", Help: "Seq of the latest entry the node applied."}, []string{"node"})
 	leadingGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "memstore_leader", Help: "1 while the node leads."}, []string{"node"})
+	staleGets = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "memstore_stale_gets_total", Help: "Gets on ms.api.get.stale the node took (past the router)."}, []string{"node"})
 )

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,9 +87,13 @@ type Node struct {
 		done uint64 // the last write that is durable
 		err  error  // the write that failed; the node stops
 	}
-	subs  []*nats.Subscription
-	snaps *snapServer
-	stale *nats.Subscription // ms.api.get.stale while a member; owned by the loop
+	subs   []*nats.Subscription
+	snaps  *snapServer
+	stale  *nats.Subscription // ms.api.get.stale while a member; owned by the loop
+	turned atomic.Int64       // when the loop last took a turn (Unix ns): a stalled loop serves no stale get
+
+	reqMu   sync.RWMutex // guards stopped against hand-offs to reqs (toLoop)
+	stopped bool         // the loop has ended: nothing handed to it would be answered
 
 	// Owned by the loop.
 	nextID        uint64
@@ -297,13 +302,7 @@ func (n *Node) subscribe() error {
 		for i, f := range reqs {
 			batch[i] = request{op: op, user: f.User, data: f.Data, check: check, answer: replies.answer(i)}
 		}
-		select {
-		case n.reqs <- batch: // whole: the loop proposes it in one Ready (one WAL append, one multicast)
-		default:
-			for _, rq := range batch {
-				respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d overloaded", n.cfg.ID))
-			}
-		}
+		n.toLoop(batch) // whole: the loop proposes it in one Ready (one WAL append, one multicast)
 	}
 	// Protocol messages go straight into the loop's channel, decoded there:
 	// one goroutine hand-off fewer per message than a handler's. A full
@@ -352,9 +351,11 @@ func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
 	defer close(n.diskq) // writeLoop finishes what it was given, then ends
 	defer n.offerStaleGets(false)
+	defer n.refuseWaiting()
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
 	for {
+		n.turned.Store(time.Now().UnixNano())
 		select {
 		case <-ctx.Done():
 			return
@@ -422,11 +423,58 @@ func (n *Node) offerStaleGets(serve bool) {
 			n.log.WithError(err).Warn("cannot serve stale gets (tried again on the next turn of the loop)")
 			return
 		}
-		s.SetPendingLimits(-1, -1)
-		n.stale = s
+		n.stale = s // the client library's pending limits: a flood of gets is dropped (its askers time out), not queued without end
 	default:
 		_ = n.stale.Drain() // answers what the server sent before it heard
 		n.stale = nil
+	}
+}
+
+// toLoop hands a batch of requests to the loop, or refuses it at once
+// (unavailable) when the loop has ended, where it would wait forever, or
+// its queue is full.
+func (n *Node) toLoop(batch []request) {
+	n.reqMu.RLock()
+	defer n.reqMu.RUnlock()
+	why := "has stopped"
+	if !n.stopped {
+		select {
+		case n.reqs <- batch:
+			return
+		default:
+			why = "is overloaded"
+		}
+	}
+	for _, rq := range batch {
+		respondErr(rq, bus.Errorf(bus.CodeUnavailable, "node %d %s", n.cfg.ID, why))
+	}
+}
+
+// refuseWaiting answers, as the loop ends, the requests that would
+// otherwise wait for ever: queued for the loop, gets held for their
+// min_seq, linearizable gets waiting for their read index. Puts waiting for
+// their commit are left to their askers' timeouts: they may be committed.
+func (n *Node) refuseWaiting() {
+	n.reqMu.Lock()
+	n.stopped = true
+	n.reqMu.Unlock()
+	e := bus.Errorf(bus.CodeUnavailable, "node %d has stopped", n.cfg.ID)
+	for _, w := range n.waits {
+		respondErr(w.rq, e)
+	}
+	for _, r := range n.reads {
+		respondErr(r.rq, e)
+	}
+	n.waits, n.reads = nil, nil
+	for {
+		select {
+		case batch := <-n.reqs:
+			for _, rq := range batch {
+				respondErr(rq, e)
+			}
+		default:
+			return
+		}
 	}
 }
 

@@ -13,66 +13,156 @@ import (
 	"memstore/replica/protocol"
 )
 
+// staleNode is node 1 alone on a NATS server, with no group service: the
+// test plays the coordinator's views.
+type staleNode struct {
+	t   *testing.T
+	n   *Node
+	nc  *nats.Conn
+	sub bus.Subjects
+	hbs *nats.Subscription // the node's heartbeats
+}
+
+func startStaleNode(t *testing.T) *staleNode {
+	_, nc, log := natstest.Start(t)
+	s := &staleNode{t: t, nc: nc, sub: bus.NewSubjects("")}
+	var err error
+	if s.hbs, err = nc.SubscribeSync(s.sub.Group()); err != nil {
+		t.Fatal(err)
+	}
+	if s.n, err = Start(nc, DefaultConfig(1, t.TempDir()), log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.n.Close)
+	return s
+}
+
+func (s *staleNode) get(body string, timeout time.Duration) (string, error) {
+	m, err := s.nc.Request(s.sub.StaleGet(), []byte(body), timeout)
+	if err != nil {
+		return "", err
+	}
+	return string(m.Data), nil
+}
+
+// view publishes a view as the coordinator would, and waits for a
+// heartbeat of its epoch: the loop has taken it, and set its stale gets.
+func (s *staleNode) view(v protocol.View) {
+	s.t.Helper()
+	b, _ := protocol.Message{Type: protocol.MsgView, From: protocol.Group, To: protocol.Multicast, View: &v}.MarshalBinary()
+	if err := s.nc.Publish(s.sub.All(), b); err != nil {
+		s.t.Fatal(err)
+	}
+	s.heartbeat(v.Epoch)
+}
+
+// heartbeat waits for a heartbeat of node 1 of at least epoch.
+func (s *staleNode) heartbeat(epoch uint64) {
+	s.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		m, err := s.hbs.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var hb protocol.Message
+		if hb.UnmarshalBinary(m.Data) == nil && hb.Type == protocol.MsgStatus && hb.From == 1 && hb.Epoch >= epoch {
+			return
+		}
+	}
+	s.t.Fatalf("no heartbeat of epoch %d from node 1", epoch)
+}
+
+// serves reports whether a stale get is answered (a path never written:
+// not_found), failing on any other outcome.
+func (s *staleNode) serves() bool {
+	s.t.Helper()
+	rep, err := s.get(`{"path":"no/such"}`, 2*time.Second)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return false
+	case err != nil || !strings.Contains(rep, `"code":"not_found"`):
+		s.t.Fatalf("a stale get of a path never written: %s %v", rep, err)
+	}
+	return true
+}
+
 // TestStaleGetsOnlyFromMembers: a node serves ms.api.get.stale itself
 // once a view names it a member, and stops when a view leaves it out; a
 // node no view names (one joining) does not, so a stale get never reads
 // the half-copied state of a joiner.
 func TestStaleGetsOnlyFromMembers(t *testing.T) {
-	_, nc, log := natstest.Start(t)
-	n, err := Start(nc, DefaultConfig(1, t.TempDir()), log)
-	if err != nil {
-		t.Fatal(err)
+	s := startStaleNode(t)
+	s.heartbeat(0) // the loop runs
+	if s.serves() {
+		t.Fatal("served a stale get before any view")
 	}
-	defer n.Close()
-	sub := bus.NewSubjects("")
-	get := func(body string) (string, error) {
-		m, err := nc.Request(sub.StaleGet(), []byte(body), 2*time.Second)
-		if err != nil {
-			return "", err
-		}
-		return string(m.Data), nil
+	s.view(protocol.View{Epoch: 1, Leader: 2, Members: []protocol.NodeID{2, 3}})
+	if s.serves() {
+		t.Fatal("served a stale get while a view leaves it out")
 	}
-	view := func(v protocol.View) {
-		b, _ := protocol.Message{Type: protocol.MsgView, From: protocol.Group, To: protocol.Multicast, View: &v}.MarshalBinary()
-		if err := nc.Publish(sub.All(), b); err != nil {
-			t.Fatal(err)
-		}
+	s.view(protocol.View{Epoch: 2, Leader: 2, Members: []protocol.NodeID{1, 2, 3}})
+	if !s.serves() {
+		t.Fatal("a member does not serve stale gets")
 	}
-	// Waits for the node to (not) serve: it takes a view in its loop.
-	serves := func(want bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			rep, err := get(`{"path":"no/such"}`)
-			got := err == nil
-			if got == want {
-				if got && !strings.Contains(rep, `"code":"not_found"`) {
-					t.Fatalf("a stale get of a path never written: %s", rep)
-				}
-				if !got && !errors.Is(err, nats.ErrNoResponders) {
-					t.Fatalf("a stale get with no member up: %v", err)
-				}
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("serves stale gets: %v, want %v (%s %v)", got, want, rep, err)
-			}
-		}
-	}
-	serves(false) // no view yet
-	view(protocol.View{Epoch: 1, Leader: 2, Members: []protocol.NodeID{2, 3}})
-	time.Sleep(100 * time.Millisecond) // the node has taken the view (the next one is later)
-	serves(false)
-	view(protocol.View{Epoch: 2, Leader: 2, Members: []protocol.NodeID{1, 2, 3}})
-	serves(true)
 	for _, tc := range []struct{ body, code string }{
 		{`{"path":"a/b","consistency":"linearizable"}`, bus.CodeBadRequest},
 		{`{"path":"a//b"}`, bus.CodeBadPath},
 		{`not json`, bus.CodeBadRequest},
 	} {
-		if rep, err := get(tc.body); err != nil || !strings.Contains(rep, `"code":"`+tc.code+`"`) {
+		if rep, err := s.get(tc.body, 2*time.Second); err != nil || !strings.Contains(rep, `"code":"`+tc.code+`"`) {
 			t.Errorf("%s: want %s, got %s %v", tc.body, tc.code, rep, err)
 		}
 	}
-	view(protocol.View{Epoch: 3, Leader: 2, Members: []protocol.NodeID{2, 3}})
-	serves(false)
+	s.view(protocol.View{Epoch: 3, Leader: 2, Members: []protocol.NodeID{2, 3}})
+	if s.serves() {
+		t.Fatal("served a stale get after a view left it out")
+	}
+}
+
+// TestStaleGetsRefusedWhenStuckOrStopped: a member whose loop has not
+// turned for stallAfter (a hung disk) refuses stale gets as unavailable,
+// so the client asks another; a get held for its min_seq is answered
+// unavailable when the node stops, not left to its asker's timeout.
+func TestStaleGetsRefusedWhenStuckOrStopped(t *testing.T) {
+	s := startStaleNode(t)
+	s.view(protocol.View{Epoch: 1, Leader: 2, Members: []protocol.NodeID{1, 2, 3}})
+	if !s.serves() {
+		t.Fatal("a member does not serve stale gets")
+	}
+	// The loop marks a turn at least every tick: mark one long ago and ask
+	// at once, a few times in case a tick came between.
+	refused := false
+	for i := 0; i < 5 && !refused; i++ {
+		s.n.turned.Store(time.Now().Add(-2 * stallAfter).UnixNano())
+		rep, err := s.get(`{"path":"no/such"}`, 2*time.Second)
+		refused = err == nil && strings.Contains(rep, `"code":"unavailable"`) && strings.Contains(rep, "stuck")
+	}
+	if !refused {
+		t.Fatal("a node whose loop is stuck still serves stale gets")
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) { // the next tick's turn
+		if rep, err := s.get(`{"path":"no/such"}`, 2*time.Second); err == nil && strings.Contains(rep, `"code":"not_found"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no stale get served once the loop turns again")
+		}
+	}
+	held := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		rep, err := s.get(`{"path":"no/such","min_seq":99}`, 4*time.Second)
+		if err == nil && !strings.Contains(rep, `"code":"unavailable"`) {
+			err = errors.New(rep)
+		}
+		held <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the get is held in the loop
+	s.n.Close()
+	if err := <-held; err != nil {
+		t.Fatalf("a get held for its min_seq as the node stopped: %v", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("answered after %v: the node left it to time out", waited)
+	}
 }

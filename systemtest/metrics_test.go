@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"memstore/bus"
 )
 
 // metricSum adds up a metric family's counters, gauges or histogram
@@ -62,8 +64,10 @@ func TestMetrics(t *testing.T) {
 	puts0 := metricSum(t, "memstore_request_seconds", map[string]string{"op": "put", "code": "ok"})
 	bad0 := metricSum(t, "memstore_request_seconds", map[string]string{"op": "put", "code": "bad_path"})
 	fsyncs0 := metricSum(t, "memstore_wal_fsync_seconds", map[string]string{"node": leader})
+	var last bus.PutReply
 	for i := 0; i < 20; i++ {
-		if _, err := c.cl.Put(cx, "m/k", json.RawMessage(fmt.Sprint(i))); err != nil {
+		var err error
+		if last, err = c.cl.Put(cx, "m/k", json.RawMessage(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,6 +83,13 @@ func TestMetrics(t *testing.T) {
 	}
 	if got := metricSum(t, "memstore_wal_fsync_seconds", map[string]string{"node": leader}) - fsyncs0; got == 0 {
 		t.Error("no WAL fsync timed for 20 puts")
+	}
+	stale0 := metricSum(t, "memstore_stale_gets_total", nil)
+	if _, err := c.cl.Get(cx, bus.GetRequest{Path: "m/k", Consistency: bus.Stale, MinSeq: last.Seq}); err != nil {
+		t.Fatal(err)
+	}
+	if got := metricSum(t, "memstore_stale_gets_total", nil) - stale0; got != 1 {
+		t.Errorf("%v stale gets counted, want 1", got)
 	}
 	// The registry is shared with the other tests of this package: gauges
 	// are checked against what this cluster says, and for a change.
