@@ -23,7 +23,8 @@ import (
 // the NATS server and the node most of their work per request. (Letting
 // 2 or 4 batches fly at once measured 10-20% slower for puts and for
 // linearizable reads: smaller batches, and the leader batches reads
-// again behind one read index anyway.)
+// again behind one read index anyway.) Under load a pipe whose batch
+// lands waits a little for that batch's callers to ask again (gather).
 type pipes struct {
 	nc     *nats.Conn
 	ctx    context.Context // ends at close: flights stop waiting
@@ -55,6 +56,7 @@ func fixedRoute(subject string) route {
 type pipe struct {
 	rt    route
 	queue []*call
+	more  chan struct{} // a request queued (buffered 1): a gathering flight looks again
 }
 
 // call is one request in a pipe. Its state goes from queued to sent (by
@@ -128,8 +130,12 @@ func (ps *pipes) request(ctx, changed context.Context, rt route, req bus.Forward
 	p := ps.all[rt.key]
 	if p != nil { // a batch is in flight: queue
 		p.queue = append(p.queue, c)
+		select {
+		case p.more <- struct{}{}:
+		default:
+		}
 	} else { // the pipe is idle: go at once
-		p = &pipe{rt: rt}
+		p = &pipe{rt: rt, more: make(chan struct{}, 1)}
 		ps.all[rt.key] = p
 		ps.wg.Add(1)
 		go ps.fly(rt.key, p, []*call{c})
@@ -226,9 +232,11 @@ func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 			}
 			ps.mu.Unlock()
 		}(slices.Clone(batch[:k]))
-		turn := time.NewTimer(ps.turn)
+		turn, left := time.NewTimer(ps.turn), time.Now()
+		round := time.Duration(0) // how long the batch took to land; 0: it outlived its turn
 		select {
 		case <-landed:
+			round = time.Since(left)
 		case <-turn.C:
 			ps.mu.Lock()
 			if !done {
@@ -238,12 +246,45 @@ func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 			ps.mu.Unlock()
 		}
 		turn.Stop()
+		if k > 1 && round > 0 { // under load: the callers just answered may ask again, and go with those queued
+			ps.gather(p, k+ps.queued(p), round)
+		}
 		ps.mu.Lock()
 		batch, p.queue = append(batch[k:], p.queue...), nil
 		if len(batch) == 0 {
 			delete(ps.all, key)
 		}
 		ps.mu.Unlock()
+	}
+}
+
+// queued is the length of p's queue.
+func (ps *pipes) queued(p *pipe) int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(p.queue)
+}
+
+// gather waits, for up to round (the trip of the batch that just landed),
+// until p's queue holds want requests: the callers of that batch, who
+// each wait for their answer before they ask again, and those queued
+// already. Sent at once, the first caller back would go alone and the
+// rest queue behind it: the callers split into two batches that take
+// turns, each waiting for the other's round, which halves the batches and
+// doubles the fsyncs per request (64 writers: 30 puts per WAL batch
+// instead of 60, and 15% fewer puts/s; 16 writers: 30-45% fewer). Waiting
+// longer than a round would cost more than the second batch.
+func (ps *pipes) gather(p *pipe, want int, round time.Duration) {
+	t := time.NewTimer(round)
+	defer t.Stop()
+	for ps.queued(p) < want {
+		select {
+		case <-p.more:
+		case <-t.C:
+			return
+		case <-ps.ctx.Done():
+			return
+		}
 	}
 }
 

@@ -34,6 +34,7 @@ func startPipes(t *testing.T) (*pipes, *fakeNode) {
 type fakeNode struct {
 	release chan struct{}
 	got     chan struct{} // the first batch came
+	delay   time.Duration // how long the answer to each later batch takes; set before the first
 
 	mu      sync.Mutex
 	batches [][]bus.Forwarded
@@ -67,6 +68,7 @@ func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
 			}()
 			return
 		}
+		time.Sleep(f.delay)
 		reply()
 	})
 	if err != nil {
@@ -143,6 +145,45 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 		if time.Now().After(end) {
 			t.Fatalf("%d pipes kept after every batch was answered", left)
 		}
+	}
+}
+
+// TestPipesGatherTheCallersJustAnswered: once a batch of more than one
+// request lands (load), the pipe waits, for up to that batch's round
+// trip, until its callers have asked again, so callers that each wait for
+// their answer go on together in one batch, instead of splitting into
+// batches that take turns, each waiting for the other's round.
+func TestPipesGatherTheCallersJustAnswered(t *testing.T) {
+	ps, node := startPipes(t)
+	node.delay = 50 * time.Millisecond // the round trip, and so the most a gathering waits
+	call := func(user string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: []byte("x")})
+		return err
+	}
+	const callers, rounds = 20, 3
+	errs := make(chan error, callers+1)
+	go func() { errs <- call("first") }()
+	<-node.got
+	for i := range callers {
+		go func() {
+			var err error
+			for r := 0; r < rounds && err == nil; r++ {
+				err = call(fmt.Sprintf("u%d", i))
+			}
+			errs <- err
+		}()
+	}
+	waitQueued(t, ps, subject, callers)
+	close(node.release)
+	for range callers + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := node.sizes(); fmt.Sprint(got) != "[1 20 20 20]" {
+		t.Fatalf("batches of %v requests, want [1 20 20 20]: the callers answered together go on together", got)
 	}
 }
 
