@@ -350,7 +350,7 @@ func (n *Node) unsubscribe() {
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
 	defer close(n.diskq) // writeLoop finishes what it was given, then ends
-	defer n.offerStaleGets(false)
+	defer n.stopStaleGets()
 	defer n.refuseWaiting()
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
@@ -427,6 +427,18 @@ func (n *Node) offerStaleGets(serve bool) {
 	default:
 		_ = n.stale.Drain() // answers what the server sent before it heard
 		n.stale = nil
+	}
+}
+
+// stopStaleGets, as the loop ends, leaves the queue group of stale gets
+// and waits, up to a second, until the server sends none here and those
+// it sent are answered: the node's connection may close next, and a get
+// on its way to it would be lost, its asker left to its own timeout.
+func (n *Node) stopStaleGets() {
+	s := n.stale
+	n.offerStaleGets(false)
+	for deadline := time.Now().Add(time.Second); s != nil && s.IsValid() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
 }
 
