@@ -187,6 +187,46 @@ func TestPipesGatherTheCallersJustAnswered(t *testing.T) {
 	}
 }
 
+// TestPipesGatherNotWithALeftover: a batch cut short by the size limit
+// leaves requests ready to go; after it lands they go at once, without
+// waiting a round for callers (here one-shot ones) who will not come.
+func TestPipesGatherNotWithALeftover(t *testing.T) {
+	ps, node := startPipes(t)
+	const delay = 300 * time.Millisecond
+	node.delay = delay
+	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/8)
+	big := bytes.Repeat([]byte("x"), limit/2-64) // two to a batch
+	call := func(data []byte) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: data})
+		return err
+	}
+	errs := make(chan error, 7)
+	go func() { errs <- call([]byte("first")) }()
+	<-node.got
+	for range 6 {
+		go func() { errs <- call(big) }()
+	}
+	waitQueued(t, ps, subject, 6)
+	start := time.Now()
+	close(node.release)
+	for range 7 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	if got := node.sizes(); fmt.Sprint(got) != "[1 2 2 2]" {
+		t.Fatalf("batches of %v requests, want [1 2 2 2]", got)
+	}
+	// 3 rounds; the 2 landings with a leftover, had they waited a round,
+	// would have made it 5.
+	if took >= 4*delay {
+		t.Fatalf("3 batches of 2 took %v after the first landed: the leftovers waited for callers who do not come back", took)
+	}
+}
+
 // TestPipesSendOnlyWhatIsStillWanted: a request whose caller's deadline
 // passed while it queued is not sent; batches stay under maxBatchBytes,
 // and a larger request goes alone.

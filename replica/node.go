@@ -437,8 +437,10 @@ func (n *Node) offerStaleGets(serve bool) {
 func (n *Node) stopStaleGets() {
 	s := n.stale
 	n.offerStaleGets(false)
-	for deadline := time.Now().Add(time.Second); s != nil && s.IsValid() && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+	// Disconnected, the drain cannot end (it waits for the server), and
+	// nothing can come.
+	for deadline := time.Now().Add(time.Second); s != nil && s.IsValid() && n.nc.IsConnected() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
