@@ -269,7 +269,7 @@ cluster {
 		c.servers = append(c.servers, p)
 		urls = append(urls, "nats://"+clientAddrs[i-1])
 	}
-	err = retry(ctx, 15*time.Second, func() error {
+	err = retry(ctx, 60*time.Second, func() error { // a server recovering on a busy disk took over 15 s to greet a client
 		var err error
 		c.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name("memstore-bench-jetstream"))
 		return err
