@@ -65,10 +65,11 @@ type pipe struct {
 // call is never sent after its caller has given up. done gets the reply
 // or error of a sent call, once, and is buffered.
 type call struct {
-	req    bus.Forwarded
-	state  atomic.Int32
-	flight *flight // set before the call is sent
-	done   chan result
+	req     bus.Forwarded
+	awaited bool // its caller waits for the answer (it may ask again once answered)
+	state   atomic.Int32
+	flight  *flight // set before the call is sent
+	done    chan result
 }
 
 // flight is a batch on its way: cancel stops waiting for its answer, once
@@ -117,12 +118,13 @@ func newPipes(nc *nats.Conn) *pipes {
 }
 
 // request forwards req in a batch of route rt, and waits for its reply
-// until ctx ends. A request still queued then, or when changed ends (a new
+// until ctx ends; awaited says whether the request's own caller waits for
+// the answer (a publish on ms.in without a reply subject does not). A request still queued then, or when changed ends (a new
 // view: it may be meant for another node now), is not sent: errNotSent. A
 // reply may be empty: too large to come with the others (gets only; ask
 // again alone).
-func (ps *pipes) request(ctx, changed context.Context, rt route, req bus.Forwarded) ([]byte, error) {
-	c := &call{req: req, done: make(chan result, 1)}
+func (ps *pipes) request(ctx, changed context.Context, rt route, req bus.Forwarded, awaited bool) ([]byte, error) {
+	c := &call{req: req, awaited: awaited, done: make(chan result, 1)}
 	ps.mu.Lock()
 	if ps.ctx.Err() != nil { // closed: start no flight
 		ps.mu.Unlock()
@@ -248,8 +250,8 @@ func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 			ps.mu.Unlock()
 		}
 		turn.Stop()
-		if k > 1 && round > 0 && k == len(batch) { // under load, with nothing left over: the callers just answered may ask again
-			ps.gather(p, k, round, limit)
+		if back := awaitedIn(batch[:k]); back > 1 && round > 0 && k == len(batch) { // under load, with nothing left over: the callers just answered may ask again
+			ps.gather(p, back, round, limit)
 		}
 		ps.mu.Lock()
 		batch, p.queue, p.bytes = append(batch[k:], p.queue...), nil, 0
@@ -260,6 +262,17 @@ func (ps *pipes) fly(key string, p *pipe, batch []*call) {
 	}
 }
 
+// awaitedIn counts the calls whose callers wait for their answer.
+func awaitedIn(calls []*call) int {
+	n := 0
+	for _, c := range calls {
+		if c.awaited {
+			n++
+		}
+	}
+	return n
+}
+
 // full reports whether p's queue holds want requests, or limit bytes.
 func (ps *pipes) full(p *pipe, want, limit int) bool {
 	ps.mu.Lock()
@@ -268,9 +281,10 @@ func (ps *pipes) full(p *pipe, want, limit int) bool {
 }
 
 // gather waits, for up to round (the trip of the batch that just landed),
-// until p's queue holds the answered callers of that batch, who each wait
-// for their answer before they ask again, besides those queued already,
-// or a full batch (maxBatch, or limit bytes). Sent at once, the first
+// until p's queue holds the answered callers of that batch who wait for
+// their answers (they may ask again; a publisher on ms.in without a reply
+// subject goes on at its own pace), besides those queued already, or a
+// full batch (maxBatch, or limit bytes). Sent at once, the first
 // caller back would go alone and the rest queue behind it: the callers
 // split into two batches that take turns, each waiting for the other's
 // round, which halves the batches and doubles the fsyncs per request (64

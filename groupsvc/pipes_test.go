@@ -113,7 +113,7 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	call := func(user, data string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		rep, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: []byte(data)})
+		rep, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: []byte(data)}, true)
 		if err == nil && string(rep) != user+":"+data {
 			err = fmt.Errorf("reply %q, want %q", rep, user+":"+data)
 		}
@@ -159,7 +159,7 @@ func TestPipesGatherTheCallersJustAnswered(t *testing.T) {
 	call := func(user string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: []byte("x")})
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: []byte("x")}, true)
 		return err
 	}
 	const callers, rounds = 20, 3
@@ -199,7 +199,7 @@ func TestPipesGatherNotWithALeftover(t *testing.T) {
 	call := func(data []byte) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: data})
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: data}, true)
 		return err
 	}
 	errs := make(chan error, 7)
@@ -227,6 +227,46 @@ func TestPipesGatherNotWithALeftover(t *testing.T) {
 	}
 }
 
+// TestPipesGatherOnlyForCallersWhoWait: requests whose senders do not
+// wait for the answer (publishes on ms.in without a reply subject) are not
+// waited for once answered: a request that comes after their batch landed
+// goes at once, not after a round spent gathering.
+func TestPipesGatherOnlyForCallersWhoWait(t *testing.T) {
+	ps, node := startPipes(t)
+	const delay = 300 * time.Millisecond
+	node.delay = delay
+	call := func(awaited bool) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("x")}, awaited)
+		return err
+	}
+	errs := make(chan error, 21)
+	go func() { errs <- call(true) }()
+	<-node.got
+	for range 20 {
+		go func() { errs <- call(false) }()
+	}
+	waitQueued(t, ps, subject, 20)
+	close(node.release)
+	for range 21 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if err := call(true); err != nil {
+		t.Fatal(err)
+	}
+	// One round; after a gathering it would have been two.
+	if took := time.Since(start); took >= delay*3/2 {
+		t.Fatalf("a request after a batch nobody waited for took %v, a round is %v", took, delay)
+	}
+	if got := node.sizes(); fmt.Sprint(got) != "[1 20 1]" {
+		t.Fatalf("batches of %v requests, want [1 20 1]", got)
+	}
+}
+
 // TestPipesSendOnlyWhatIsStillWanted: a request whose caller's deadline
 // passed while it queued is not sent; batches stay under maxBatchBytes,
 // and a larger request goes alone.
@@ -235,7 +275,7 @@ func TestPipesSendOnlyWhatIsStillWanted(t *testing.T) {
 	send := func(data []byte, d time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: data})
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: data}, true)
 		return err
 	}
 	errs := make(chan error, 6)
@@ -269,7 +309,7 @@ func TestPipesDropAFlightNobodyWaitsFor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 1)
 	go func() {
-		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("gone")})
+		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("gone")}, true)
 		errs <- err
 	}()
 	<-node.got
@@ -279,7 +319,7 @@ func TestPipesDropAFlightNobodyWaitsFor(t *testing.T) {
 	}
 	next, stop := context.WithTimeout(context.Background(), 2*time.Second)
 	defer stop()
-	rep, err := ps.request(next, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("next")})
+	rep, err := ps.request(next, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("next")}, true)
 	if err != nil || string(rep) != "u:next" {
 		t.Fatalf("the next request, while the first batch is still unanswered: %q %v", rep, err)
 	}
@@ -294,7 +334,7 @@ func TestPipesQueuedCallsFollowANewView(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("0")})
+		_, _ = ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("0")}, true)
 	}()
 	<-node.got
 	changed, newView := context.WithCancel(context.Background())
@@ -302,7 +342,7 @@ func TestPipesQueuedCallsFollowANewView(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := ps.request(ctx, changed, fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("put")})
+		_, err := ps.request(ctx, changed, fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("put")}, true)
 		errs <- err
 	}()
 	waitQueued(t, ps, subject, 1)
@@ -331,12 +371,12 @@ func TestPipesALostBatchHoldsItsPipeOnlyItsTurn(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("lost")})
+		_, _ = ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("lost")}, true)
 	}()
 	<-node.got
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	rep, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("next")})
+	rep, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("next")}, true)
 	if err != nil || string(rep) != "u:next" {
 		t.Fatalf("the request behind a lost batch: %q %v", rep, err)
 	}

@@ -171,7 +171,7 @@ func (r *Router) answer(m *nats.Msg, user string) {
 		if ms, err := strconv.ParseInt(m.Header.Get(bus.HeaderDeadline), 10, 64); err == nil && ms > 0 {
 			timeout = min(timeout, time.Duration(ms)*time.Millisecond)
 		}
-		reply, code = r.forward(op, data, user, timeout)
+		reply, code = r.forward(op, data, user, timeout, m.Reply != "")
 	}
 	if m.Reply != "" {
 		_ = m.Respond(reply)
@@ -218,8 +218,9 @@ func (r *Router) route(m *nats.Msg) (string, []byte, *bus.Error) {
 }
 
 // forward sends a request to the right node, retrying across leader
-// changes until the deadline (write_request, read_request).
-func (r *Router) forward(op string, data []byte, user string, timeout time.Duration) ([]byte, string) {
+// changes until the deadline (write_request, read_request); awaited says
+// whether its sender waits for the answer.
+func (r *Router) forward(op string, data []byte, user string, timeout time.Duration, awaited bool) ([]byte, string) {
 	deadline := time.Now().Add(timeout)
 	stale := op == bus.OpGet && isStale(data)
 	// An unkeyed put is sent once: a retry could write it twice. It may
@@ -257,7 +258,7 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 		var rep []byte
 		var err error
 		if batched {
-			rep, err = r.pipes.request(ctx, cur.changed, rt, fwd)
+			rep, err = r.pipes.request(ctx, cur.changed, rt, fwd, awaited)
 		} else {
 			rep, err = r.pipes.requestAlone(ctx, rt, fwd)
 		}

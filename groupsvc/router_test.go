@@ -43,7 +43,7 @@ func TestForwardFollowsANewViewAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, code := r.forward(bus.OpPut, []byte(`{"path":"a/b","value":1,"source":"s","source_seq":1}`), "u", 1500*time.Millisecond)
+	rep, code := r.forward(bus.OpPut, []byte(`{"path":"a/b","value":1,"source":"s","source_seq":1}`), "u", 1500*time.Millisecond, true)
 	if code != "ok" {
 		t.Fatalf("forward answered %s: %s", code, rep)
 	}
@@ -77,11 +77,11 @@ func TestSlowRequestsGoAlone(t *testing.T) {
 		node := startFakeNode(t, nc, svc.sub.Fwd(1, op))
 		held := make(chan string, 1)
 		go func() {
-			rep, _ := r.forward(op, []byte(`{"path":"a/held"}`), "u", 3*time.Second)
+			rep, _ := r.forward(op, []byte(`{"path":"a/held"}`), "u", 3*time.Second, true)
 			held <- string(rep)
 		}()
 		<-node.got
-		if rep, code := r.forward(op, []byte(slow), "u", time.Second); code != "ok" || string(rep) != "u:"+slow {
+		if rep, code := r.forward(op, []byte(slow), "u", time.Second, true); code != "ok" || string(rep) != "u:"+slow {
 			t.Errorf("%s %s while a batch is in flight: %s %s", op, slow, code, rep)
 		}
 		close(node.release)
@@ -120,12 +120,12 @@ func TestForwardAsksAgainForWhatDidNotFit(t *testing.T) {
 	r, nc, svc := startRouter(t, nil)
 	for op, want := range map[string]string{bus.OpGet: "[1 2 1]", bus.OpPut: "[1 2]"} {
 		node := startFakeNode(t, nc, svc.sub.Fwd(1, op))
-		go func() { _, _ = r.forward(op, []byte("0"), "u", 3*time.Second) }()
+		go func() { _, _ = r.forward(op, []byte("0"), "u", 3*time.Second, true) }()
 		<-node.got
 		codes := make(chan string, 2)
 		for i, data := range []string{"big", "small"} {
 			go func() {
-				_, code := r.forward(op, []byte(data), "u", 3*time.Second)
+				_, code := r.forward(op, []byte(data), "u", 3*time.Second, true)
 				codes <- code
 			}()
 			waitQueued(t, r.pipes, svc.sub.Fwd(1, op), i+1)
@@ -148,10 +148,10 @@ func TestForwardAsksAgainForWhatDidNotFit(t *testing.T) {
 func TestStaleGetsBatchApart(t *testing.T) {
 	r, nc, svc := startRouter(t, []election.NodeInfo{{ID: 1, Alive: true, Member: true}})
 	node := startFakeNode(t, nc, svc.sub.Fwd(1, bus.OpGet))
-	go func() { _, _ = r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 3*time.Second) }()
+	go func() { _, _ = r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 3*time.Second, true) }()
 	<-node.got
 	stale := `{"path":"a/b","consistency":"stale"}`
-	if rep, code := r.forward(bus.OpGet, []byte(stale), "u", time.Second); code != "ok" || string(rep) != "u:"+stale {
+	if rep, code := r.forward(bus.OpGet, []byte(stale), "u", time.Second, true); code != "ok" || string(rep) != "u:"+stale {
 		t.Errorf("a stale get while a linearizable batch waits: %s %s", code, rep)
 	}
 	close(node.release)
@@ -223,7 +223,7 @@ func TestStaleGetsShareOnePipe(t *testing.T) {
 	stale := `{"path":"a/b","consistency":"stale"}`
 	errs := make(chan error, 11)
 	get := func() {
-		rep, code := r.forward(bus.OpGet, []byte(stale), "u", 5*time.Second)
+		rep, code := r.forward(bus.OpGet, []byte(stale), "u", 5*time.Second, true)
 		if code != "ok" || string(rep) != "u:"+stale {
 			errs <- fmt.Errorf("stale get: %s %s", code, rep)
 			return
@@ -267,7 +267,7 @@ func TestStaleGetsSkipAHangingMember(t *testing.T) {
 		nodes[id] = startFakeNode(t, nc, svc.sub.Fwd(id, bus.OpGet))
 	}
 	stale := []byte(`{"path":"a/b","consistency":"stale"}`)
-	go func() { _, _ = r.forward(bus.OpGet, stale, "u", 5*time.Second) }() // held by the node it reaches
+	go func() { _, _ = r.forward(bus.OpGet, stale, "u", 5*time.Second, true) }() // held by the node it reaches
 	hung, ok := protocol.NodeID(1), protocol.NodeID(2)
 	select {
 	case <-nodes[1].got:
@@ -284,7 +284,7 @@ func TestStaleGetsSkipAHangingMember(t *testing.T) {
 		}
 	}
 	for i := range 20 { // within the held get's 2 s attempt: its batch still lags
-		if rep, code := r.forward(bus.OpGet, stale, "u", time.Second); code != "ok" || string(rep) != "u:"+string(stale) {
+		if rep, code := r.forward(bus.OpGet, stale, "u", time.Second, true); code != "ok" || string(rep) != "u:"+string(stale) {
 			t.Fatalf("stale get %d: %s %s", i, code, rep)
 		}
 	}
@@ -316,7 +316,7 @@ func TestLinearizableGetsCarryAReadCheck(t *testing.T) {
 	}
 	tokens := map[uint64]bool{}
 	for range 2 { // each batch has a check of its own
-		if rep, code := r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 2*time.Second); code != "ok" {
+		if rep, code := r.forward(bus.OpGet, []byte(`{"path":"a/b"}`), "u", 2*time.Second, true); code != "ok" {
 			t.Fatalf("get: %s %s", code, rep)
 		}
 		m, err := checks.NextMsg(2 * time.Second)
@@ -340,7 +340,7 @@ func TestLinearizableGetsCarryAReadCheck(t *testing.T) {
 		{bus.OpGet, `{"path":"a/b","min_seq":1}`},
 		{bus.OpPut, `{"path":"a/b","value":1}`},
 	} {
-		if rep, code := r.forward(req.op, []byte(req.data), "u", 2*time.Second); code != "ok" {
+		if rep, code := r.forward(req.op, []byte(req.data), "u", 2*time.Second, true); code != "ok" {
 			t.Fatalf("%s: %s %s", req.data, code, rep)
 		}
 		if h := <-headers; h != "" {
