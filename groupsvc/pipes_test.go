@@ -148,6 +148,15 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 	}
 }
 
+// ask forwards one request through ps on the test's subject and waits up
+// to 10 s for its reply.
+func ask(ps *pipes, user string, data []byte, awaited bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: data}, awaited)
+	return err
+}
+
 // TestPipesGatherTheCallersJustAnswered: once a batch of more than one
 // request lands (load), the pipe waits, for up to that batch's round
 // trip, until its callers have asked again, so callers that each wait for
@@ -156,21 +165,15 @@ func TestPipesBatchWhileOneIsInFlight(t *testing.T) {
 func TestPipesGatherTheCallersJustAnswered(t *testing.T) {
 	ps, node := startPipes(t)
 	node.delay = 50 * time.Millisecond // the round trip, and so the most a gathering waits
-	call := func(user string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: user, Data: []byte("x")}, true)
-		return err
-	}
 	const callers, rounds = 20, 3
 	errs := make(chan error, callers+1)
-	go func() { errs <- call("first") }()
+	go func() { errs <- ask(ps, "first", []byte("x"), true) }()
 	<-node.got
 	for i := range callers {
 		go func() {
 			var err error
 			for r := 0; r < rounds && err == nil; r++ {
-				err = call(fmt.Sprintf("u%d", i))
+				err = ask(ps, fmt.Sprintf("u%d", i), []byte("x"), true)
 			}
 			errs <- err
 		}()
@@ -196,17 +199,11 @@ func TestPipesGatherNotWithALeftover(t *testing.T) {
 	node.delay = delay
 	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/8)
 	big := bytes.Repeat([]byte("x"), limit/2-64) // two to a batch
-	call := func(data []byte) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: data}, true)
-		return err
-	}
 	errs := make(chan error, 7)
-	go func() { errs <- call([]byte("first")) }()
+	go func() { errs <- ask(ps, "u", []byte("first"), true) }()
 	<-node.got
 	for range 6 {
-		go func() { errs <- call(big) }()
+		go func() { errs <- ask(ps, "u", big, true) }()
 	}
 	waitQueued(t, ps, subject, 6)
 	start := time.Now()
@@ -235,17 +232,11 @@ func TestPipesGatherOnlyForCallersWhoWait(t *testing.T) {
 	ps, node := startPipes(t)
 	const delay = 300 * time.Millisecond
 	node.delay = delay
-	call := func(awaited bool) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err := ps.request(ctx, context.Background(), fixedRoute(subject), bus.Forwarded{User: "u", Data: []byte("x")}, awaited)
-		return err
-	}
 	errs := make(chan error, 21)
-	go func() { errs <- call(true) }()
+	go func() { errs <- ask(ps, "u", []byte("x"), true) }()
 	<-node.got
 	for range 20 {
-		go func() { errs <- call(false) }()
+		go func() { errs <- ask(ps, "u", []byte("x"), false) }()
 	}
 	waitQueued(t, ps, subject, 20)
 	close(node.release)
@@ -255,7 +246,7 @@ func TestPipesGatherOnlyForCallersWhoWait(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	if err := call(true); err != nil {
+	if err := ask(ps, "u", []byte("x"), true); err != nil {
 		t.Fatal(err)
 	}
 	// One round; after a gathering it would have been two.
