@@ -178,3 +178,17 @@ func TestStartServerOnATakenPort(t *testing.T) {
 		t.Fatalf("after %v: %v", time.Since(start), err)
 	}
 }
+
+// TestDeadline: a request's Ms-Deadline-Ms is how long its sender still
+// waits; absent, malformed or not above 0, it says nothing.
+func TestDeadline(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": 0, "1500": 1500 * time.Millisecond, "0": 0, "-3": 0, "soon": 0} {
+		h := nats.Header{}
+		if v != "" {
+			h.Set(HeaderDeadline, v)
+		}
+		if got := Deadline(h); got != want {
+			t.Errorf("%s %q: %v, want %v", HeaderDeadline, v, got, want)
+		}
+	}
+}

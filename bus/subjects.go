@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"memstore/replica/protocol"
 )
 
@@ -39,8 +41,19 @@ const HeaderEventTime = "Ms-Event-Time"
 const HeaderDeadline = "Ms-Deadline-Ms"
 
 // RouterWait is how long the router waits for an answer to a request, its
-// retries included, unless the request's HeaderDeadline says sooner.
+// retries included, and a node holds a get for its min_seq, unless the
+// request's HeaderDeadline says sooner: the client sends the header only
+// when it gives up before that.
 const RouterWait = 4 * time.Second
+
+// Deadline reads a request's HeaderDeadline: how long its sender still
+// waits; 0 if it does not say.
+func Deadline(h nats.Header) time.Duration {
+	if ms, err := strconv.ParseInt(h.Get(HeaderDeadline), 10, 64); err == nil && ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return 0
+}
 
 // HeaderReadCheck carries, on a forwarded batch of linearizable gets, the
 // token of the read check the router multicast as the batch left

@@ -119,10 +119,10 @@ func newPipes(nc *nats.Conn) *pipes {
 
 // request forwards req in a batch of route rt, and waits for its reply
 // until ctx ends; awaited says whether the request's own caller waits for
-// the answer (a publish on ms.in without a reply subject does not). A request still queued then, or when changed ends (a new
-// view: it may be meant for another node now), is not sent: errNotSent. A
-// reply may be empty: too large to come with the others (gets only; ask
-// again alone).
+// the answer (a publish on ms.in without a reply subject does not). A
+// request still queued then, or when changed ends (a new view: it may be
+// meant for another node now), is not sent: errNotSent. A reply may be
+// empty: too large to come with the others (gets only; ask again alone).
 func (ps *pipes) request(ctx, changed context.Context, rt route, req bus.Forwarded, awaited bool) ([]byte, error) {
 	c := &call{req: req, awaited: awaited, done: make(chan result, 1)}
 	ps.mu.Lock()

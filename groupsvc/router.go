@@ -168,8 +168,8 @@ func (r *Router) answer(m *nats.Msg, user string) {
 		reply = r.status()
 	default:
 		timeout := r.svc.cfg.RequestTimeout
-		if ms, err := strconv.ParseInt(m.Header.Get(bus.HeaderDeadline), 10, 64); err == nil && ms > 0 {
-			timeout = min(timeout, time.Duration(ms)*time.Millisecond)
+		if d := bus.Deadline(m.Header); d > 0 {
+			timeout = min(timeout, d)
 		}
 		reply, code = r.forward(op, data, user, timeout, m.Reply != "")
 	}

@@ -79,13 +79,9 @@ type request struct {
 	user   string
 	data   []byte
 	check  uint64        // a linearizable get's read check (protocol.Node.Read); 0: none
-	wait   time.Duration // how long a get may wait for its min_seq; 0: minSeqWait
+	wait   time.Duration // how long a get may wait for its min_seq; 0: bus.RouterWait
 	answer func([]byte)
 }
-
-// minSeqWait is how long a node holds a get for its min_seq, unless the
-// get says sooner.
-const minSeqWait = 4 * time.Second
 
 // batchReply gathers the answers to a forwarded batch, from the loop and
 // the aggregates' goroutines, and sends them in one message once all are
@@ -448,7 +444,7 @@ func (n *Node) handleGet(rq request) {
 	case req.Consistency != "" && req.Consistency != bus.Linearizable && req.Consistency != bus.Stale:
 		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "consistency %q: linearizable or stale", req.Consistency))
 	case req.MinSeq > 0:
-		wait := minSeqWait
+		wait := bus.RouterWait
 		if rq.wait > 0 {
 			wait = min(wait, rq.wait)
 		}
@@ -495,9 +491,7 @@ func (n *Node) serveStaleGet(m *nats.Msg) {
 		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "consistency %q on %s, which serves stale gets: ask %s for others",
 			req.Consistency, m.Subject, n.sub.API(bus.OpGet)))
 	case req.MinSeq > 0 && req.MinSeq > n.tree.AppliedPoint().Seq:
-		if ms, err := strconv.ParseInt(m.Header.Get(bus.HeaderDeadline), 10, 64); err == nil && ms > 0 {
-			rq.wait = time.Duration(ms) * time.Millisecond
-		}
+		rq.wait = bus.Deadline(m.Header)
 		n.toLoop([]request{rq})
 	default:
 		n.serveGet(rq, req)
