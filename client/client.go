@@ -6,12 +6,12 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	neturl "net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +40,11 @@ type Client struct {
 	own  bool // the client opened nc and closes it
 	sub  bus.Subjects
 	opts Options
+
+	mu      sync.Mutex
+	queued  []*call       // Puts waiting to be sent (puts.go)
+	putting bool          // a put request of queued calls is out
+	more    chan struct{} // a Put queued (buffered 1): a gathering send looks again
 }
 
 // Dial connects to the NATS server at url. It reconnects forever and
@@ -66,7 +71,7 @@ func New(nc *nats.Conn, opts Options) *Client {
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	return &Client{nc: nc, sub: bus.NewSubjects(opts.Prefix), opts: opts}
+	return &Client{nc: nc, sub: bus.NewSubjects(opts.Prefix), opts: opts, more: make(chan struct{}, 1)}
 }
 
 // Close closes the connection if the client opened it.
@@ -116,13 +121,6 @@ func (c *Client) requestOn(ctx context.Context, subject string, req any, rep int
 		return e
 	}
 	return rep.Err()
-}
-
-// Put writes one value and returns once it is committed.
-func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (bus.PutReply, error) {
-	var rep bus.PutReply
-	err := c.request(ctx, bus.OpPut, bus.PutRequest{Path: path, Value: value}, &rep)
-	return rep, err
 }
 
 // PutBatch writes several values atomically, under one seq.
