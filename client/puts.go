@@ -16,8 +16,8 @@ import (
 // committed together). A lone Put goes at once, alone; many writers share
 // one message each way instead of one each, which is where the router and
 // the NATS server spend their time under load. A batch refused for what
-// one of its values is (bad_path, bad_request, too_large, forbidden)
-// changed nothing, so each of its Puts is sent again alone, for an answer
+// one of its values is (bad_path, bad_request, too_large) changed
+// nothing, so each of its Puts is sent again alone, for an answer
 // of its own. The router batches its requests to the leader the same way
 // (groupsvc's pipes); a second request in flight measured slower there
 // and here (smaller batches).
@@ -45,7 +45,7 @@ type putResult struct {
 
 // refusedForContent are the codes with which a batch is refused for what
 // one of its values is; nothing of it was written.
-var refusedForContent = []string{bus.CodeBadPath, bus.CodeBadRequest, bus.CodeTooLarge, bus.CodeForbidden}
+var refusedForContent = []string{bus.CodeBadPath, bus.CodeBadRequest, bus.CodeTooLarge}
 
 // Put writes one value and returns once it is committed. Puts that
 // overlap in time are sent together (above): a Put's seq and ts may then
