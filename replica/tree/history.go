@@ -62,21 +62,27 @@ func (t *Tree) HistoryJSON(p string, q HistoryQuery) ([]json.RawMessage, bool, e
 	end = min(end, i+limit)
 	out := make([]json.RawMessage, 0, end-i)
 	firstRecent := len(refs) - len(ps.recent)
-	l := t.lines(p, ps)
-	defer l.Close()
-	for k := i; k < end; k++ {
-		if k >= firstRecent {
-			out = append(out, ps.recent[k-firstRecent])
-			continue
-		}
-		line, err := l.line(refs[k])
+	if old := min(end, firstRecent); i < old { // the older lines, one after the other in the file: one read for all
+		base, last := refs[i].off(), refs[old-1]
+		span := make([]byte, last.off()+last.n()-base)
+		l := t.lines(p, ps)
+		_, err := l.ReadAt(span, base)
+		l.Close()
 		if err != nil {
 			return nil, false, fmt.Errorf("tree: history of %s: %w", p, err)
 		}
-		if !json.Valid(line) {
-			return nil, false, fmt.Errorf("%w: %s: the line of seq %d", ErrCorrupt, p, refs[k].seq)
+		for _, r := range refs[i:old] {
+			at := r.off() - base
+			line := span[at : at+r.n() : at+r.n()]
+			if !json.Valid(line) {
+				return nil, false, fmt.Errorf("%w: %s: the line of seq %d", ErrCorrupt, p, r.seq)
+			}
+			out = append(out, line)
 		}
-		out = append(out, line)
+		i = old
+	}
+	for k := i; k < end; k++ {
+		out = append(out, ps.recent[k-firstRecent])
 	}
 	return out, more, nil
 }

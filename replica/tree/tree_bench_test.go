@@ -184,3 +184,25 @@ func BenchmarkParseLine(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHistoryPage reads pages of 1,000 versions of a path holding
+// 10,000, on the disk, from the older ones (beyond the recent versions
+// kept in memory).
+func BenchmarkHistoryPage(b *testing.B) {
+	tr := openTree(b, vfs.OS, b.TempDir(), DefaultConfig())
+	value := json.RawMessage(`{"temp":21.5,"unit":"C","ok":true,"pad":"0123456789"}`)
+	for seq := uint64(1); seq <= 10_000; seq++ {
+		if _, err := tr.Apply(1, seq, tsOf(seq), "sensor", []Put{{Path: "site/dev/temp", Value: value}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tr.Checkpoint()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		page, _, err := tr.HistoryJSON("site/dev/temp", HistoryQuery{AfterSeq: uint64(i%9) * 1000, Limit: 1000})
+		if err != nil || len(page) != 1000 {
+			b.Fatalf("%d versions, %v", len(page), err)
+		}
+	}
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "versions/s")
+}

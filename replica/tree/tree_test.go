@@ -1164,3 +1164,50 @@ func TestBadPathNamesTheCharacter(t *testing.T) {
 		t.Fatalf("ValidatePath(é/ü) = %v", err)
 	}
 }
+
+// TestHistoryFromFileAndPending: a page of old versions is read from the
+// file and the pending lines at once, and a line the file garbled is
+// found (ErrCorrupt), not served.
+func TestHistoryFromFileAndPending(t *testing.T) {
+	m := vfs.NewMem()
+	cfg := DefaultConfig()
+	cfg.RecentVersions = 2
+	tr := openTree(t, m, "/d", cfg)
+	for seq := uint64(1); seq <= 10; seq++ {
+		apply(t, tr, seq, put("a/b", seq))
+	}
+	if _, err := tr.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(11); seq <= 20; seq++ { // pending: written at the next checkpoint
+		apply(t, tr, seq, put("a/b", seq))
+	}
+	page, more, err := tr.HistoryJSON("a/b", HistoryQuery{AfterSeq: 5, Limit: 12})
+	if err != nil || !more || len(page) != 12 {
+		t.Fatalf("%d versions, more %v, %v", len(page), more, err)
+	}
+	for i, line := range page {
+		v, err := decodeVersion(line)
+		if want := uint64(6 + i); err != nil || v.Seq != want || string(v.Value) != fmt.Sprint(want) {
+			t.Fatalf("version %d: %s %v", i, line, err)
+		}
+	}
+	name := "/d/tree/a/b/versions.jsonl"
+	f, err := vfs.Open(m, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(f)
+	f.Close()
+	data[bytes.IndexByte(data, '\n')+1] = '#' // the second line's {
+	if f, err = m.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, _, err := tr.HistoryJSON("a/b", HistoryQuery{Limit: 3}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("history over a garbled line: %v", err)
+	}
+}
