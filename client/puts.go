@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"memstore/bus"
@@ -22,10 +23,18 @@ import (
 // (groupsvc's pipes); a second request in flight measured slower there
 // and here (smaller batches).
 const (
-	// batchValues and batchBytes bound one coalesced batch, well within
-	// the store's defaults (1,000 values, 1 MiB a request).
+	// batchValues and batchBytes bound one coalesced batch within the
+	// store's defaults (1,000 values, 1 MiB a request), counting the
+	// values as given: encoded, a value's <, > and & take 6 bytes each.
 	batchValues = 1000
-	batchBytes  = 256 << 10
+	batchBytes  = 128 << 10
+	// maxGather bounds a gather (below): a round slowed by a leader
+	// change must not hold the Puts that queue after it as long.
+	maxGather = 5 * time.Millisecond
+	// flightMax bounds a request: the router answers by bus.RouterWait,
+	// so a reply lost (in a reconnect) holds the Puts queued behind it
+	// no longer than that and a margin.
+	flightMax = bus.RouterWait + time.Second
 )
 
 // call is one Put waiting to be sent or answered.
@@ -33,7 +42,16 @@ type call struct {
 	pv       bus.PathValue
 	deadline time.Time
 	size     int
+	flight   *flight        // set when it leaves the queue; c.mu
 	done     chan putResult // buffered: the sender never waits for the caller
+}
+
+// flight is the request of a batch: it ends by the latest deadline of its
+// calls (at most flightMax), or when the last of its callers gives up.
+type flight struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	waiting int // callers still waiting; c.mu
 }
 
 // putResult is a call's answer, or alone: send it again by itself.
@@ -60,7 +78,11 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(c.opts.Timeout)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
+	value = slices.Clone(value) // the batch may be encoded after this Put gave up, and its caller reused value
 	k := &call{pv: bus.PathValue{Path: path, Value: value}, deadline: deadline,
 		size: len(path) + len(value) + 32, done: make(chan putResult, 1)}
 	c.mu.Lock()
@@ -71,7 +93,7 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 	}
 	c.mu.Unlock()
 	if batch != nil {
-		go c.send(batch) // ends when nothing is left to send; each request ends by its calls' deadlines
+		go c.send(batch) // ends when nothing is left to send; each request by its flight's deadline
 	} else {
 		select {
 		case c.more <- struct{}{}: // a gathering send looks again
@@ -86,11 +108,12 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 		return r.rep, r.err
 	case <-ctx.Done():
 		c.mu.Lock()
-		for i, q := range c.queued {
-			if q == k { // not sent yet: it never will be
-				c.queued = append(c.queued[:i], c.queued[i+1:]...)
-				break
+		if f := k.flight; f != nil {
+			if f.waiting--; f.waiting == 0 {
+				f.cancel() // nobody waits for its answer: the Puts behind it go
 			}
+		} else if i := slices.Index(c.queued, k); i >= 0 { // not sent yet: it never will be
+			c.queued = slices.Delete(c.queued, i, i+1)
 		}
 		c.mu.Unlock()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -100,13 +123,14 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 	}
 }
 
-// take removes the next batch from the queue: in order, each path once
-// (a second Put of a path waits for the next batch), within the bounds.
-// c.mu is held.
+// take removes the next batch from the queue, in order, each path once
+// (a second Put of a path waits for the next batch), within the bounds,
+// and makes its flight. c.mu is held.
 func (c *Client) take() []*call {
 	var batch, rest []*call
 	named := map[string]bool{}
 	size := 0
+	var deadline time.Time
 	for _, k := range c.queued {
 		if named[k.pv.Path] || len(batch) == batchValues || len(batch) > 0 && size+k.size > batchBytes {
 			rest = append(rest, k)
@@ -115,9 +139,26 @@ func (c *Client) take() []*call {
 		named[k.pv.Path] = true
 		size += k.size
 		batch = append(batch, k)
+		if k.deadline.After(deadline) {
+			deadline = k.deadline
+		}
 	}
 	c.queued = rest
+	if len(batch) > 0 {
+		f := &flight{waiting: len(batch)}
+		f.ctx, f.cancel = context.WithDeadline(context.Background(), minTime(deadline, time.Now().Add(flightMax)))
+		for _, k := range batch {
+			k.flight = f
+		}
+	}
 	return batch
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // send makes the put request of batch and hands each call its answer;
@@ -125,21 +166,17 @@ func (c *Client) take() []*call {
 // has. It is the one request out while c.putting.
 func (c *Client) send(batch []*call) {
 	for len(batch) > 0 {
-		deadline := batch[0].deadline
 		req := bus.PutRequest{Path: batch[0].pv.Path, Value: batch[0].pv.Value}
 		if len(batch) > 1 {
 			req = bus.PutRequest{Values: make([]bus.PathValue, len(batch))}
 			for i, k := range batch {
 				req.Values[i] = k.pv
-				if k.deadline.After(deadline) {
-					deadline = k.deadline
-				}
 			}
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		f := batch[0].flight
 		left := time.Now()
-		rep, err := c.Write(ctx, req)
-		cancel()
+		rep, err := c.Write(f.ctx, req)
+		f.cancel()
 		round := time.Since(left)
 		res := putResult{rep: rep, err: err}
 		for _, code := range refusedForContent {
@@ -158,14 +195,15 @@ func (c *Client) send(batch []*call) {
 	}
 }
 
-// gather waits, for up to round (the trip of the batch just answered),
-// until the queue holds as many Puts as that batch had, or a full batch.
+// gather waits, for up to round (the trip of the batch just answered)
+// and maxGather, until the queue holds as many Puts as that batch had, or
+// a full batch.
 // Its writers, answered, likely put again at once; sent at once, the
 // first one back would go alone and the rest queue behind it, and the
 // writers would split into two batches that take turns, each waiting
 // out the other's round (16 writers: half the puts per second).
 func (c *Client) gather(want int, round time.Duration) {
-	t := time.NewTimer(round)
+	t := time.NewTimer(min(round, maxGather))
 	defer t.Stop()
 	for {
 		c.mu.Lock()

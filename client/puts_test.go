@@ -18,13 +18,16 @@ import (
 
 // fakeRouter answers ms.api.put in place of the store: it records each
 // request's paths (one request a slice), holds the first request until
-// release is closed, and answers with seq = the request's number, or
-// with the error refuse names for a request.
+// release is closed (or, with drop, never answers it), waits delay
+// before answering the first slow requests (all if 0), and answers with
+// seq = the request's number, or with the error refuse names for it.
 type fakeRouter struct {
 	mu       sync.Mutex
 	requests [][]string
 	release  chan struct{}
+	drop     bool
 	delay    time.Duration
+	slow     int
 	refuse   func(paths []string) string // an error code, or ""
 }
 
@@ -47,10 +50,15 @@ func startFakeRouter(t *testing.T, nc *nats.Conn, f *fakeRouter) {
 		f.requests = append(f.requests, paths)
 		n := len(f.requests)
 		f.mu.Unlock()
+		if n == 1 && f.drop {
+			return
+		}
 		if n == 1 && f.release != nil {
 			<-f.release
 		}
-		time.Sleep(f.delay)
+		if f.slow == 0 || n <= f.slow {
+			time.Sleep(f.delay)
+		}
 		if f.refuse != nil {
 			if code := f.refuse(paths); code != "" {
 				_ = m.Respond(bus.ErrorReply(bus.Errorf(code, "refused")))
@@ -159,7 +167,7 @@ func TestPutsRefusedForContentGoAlone(t *testing.T) {
 	for _, tc := range []struct {
 		code  string
 		alone bool
-	}{{bus.CodeBadPath, true}, {bus.CodeTooLarge, true}, {bus.CodeForbidden, false}, {bus.CodeUnavailable, false}} {
+	}{{bus.CodeBadPath, true}, {bus.CodeBadRequest, true}, {bus.CodeTooLarge, true}, {bus.CodeForbidden, false}, {bus.CodeUnavailable, false}} {
 		t.Run(tc.code, func(t *testing.T) {
 			_, nc, _ := natstest.Start(t)
 			c := New(nc, Options{})
@@ -182,8 +190,14 @@ func TestPutsRefusedForContentGoAlone(t *testing.T) {
 			if tc.alone {
 				want += 3 // bad, y and z again, each alone
 			}
-			if got := f.seen(); len(got) != want {
-				t.Errorf("requests %v, want %d", got, want)
+			got := f.seen()
+			if len(got) != want {
+				t.Fatalf("requests %v, want %d", got, want)
+			}
+			for _, r := range got[2:] {
+				if len(r) != 1 {
+					t.Errorf("requests %v: a Put sent again went with others", got)
+				}
 			}
 		})
 	}
@@ -274,4 +288,65 @@ func TestPutsGatherTheWritersJustAnswered(t *testing.T) {
 	if n != 24 || len(got) > 5 {
 		t.Fatalf("%d puts in %d requests %v, want 24 in at most 5", n, len(got), got)
 	}
+}
+
+// TestPutsHeldNoLongerThanNeeded: a Put without a deadline of its own
+// gives up after the client's Timeout even while it queues; the Puts
+// behind a request whose reply is lost go once its last caller gives
+// up; and after a slow round the next Puts are not held for as long.
+func TestPutsHeldNoLongerThanNeeded(t *testing.T) {
+	t.Run("Timeout while queued", func(t *testing.T) {
+		_, nc, _ := natstest.Start(t)
+		c := New(nc, Options{Timeout: 200 * time.Millisecond})
+		f := &fakeRouter{release: make(chan struct{})}
+		startFakeRouter(t, nc, f)
+		defer close(f.release)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _ = c.Put(ctx, "a", json.RawMessage(`1`))
+		}()
+		f.waitOut()
+		start := time.Now()
+		if _, err := c.Put(context.Background(), "b", json.RawMessage(`1`)); !errors.Is(err, ErrTimeout) || time.Since(start) > 2*time.Second {
+			t.Fatalf("a Put queued past the client's Timeout: %v after %v", err, time.Since(start))
+		}
+	})
+	t.Run("reply lost", func(t *testing.T) {
+		_, nc, _ := natstest.Start(t)
+		c := New(nc, Options{})
+		f := &fakeRouter{drop: true}
+		startFakeRouter(t, nc, f)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		gone := make(chan struct{})
+		go func() {
+			defer close(gone)
+			_, _ = c.Put(ctx, "a", json.RawMessage(`1`))
+		}()
+		f.waitOut()
+		cancel() // its only caller gives up: nothing waits for the lost reply
+		<-gone
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := c.Put(ctx, "b", json.RawMessage(`1`)); err != nil {
+			t.Fatalf("a Put behind a request nobody waits for: %v", err)
+		}
+	})
+	t.Run("after a slow round", func(t *testing.T) {
+		_, nc, _ := natstest.Start(t)
+		c := New(nc, Options{})
+		f := &fakeRouter{delay: 400 * time.Millisecond, slow: 2, release: make(chan struct{})}
+		startFakeRouter(t, nc, f)
+		out := putBehind(t, c, f, "a", "b", "c")
+		for range 3 {
+			if o := <-out; o.err != nil {
+				t.Fatal(o.err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		if _, err := c.Put(ctx, "d", json.RawMessage(`1`)); err != nil {
+			t.Fatalf("a Put just after a slow batch of 2: %v (requests %v)", err, f.seen())
+		}
+	})
 }
