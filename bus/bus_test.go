@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -190,5 +191,35 @@ func TestDeadline(t *testing.T) {
 		if got := Deadline(h); got != want {
 			t.Errorf("%s %q: %v, want %v", HeaderDeadline, v, got, want)
 		}
+	}
+}
+
+// BenchmarkPutBatchRequest decodes a batch of 64 puts of 64-byte values
+// as the Go client spells it (its coalesced Puts, W1): the fast decoder,
+// and the strict one for comparison.
+func BenchmarkPutBatchRequest(b *testing.B) {
+	values := make([]PathValue, 64)
+	for i := range values {
+		values[i] = PathValue{Path: fmt.Sprintf("bench/w%d", i), Value: json.RawMessage(fmt.Sprintf("%q", strings.Repeat("0", 62)))}
+	}
+	data := Encode(PutRequest{Values: values})
+	for _, d := range []struct {
+		name   string
+		decode func() (PutRequest, *Error)
+	}{
+		{"fast", func() (PutRequest, *Error) { return DecodePutRequest(data) }},
+		{"strict", func() (PutRequest, *Error) {
+			var req PutRequest
+			return req, DecodeRequest(data, &req)
+		}},
+	} {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if req, e := d.decode(); e != nil || len(req.Values) != 64 {
+					b.Fatal("not decoded")
+				}
+			}
+		})
 	}
 }

@@ -73,6 +73,10 @@ func FuzzDecodePutRequest(f *testing.F) {
 		`{"path":"a","value":1 }`, `{"path":"a","value": 1}`, `{"path":"a","value":1,"source":"s","source_seq":1}`,
 		`{"path":"a","value":1}}`, `{"path":"a","value":"x","event_ts":"2026-01-02T03:04:05Z"}`, `{"path":"a","value":}`,
 		`{"path":"a\"b","value":1}`, `{"path":"a","value":"\xff"}`, `{"path":"a","value":1,"path":"b"}`, `{"path":"","value":1}`,
+		`{"values":[{"path":"a","value":1},{"path":"b/c","value":{"x":["]}",{"y":"\"}"}]}}]}`, `{"values":[{"path":"a","value":"x\\"}]}`,
+		`{"values":[{"path":"a","value":1 },{"path":"b","value":2}]}`, `{"values":[{"path":"a","value":1}]}}`, `{"values":[]}`,
+		`{"values":[{"path":"a","value":1},]}`, `{"values":[{"path":"a","value":[1,2]],{"path":"b","value":2}]}`, `{"values":[{"path":"a","value":tru}]}`,
+		`{"values":[{"path":"a","value":1}],"source":"s","source_seq":2}`, `{"values":[{"path":"a","value":1,"event_ts":"2026-01-02T03:04:05Z"}]}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 
 	"memstore/replica/protocol"
@@ -46,6 +48,23 @@ func FuzzProtocolMessage(f *testing.F) {
 			}
 			n.Tick()
 			n.Step(msg)
+		}
+	})
+}
+
+// FuzzMarshalled: a valid JSON value that marshalled says json.Marshal
+// leaves as it is, it does: a leader stores such a value as it came.
+func FuzzMarshalled(f *testing.F) {
+	for _, seed := range []string{`"0000"`, `{"a":[1,2.5e3,-0,true,null]}`, `"\u00e9é"`, `"\xff"`, `"a b"`, `{ "a":1}`,
+		`"<&>"`, "\"\u2028\"", `"\u2028"`, `"€"`, `"\t"`, `"\"\\/"`, `1E+2`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if !json.Valid(v) || !marshalled(v) {
+			return
+		}
+		if m, err := json.Marshal(json.RawMessage(v)); err != nil || !bytes.Equal(m, v) {
+			t.Fatalf("%q: json.Marshal gives %q (%v)", v, m, err)
 		}
 	})
 }
