@@ -30,7 +30,7 @@ const (
 	batchBytes  = 128 << 10
 	// maxGather bounds a gather (below): a round slowed by a leader
 	// change must not hold the Puts that queue after it as long.
-	maxGather = 5 * time.Millisecond
+	maxGather = 20 * time.Millisecond
 	// flightMax bounds a request: the router answers by bus.RouterWait,
 	// so a reply lost (in a reconnect) holds the Puts queued behind it
 	// no longer than that and a margin.

@@ -38,6 +38,7 @@ type fakeNode struct {
 
 	mu      sync.Mutex
 	batches [][]bus.Forwarded
+	at      []time.Time // when each batch came
 }
 
 func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
@@ -49,6 +50,7 @@ func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
 		}
 		f.mu.Lock()
 		f.batches = append(f.batches, reqs)
+		f.at = append(f.at, time.Now())
 		first := len(f.batches) == 1
 		f.mu.Unlock()
 		reply := func() {
@@ -195,7 +197,7 @@ func TestPipesGatherTheCallersJustAnswered(t *testing.T) {
 // waiting a round for callers (here one-shot ones) who will not come.
 func TestPipesGatherNotWithALeftover(t *testing.T) {
 	ps, node := startPipes(t)
-	const delay = 300 * time.Millisecond
+	const delay = 400 * time.Millisecond
 	node.delay = delay
 	limit := min(maxBatchBytes, int(ps.nc.MaxPayload())/8)
 	big := bytes.Repeat([]byte("x"), limit/2-64) // two to a batch
@@ -206,21 +208,24 @@ func TestPipesGatherNotWithALeftover(t *testing.T) {
 		go func() { errs <- ask(ps, "u", big, true) }()
 	}
 	waitQueued(t, ps, subject, 6)
-	start := time.Now()
 	close(node.release)
 	for range 7 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	took := time.Since(start)
 	if got := node.sizes(); fmt.Sprint(got) != "[1 2 2 2]" {
 		t.Fatalf("batches of %v requests, want [1 2 2 2]", got)
 	}
-	// 3 rounds; the 2 landings with a leftover, had they waited a round,
-	// would have made it 5.
-	if took >= 4*delay {
-		t.Fatalf("3 batches of 2 took %v after the first landed: the leftovers waited for callers who do not come back", took)
+	// Each batch of 2 leaves as the one before lands (a round after it
+	// left); had the 2 landings with a leftover waited a round, it would
+	// have left 2 rounds after.
+	node.mu.Lock()
+	defer node.mu.Unlock()
+	for i := 2; i < len(node.at); i++ {
+		if gap := node.at[i].Sub(node.at[i-1]); gap >= delay*3/2 {
+			t.Errorf("batch %d left %v after the one before (a round is %v): the leftovers waited for callers who do not come back", i+1, gap, delay)
+		}
 	}
 }
 
