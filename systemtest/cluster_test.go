@@ -970,3 +970,88 @@ func TestMinSeqNotReachedSaysSo(t *testing.T) {
 		t.Fatalf("a get waiting for an unreached seq: %v", err)
 	}
 }
+
+// TestCoalescedPutsLandOnce: 32 writers on one client, each putting its
+// own path 10 times and a path they all share now and then: the client
+// sends the Puts that overlap as batches, and every acknowledged value is
+// in its path's history once, at the seq its ack gave, in each writer's
+// order; the shared path never holds two versions at one seq (a batch
+// names a path once); and some acks share a seq (batches were sent).
+func TestCoalescedPutsLandOnce(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	const writers, puts = 32, 10
+	type ack struct {
+		path, value string
+		seq         uint64
+	}
+	acks := make(chan ack, writers*puts*2)
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			put := func(p, v string) error {
+				rep, err := c.cl.Put(cx, p, json.RawMessage(v))
+				if err == nil {
+					acks <- ack{p, v, rep.Seq}
+				}
+				return err
+			}
+			for i := range puts {
+				err := put(fmt.Sprintf("co/w%d", w), strconv.Itoa(i))
+				if err == nil && i%5 == 0 {
+					err = put("co/shared", strconv.Quote(fmt.Sprintf("w%d-%d", w, i)))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(acks)
+	want := map[string]map[string]uint64{} // path → value → seq
+	paths := map[uint64]int{}              // seq → paths acknowledged at it
+	for a := range acks {
+		if want[a.path] == nil {
+			want[a.path] = map[string]uint64{}
+		}
+		want[a.path][a.value] = a.seq
+		paths[a.seq]++
+	}
+	shared := 0
+	for _, n := range paths {
+		if n > 1 {
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Error("no two Puts were acknowledged at one seq: nothing was sent as a batch")
+	}
+	for p, values := range want {
+		var got []bus.Version
+		if err := c.cl.Versions(cx, bus.HistoryRequest{Path: p}, func(v bus.Version) error {
+			got = append(got, v)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(values) {
+			t.Fatalf("%s holds %d versions, %d acknowledged", p, len(got), len(values))
+		}
+		for i, v := range got {
+			if seq, ok := values[string(v.Value)]; !ok || seq != v.Seq || i > 0 && v.Seq <= got[i-1].Seq {
+				t.Fatalf("%s: version %d is %s at seq %d (acknowledged at %d, known %v)", p, i, v.Value, v.Seq, seq, ok)
+			}
+			if p != "co/shared" && string(v.Value) != strconv.Itoa(i) {
+				t.Fatalf("%s: version %d is %s, out of its writer's order", p, i, v.Value)
+			}
+		}
+	}
+	t.Logf("%d puts acknowledged at %d seqs, %d of them shared", writers*puts+writers*2, len(paths), shared)
+}
