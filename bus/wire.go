@@ -329,49 +329,45 @@ func DecodeGetRequest(data []byte) (GetRequest, *Error) {
 // leader's CPU under puts, and over half of its work on a batch (issue
 // 7). Anything else goes through it. Values alias data.
 func DecodePutRequest(data []byte) (PutRequest, *Error) {
-	if rest, ok := bytes.CutPrefix(data, []byte(`{"path":"`)); ok {
-		path, rest := cutPath(rest)
-		if v, ok := bytes.CutPrefix(rest, []byte(`","value":`)); ok {
-			if v, ok := bytes.CutSuffix(v, []byte("}")); ok && len(v) > 0 && !jsonSpace(v[0]) && !jsonSpace(v[len(v)-1]) && json.Valid(v) {
-				return PutRequest{Path: string(path), Value: v}, nil
+	if rest, ok := bytes.CutPrefix(data, []byte(`{"values":[`)); ok {
+		var values []PathValue
+		for {
+			pv, after, ok := cutPathValue(rest)
+			if !ok {
+				break
+			}
+			values = append(values, pv)
+			if string(after) == `}]}` {
+				return PutRequest{Values: values}, nil
+			}
+			if rest, ok = bytes.CutPrefix(after, []byte(`},`)); !ok {
+				break
 			}
 		}
-	}
-	if rest, ok := bytes.CutPrefix(data, []byte(`{"values":[`)); ok {
-		if values, ok := fastValues(rest); ok {
-			return PutRequest{Values: values}, nil
-		}
+	} else if pv, after, ok := cutPathValue(data); ok && string(after) == "}" {
+		return PutRequest{Path: pv.Path, Value: pv.Value}, nil
 	}
 	var req PutRequest
 	return req, DecodeRequest(data, &req)
 }
 
-// fastValues reads the {"path":"…","value":V} of a batch, separated by
-// commas, up to the ]} that ends b; ok is false for anything else.
-func fastValues(b []byte) (values []PathValue, ok bool) {
-	for {
-		rest, ok := bytes.CutPrefix(b, []byte(`{"path":"`))
-		if !ok {
-			return nil, false
-		}
-		path, rest := cutPath(rest)
-		if rest, ok = bytes.CutPrefix(rest, []byte(`","value":`)); !ok {
-			return nil, false
-		}
-		n := valueLen(rest)
-		if n <= 0 || jsonSpace(rest[0]) || jsonSpace(rest[n-1]) || !json.Valid(rest[:n]) {
-			return nil, false
-		}
-		values = append(values, PathValue{Path: string(path), Value: rest[:n:n]})
-		switch rest = rest[n:]; {
-		case bytes.HasPrefix(rest, []byte(`},`)):
-			b = rest[2:]
-		case string(rest) == `}]}`:
-			return values, true
-		default:
-			return nil, false
-		}
+// cutPathValue reads {"path":"…","value":V at the start of b, the path of
+// the characters a valid path holds and V one valid JSON value, unpadded,
+// and returns what follows V.
+func cutPathValue(b []byte) (pv PathValue, after []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(`{"path":"`))
+	if !ok {
+		return PathValue{}, nil, false
 	}
+	path, rest := cutPath(rest)
+	if rest, ok = bytes.CutPrefix(rest, []byte(`","value":`)); !ok {
+		return PathValue{}, nil, false
+	}
+	n := valueLen(rest)
+	if n <= 0 || jsonSpace(rest[0]) || jsonSpace(rest[n-1]) || !json.Valid(rest[:n]) {
+		return PathValue{}, nil, false
+	}
+	return PathValue{Path: string(path), Value: rest[:n:n]}, rest[n:], true
 }
 
 // valueLen is the length of the JSON value b starts with, if it is one:
