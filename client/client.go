@@ -109,18 +109,24 @@ func (c *Client) requestOn(ctx context.Context, subject string, req any, rep int
 		}
 	}
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return fmt.Errorf("%w (%s)", ErrTimeout, subject)
-	case errors.Is(err, nats.ErrNoResponders):
-		return fmt.Errorf("%w (%w)", bus.Errorf(bus.CodeUnavailable, "nothing of memstore is listening on %s", subject), err)
-	case err != nil:
-		return fmt.Errorf("client: %s: %w", subject, err)
+	if err != nil {
+		return requestError(subject, err)
 	}
 	if e := bus.Decode(m.Data, rep); e != nil {
 		return e
 	}
 	return rep.Err()
+}
+
+// requestError is the error of a request to subject that got no reply.
+func requestError(subject string, err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return fmt.Errorf("%w (%s)", ErrTimeout, subject)
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w (%w)", bus.Errorf(bus.CodeUnavailable, "nothing of memstore is listening on %s", subject), err)
+	}
+	return fmt.Errorf("client: %s: %w", subject, err)
 }
 
 // PutBatch writes several values atomically, under one seq.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -116,10 +115,7 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 			c.queued = slices.Delete(c.queued, i, i+1)
 		}
 		c.mu.Unlock()
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return bus.PutReply{}, fmt.Errorf("%w (%s)", ErrTimeout, c.sub.API(bus.OpPut))
-		}
-		return bus.PutReply{}, fmt.Errorf("client: %s: %w", c.sub.API(bus.OpPut), ctx.Err())
+		return bus.PutReply{}, requestError(c.sub.API(bus.OpPut), ctx.Err())
 	}
 }
 
@@ -145,20 +141,16 @@ func (c *Client) take() []*call {
 	}
 	c.queued = rest
 	if len(batch) > 0 {
+		if latest := time.Now().Add(flightMax); deadline.After(latest) {
+			deadline = latest
+		}
 		f := &flight{waiting: len(batch)}
-		f.ctx, f.cancel = context.WithDeadline(context.Background(), minTime(deadline, time.Now().Add(flightMax)))
+		f.ctx, f.cancel = context.WithDeadline(context.Background(), deadline)
 		for _, k := range batch {
 			k.flight = f
 		}
 	}
 	return batch
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // send makes the put request of batch and hands each call its answer;
@@ -178,10 +170,8 @@ func (c *Client) send(batch []*call) {
 		rep, err := c.Write(f.ctx, req)
 		f.cancel()
 		round := time.Since(left)
-		res := putResult{rep: rep, err: err}
-		for _, code := range refusedForContent {
-			res.alone = res.alone || len(batch) > 1 && bus.HasCode(err, code)
-		}
+		var e *bus.Error
+		res := putResult{rep: rep, err: err, alone: len(batch) > 1 && errors.As(err, &e) && slices.Contains(refusedForContent, e.Code)}
 		for _, k := range batch {
 			k.done <- res
 		}
