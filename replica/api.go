@@ -503,7 +503,7 @@ func (n *Node) serveStaleGet(m *nats.Msg) {
 	case req.Consistency != "" && req.Consistency != bus.Stale:
 		respondErr(rq, bus.Errorf(bus.CodeBadRequest, "consistency %q on %s, which serves stale gets: ask %s for others",
 			req.Consistency, m.Subject, n.sub.API(bus.OpGet)))
-	case req.MinSeq > 0 && req.MinSeq > n.tree.AppliedPoint().Seq:
+	case req.MinSeq > n.tree.AppliedPoint().Seq:
 		rq.wait = bus.Deadline(m.Header)
 		n.toLoop([]request{rq})
 	default:
