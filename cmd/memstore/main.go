@@ -149,6 +149,9 @@ func (g *globals) logger() (*logrus.Logger, error) {
 	log := logrus.New()
 	log.SetLevel(lvl)
 	log.SetOutput(os.Stderr)
+	// Milliseconds: a failover or a catch-up is over within a second or two,
+	// and the order of its steps across processes is what a reader looks for.
+	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
 	return log, nil
 }
 
