@@ -3,7 +3,9 @@ package tree
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -205,4 +207,59 @@ func BenchmarkHistoryPage(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "versions/s")
+}
+
+// BenchmarkInstall measures receiving a snapshot of 2,000 paths of 100
+// versions each (W5's shape, a fifth of its paths) into a fresh tree on
+// disk: decoding the chunks, indexing them and writing the staged files,
+// up to Install (whose one syncfs is left out).
+func BenchmarkInstall(b *testing.B) {
+	src := openTree(b, vfs.OS, b.TempDir(), DefaultConfig())
+	value := json.RawMessage(`{"temp":21.5,"unit":"C"}`)
+	for seq := uint64(1); seq <= 100; seq++ {
+		puts := make([]Put, 2000)
+		for i := range puts {
+			puts[i] = Put{Path: fmt.Sprintf("site%d/dev%d/temp", i/100, i%100), Value: value}
+		}
+		apply(b, src, seq, puts...)
+	}
+	if _, err := src.Checkpoint(); err != nil {
+		b.Fatal(err)
+	}
+	snap := src.Snapshot()
+	var wire [][]byte
+	size := 0
+	for {
+		c, err := snap.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire = append(wire, MarshalChunk(c))
+		for _, cp := range c.Paths {
+			size += len(cp.Lines)
+		}
+	}
+	snap.Close()
+	dir := b.TempDir()
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dst := openTree(b, vfs.OS, filepath.Join(dir, strconv.Itoa(i)), DefaultConfig())
+		in, err := dst.NewInstaller()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, w := range wire {
+			c, err := UnmarshalChunk(w)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := in.Add(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }
