@@ -159,8 +159,12 @@ func TestFailoverOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gap < 400*time.Millisecond || gap > 2*time.Second || missing != 1 || acked < 100 {
-		t.Fatalf("gap %v (want 400 ms to 2 s), %d of %d acknowledged lost (want 1)", gap, missing, acked)
+	// The outage lasts 400 ms from the kill, but a put that passed the
+	// check just before it is acknowledged just after: the gap from that
+	// ack may be a little shorter (399.2 ms seen in CI). Without the
+	// outage it would be about a millisecond.
+	if gap < 300*time.Millisecond || gap > 2*time.Second || missing != 1 || acked < 100 {
+		t.Fatalf("gap %v (want 300 ms to 2 s), %d of %d acknowledged lost (want 1)", gap, missing, acked)
 	}
 	mu.Lock()
 	defer mu.Unlock()
