@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,6 +74,25 @@ func TestTable(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
 		}
+	}
+	if strings.Contains(b.String(), noEtcd) {
+		t.Errorf("a table with etcd rows says it has none:\n%s", b.String())
+	}
+	// Without etcd the legend says so, and why the column is empty.
+	b.Reset()
+	if err := Table(&b, slices.DeleteFunc(slices.Clone(rows), func(r Row) bool { return r.System == Etcd })); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), noEtcd) {
+		t.Errorf("a table without etcd rows does not say so:\n%s", b.String())
+	}
+	// Nor does a table of W5 alone need etcd.
+	b.Reset()
+	if err := Table(&b, rows[len(rows)-2:]); err != nil || !strings.Contains(b.String(), "| W5 |") {
+		t.Fatalf("a W5 table: %v\n%s", err, b.String())
+	}
+	if strings.Contains(b.String(), noEtcd) {
+		t.Errorf("a W5 table says etcd is missing:\n%s", b.String())
 	}
 }
 

@@ -159,6 +159,25 @@ func Table(w io.Writer, rows []Row) error {
 			ratio(js, jsOK, rounds), ratio(etcd, etcdOK, rounds), ratio(limit, limitOK, false))
 	}
 	b.WriteString(legend)
+	if ranWithoutEtcd(rows) {
+		b.WriteString(noEtcd)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// noEtcd ends the legend of a table of W1 or W2 without etcd: the W2
+// target is set against etcd, and an empty column says nothing of why.
+const noEtcd = "- No etcd rows: etcd was not on the PATH or did not start (the run's progress lines say which; Debian: apt install etcd-server), so the ÷ etcd column is empty.\n"
+
+// ranWithoutEtcd reports whether W1 or W2 rows are there but none of etcd.
+func ranWithoutEtcd(rows []Row) bool {
+	ran := false
+	for _, r := range rows {
+		if r.System == Etcd {
+			return false
+		}
+		ran = ran || r.Workload == "W1" || r.Workload == "W2"
+	}
+	return ran
 }
