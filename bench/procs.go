@@ -108,25 +108,33 @@ func (c *memstoreCluster) waitMembers(ctx context.Context, n int, within time.Du
 }
 
 // join starts node id, new to the cluster, and waits until it has applied
-// seq: the time that took.
-func (c *memstoreCluster) join(ctx context.Context, id int, seq uint64) (time.Duration, error) {
+// seq (holds) and then until it is a member (serves: only members answer
+// stale gets, and a node becomes one in a view change after it caught
+// up): the times from its start.
+func (c *memstoreCluster) join(ctx context.Context, id int, seq uint64) (holds, serves time.Duration, err error) {
 	t0 := time.Now()
 	if err := c.startNode(id); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	err := retry(ctx, 30*time.Minute, func() error {
+	err = retry(ctx, 30*time.Minute, func() error {
 		st, err := c.status()
 		if err != nil {
 			return err
 		}
 		for _, n := range st.Nodes {
 			if n.ID == uint64(id) && n.Applied >= seq {
-				return nil
+				if holds == 0 {
+					holds = time.Since(t0)
+				}
+				if n.Member {
+					serves = time.Since(t0)
+					return nil
+				}
 			}
 		}
-		return fmt.Errorf("bench: node %d has not applied %d", id, seq)
+		return fmt.Errorf("bench: node %d has not applied %d as a member", id, seq)
 	})
-	return time.Since(t0), err
+	return holds, serves, err
 }
 
 // leave takes node id out of the group (memstore leave) and waits
