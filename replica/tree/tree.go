@@ -492,6 +492,15 @@ func (t *Tree) Apply(epoch, seq uint64, ts, user string, puts []Put) ([]Written,
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var fresh []string
+	for _, p := range puts {
+		if t.paths[p.Path] == nil {
+			fresh = append(fresh, p.Path)
+		}
+	}
+	if err := t.makeFolders(fresh); err != nil {
+		return nil, err
+	}
 	out := make([]Written, len(puts))
 	for i, p := range puts {
 		ps := t.paths[p.Path]
@@ -551,10 +560,7 @@ func (t *Tree) writeLine(p string, ps *pathState, r ref, line []byte) error {
 	if len(line) >= 1<<lenBits {
 		return fmt.Errorf("tree: version %d of %s is %d bytes, over the 16 MiB line limit", r.seq, p, len(line))
 	}
-	if ps == nil {
-		if err := t.makeFolders(p); err != nil {
-			return err
-		}
+	if ps == nil { // Apply made its folders
 		ps = &pathState{}
 		t.paths[p] = ps
 		t.dirtyDirs[t.diskPath(p)] = struct{}{}
@@ -588,14 +594,29 @@ func (t *Tree) flush(p string, ps *pathState) error {
 	if len(ps.pend) == 0 {
 		return nil
 	}
+	f, cached := t.appends.Get(p)
+	f, err := t.write(p, ps, f)
+	switch {
+	case err != nil && cached:
+		t.appends.Remove(p) // closes it
+	case err == nil && !cached:
+		t.appends.Add(p, f)
+	}
+	return err
+}
+
+// write writes a path's pending lines to its file f, opened first if nil,
+// and returns the file, or nil if the write failed (the file is closed
+// then, unless it was given). It touches only the path's state, so
+// writes of different paths may run side by side. Lock should be held.
+func (t *Tree) write(p string, ps *pathState, f vfs.File) (vfs.File, error) {
 	name := filepath.Join(t.diskPath(p), versionsFile)
-	f, ok := t.appends.Get(p)
-	if !ok {
+	opened := f == nil
+	if opened {
 		var err error
 		if f, err = t.fs.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-			return fmt.Errorf("tree: open %s: %w", name, err)
+			return nil, fmt.Errorf("tree: open %s: %w", name, err)
 		}
-		t.appends.Add(p, f)
 	}
 	n, err := f.Write(ps.pend)
 	if err != nil {
@@ -603,23 +624,52 @@ func (t *Tree) flush(p string, ps *pathState) error {
 		// or a later flush (Close's) would write it twice, a bad line
 		// before the last that Open refuses.
 		ps.pend = ps.pend[n:]
-		t.appends.Remove(p)
-		return fmt.Errorf("tree: write %s: %w", name, err)
+		if opened {
+			f.Close()
+		}
+		return nil, fmt.Errorf("tree: write %s: %w", name, err)
 	}
 	ps.pend = nil
-	return nil
+	return f, nil
 }
 
-// flushAll writes the pending lines of every path. Lock should be held.
+// flushAll writes the pending lines of every path: those whose file is
+// open at once, the others several at a time, since opening (above all
+// creating) a file costs tens of microseconds in the kernel: after 1,000
+// new paths, 29 ms of the node's loop one at a time, 19 ms this way.
+// Lock should be held.
 func (t *Tree) flushAll() error {
+	var closed []string // paths with lines to write and no open file
 	for p := range t.dirtyFiles {
-		if ps := t.paths[p]; ps != nil {
+		ps := t.paths[p]
+		switch {
+		case ps == nil || len(ps.pend) == 0:
+		case t.appends.Contains(p):
 			if err := t.flush(p, ps); err != nil {
 				return err
 			}
+		default:
+			closed = append(closed, p)
 		}
 	}
-	return nil
+	files := make([]vfs.File, len(closed))
+	var g errgroup.Group
+	g.SetLimit(syncWorkers)
+	for i, p := range closed {
+		ps := t.paths[p]
+		g.Go(func() error {
+			var err error
+			files[i], err = t.write(p, ps, nil)
+			return err
+		})
+	}
+	err := g.Wait()
+	for i, p := range closed { // after the writes: an eviction closes a file
+		if files[i] != nil {
+			t.appends.Add(p, files[i])
+		}
+	}
+	return err
 }
 
 // lines reads a path's versions as applied: its file up to disk, then its
@@ -699,33 +749,80 @@ func (l *lines) line(r ref) ([]byte, error) {
 	return b, nil
 }
 
-// makeFolders creates the folders of a path one by one, refusing any
-// component that exists but is a symlink or not a folder. Lock should be
-// held.
-func (t *Tree) makeFolders(p string) error {
-	folder := ""
-	for _, seg := range strings.Split(p, "/") {
-		parent := folder
-		folder = join(folder, seg)
-		if _, known := t.children[parent][seg]; known {
-			continue // made or found (and checked) before
-		}
-		disk := t.diskPath(folder)
-		st, err := t.fs.Lstat(disk)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			if err := t.fs.MkdirAll(disk, 0o700); err != nil {
-				return fmt.Errorf("tree: create %s: %w", disk, err)
+// makeFolders creates the folders of new paths, parents first, the
+// folders of one depth several at a time: a mkdir costs tens of
+// microseconds in the kernel, more on a disk busy with other writes.
+// Applying 1,000 new paths (issue 7's W5 load) took 75 ms of the node's
+// loop with one mkdir at a time, 35 ms this way, on the 2-core VM. A
+// component that exists but is a symlink or not a folder is refused.
+// Lock should be held.
+func (t *Tree) makeFolders(paths []string) error {
+	segs := make([][]string, len(paths))
+	deepest := 0
+	for i, p := range paths {
+		segs[i] = strings.Split(p, "/")
+		deepest = max(deepest, len(segs[i]))
+	}
+	for depth := 1; depth <= deepest; depth++ {
+		type folder struct{ parent, seg string }
+		var level []folder // this depth's folders not known yet
+		seen := map[folder]bool{}
+		for _, ss := range segs {
+			if len(ss) < depth {
+				continue
 			}
-			t.dirtyDirs[t.diskPath(parent)] = struct{}{}
-		case err != nil:
-			return fmt.Errorf("tree: stat %s: %w", disk, err)
-		case !st.IsDir() || st.Mode()&fs.ModeSymlink != 0:
-			return fmt.Errorf("%w: %s is not a plain folder", ErrUnsafe, disk)
+			f := folder{strings.Join(ss[:depth-1], "/"), ss[depth-1]}
+			if _, known := t.children[f.parent][f.seg]; !known && !seen[f] {
+				seen[f] = true
+				level = append(level, f)
+			}
 		}
-		t.addChild(parent, seg)
+		made, there := make([]bool, len(level)), make([]bool, len(level))
+		var g errgroup.Group
+		g.SetLimit(syncWorkers)
+		for i, f := range level {
+			g.Go(func() error {
+				var err error
+				made[i], err = t.makeFolder(join(f.parent, f.seg))
+				there[i] = err == nil
+				return err
+			})
+		}
+		err := g.Wait()
+		for i, f := range level { // also on error: what was made is known, its parent synced at the checkpoint
+			if made[i] {
+				t.dirtyDirs[t.diskPath(f.parent)] = struct{}{}
+			}
+			if there[i] {
+				t.addChild(f.parent, f.seg)
+			}
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// makeFolder makes one folder whose parent exists, and reports whether it
+// made it; one already there must be a plain folder.
+func (t *Tree) makeFolder(folder string) (bool, error) {
+	disk := t.diskPath(folder)
+	err := t.fs.Mkdir(disk, 0o700)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return false, fmt.Errorf("tree: create %s: %w", disk, err)
+	}
+	st, err := t.fs.Lstat(disk)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("tree: stat %s: %w", disk, err)
+	case !st.IsDir() || st.Mode()&fs.ModeSymlink != 0:
+		return false, fmt.Errorf("%w: %s is not a plain folder", ErrUnsafe, disk)
+	}
+	return false, nil
 }
 
 // Checkpoint makes everything applied so far durable: it writes the

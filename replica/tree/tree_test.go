@@ -644,6 +644,33 @@ func TestManyPathsCheckpointSurvivesPowerLoss(t *testing.T) {
 	}
 }
 
+// TestNewFoldersOfOneBatchSurvivePowerLoss: one entry making folders at
+// several depths at once, a path that is also the folder of others among
+// them, under a folder made before; a checkpoint (few enough paths to
+// fsync each folder) and a power loss lose none of them.
+func TestNewFoldersOfOneBatchSurvivePowerLoss(t *testing.T) {
+	m := vfs.NewMem()
+	tr := openTree(t, m, "/d", DefaultConfig())
+	apply(t, tr, 1, put("old/x", 0))
+	if _, err := tr.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	puts := []Put{put("a/b/c", 1), put("a", 2), put("a/b/d", 3), put("old/y/z", 4), put("e/f", 5), put("a/g", 6)}
+	apply(t, tr, 2, puts...)
+	if p, err := tr.Checkpoint(); err != nil || p.Seq != 2 {
+		t.Fatalf("checkpoint: %+v %v", p, err)
+	}
+	after := openTree(t, m.CrashClone(rand.New(rand.NewSource(1)), false), "/d", DefaultConfig())
+	for _, p := range puts {
+		if v, err := after.Get(p.Path); err != nil || !bytes.Equal(v.Value, p.Value) {
+			t.Errorf("%s after checkpoint and power loss: %+v %v", p.Path, v, err)
+		}
+	}
+	if kids, err := after.Ls("a"); err != nil || !slices.Equal(kids, []string{"b", "g"}) {
+		t.Errorf("ls a after the power loss: %v %v", kids, err)
+	}
+}
+
 // TestParseLineReadsWhatApplyWrites: Apply's appendLine spells a Version
 // as json.Marshal does; the direct reading of such a line agrees with
 // encoding/json, escapes and nested "value" keys included, and other
