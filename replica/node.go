@@ -354,6 +354,10 @@ func (n *Node) run(ctx context.Context) {
 	defer n.refuseWaiting()
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
+	if err := n.process(); err != nil { // the status NewNode queued: the group hears of the node at once
+		n.fail(err)
+		return
+	}
 	for {
 		n.turned.Store(time.Now().UnixNano())
 		select {

@@ -144,6 +144,11 @@ func (c *Coordinator) listenToNode(m protocol.Message) {
 	if info == nil {
 		info = &nodeInfo{}
 		c.nodes[m.From] = info
+		if c.view.Epoch > 0 && !c.view.IsMember(m.From) {
+			// A node new to the group learns the view, so the leader, at
+			// once: it catches up from the leader before it can join.
+			c.out.Messages = append(c.out.Messages, c.viewMsg(m.From))
+		}
 	}
 	info.heardAt, info.status, info.hold = c.ticks, m, false
 	c.maxEpoch = max(c.maxEpoch, m.Epoch)
@@ -393,10 +398,14 @@ func (c *Coordinator) choose() {
 // publish multicasts the stored view to every node.
 func (c *Coordinator) publish() {
 	c.publishedAt = c.ticks
+	c.out.Messages = append(c.out.Messages, c.viewMsg(protocol.Multicast))
+}
+
+// viewMsg is the stored view, addressed to a node or to Multicast.
+func (c *Coordinator) viewMsg(to protocol.NodeID) protocol.Message {
 	v := c.view
 	v.Members = slices.Clone(v.Members)
-	c.out.Messages = append(c.out.Messages, protocol.Message{Type: protocol.MsgView,
-		From: c.cfg.ID, To: protocol.Multicast, Epoch: v.Epoch, View: &v})
+	return protocol.Message{Type: protocol.MsgView, From: c.cfg.ID, To: to, Epoch: v.Epoch, View: &v}
 }
 
 // NodeInfo is what the coordinator knows of one node, for status replies.

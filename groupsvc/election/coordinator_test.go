@@ -261,3 +261,34 @@ func TestJoinNeedsTheJoinersPromise(t *testing.T) {
 		}
 	}
 }
+
+// TestNewNodeLearnsTheView: the first heartbeat of a node outside the view
+// is answered with the view, addressed to it, so it can catch up from the
+// leader at once; its later heartbeats, and a member's, are not.
+func TestNewNodeLearnsTheView(t *testing.T) {
+	members := []protocol.NodeID{1, 2, 3}
+	c := newTestCoordinator(t, protocol.View{Epoch: 3, Leader: 1, Members: members}, 7)
+	c.Ready()
+	views := func() []protocol.Message {
+		var out []protocol.Message
+		for _, m := range c.Ready().Messages {
+			if m.Type == protocol.MsgView {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	c.Step(status(2, protocol.Point{Epoch: 3, Seq: 10}))
+	if vs := views(); len(vs) != 0 {
+		t.Fatalf("a member's heartbeat was answered with %+v", vs)
+	}
+	c.Step(status(4, protocol.Point{}))
+	vs := views()
+	if len(vs) != 1 || vs[0].To != 4 || vs[0].View == nil || vs[0].View.Leader != 1 || vs[0].View.Epoch != 3 {
+		t.Fatalf("a new node's first heartbeat was answered with %+v, want view 3 led by 1, to node 4", vs)
+	}
+	c.Step(status(4, protocol.Point{}))
+	if vs := views(); len(vs) != 0 {
+		t.Fatalf("a known node's heartbeat was answered with %+v", vs)
+	}
+}

@@ -116,8 +116,12 @@ func (n *Node) sendCatchUp() {
 		return
 	}
 	n.catchingUp, n.catchUpAt = true, n.ticks
-	n.send(Message{Type: MsgCatchUp, To: n.leader, Epoch: n.epoch, Last: n.log.last(),
-		Commit: max(n.commit, n.match)})
+	n.send(n.catchUpMsg())
+}
+
+func (n *Node) catchUpMsg() Message {
+	return Message{Type: MsgCatchUp, To: n.leader, Epoch: n.epoch, Last: n.log.last(),
+		Commit: max(n.commit, n.match)}
 }
 
 func (n *Node) handleSnapshotNeeded(m Message) {
@@ -163,4 +167,5 @@ func (n *Node) SnapshotDone(p Point, err error) {
 	w.Reset = &p
 	w.Entries = kept
 	n.sendCatchUp()
+	n.sendStatus() // the group hears now, not at the next tick, that the node caught up: it admits it sooner
 }

@@ -92,7 +92,14 @@ func NewNode(cfg Config, r Restart) (*Node, error) {
 	n.durableEpoch = r.State.Epoch
 	n.durable = n.log.lastSeq()
 	n.commit, n.applied, n.match = r.Applied, r.Applied, r.Applied
+	n.sendStatus() // the group hears of the node at once, not a tick later
 	return n, nil
+}
+
+// sendStatus sends the node's heartbeat to the group.
+func (n *Node) sendStatus() {
+	n.send(Message{Type: MsgStatus, To: Group, Epoch: n.hs.Epoch, Last: n.durablePoint(),
+		Commit: n.commit, Applied: n.applied, Leading: n.lead != nil, Leaving: n.leaving})
 }
 
 // Status is a node's state at a glance, for status replies and tests.
@@ -163,8 +170,7 @@ func (n *Node) Step(m Message) {
 func (n *Node) Tick() {
 	n.ticks++
 	if n.ticks%uint64(n.cfg.HeartbeatTicks) == 0 {
-		n.send(Message{Type: MsgStatus, To: Group, Epoch: n.hs.Epoch, Last: n.durablePoint(),
-			Commit: n.commit, Applied: n.applied, Leading: n.lead != nil, Leaving: n.leaving})
+		n.sendStatus()
 		if n.lead != nil {
 			n.broadcastAppend(n.log.lastSeq(), nil)
 		}
@@ -358,12 +364,17 @@ func (n *Node) handleView(v View) {
 	}
 	n.adopt(v.Epoch, v.Leader)
 	n.members = slices.Clone(v.Members)
-	if v.Leader == n.id {
-		if v.Epoch > n.noLeadUpTo {
-			n.becomeLeader()
-		} else {
-			n.leader = 0 // restarted since it was chosen: the group elects again
-		}
+	switch {
+	case v.Leader == n.id && v.Epoch > n.noLeadUpTo:
+		n.becomeLeader()
+	case v.Leader == n.id:
+		n.leader = 0 // restarted since it was chosen: the group elects again
+	case v.Leader != 0 && !slices.Contains(v.Members, n.id):
+		// A node outside the view (a new one: the group sends it the view
+		// when it first hears of it) asks the leader at once rather than
+		// after its next heartbeat. Not marked as catching up: if the
+		// leader does not lead yet and drops it, the heartbeat asks again.
+		n.send(n.catchUpMsg())
 	}
 }
 

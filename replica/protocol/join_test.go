@@ -1,0 +1,63 @@
+package protocol
+
+import "testing"
+
+// TestNewNodeAsksAtOnce: a new node announces itself to the group in its
+// first Ready, not a tick later; given a view it is not a member of, it
+// asks the leader for entries at once; a follower that is a member waits
+// for the leader's appends. If the leader drops that first ask (it did not
+// lead yet), the leader's next heartbeat makes the node ask again at once.
+// Once a snapshot is in, the node tells the group at once.
+func TestNewNodeAsksAtOnce(t *testing.T) {
+	view := Message{Type: MsgView, From: 100, To: 4, View: &View{Epoch: 2, Leader: 1, Members: []NodeID{1, 2, 3}}}
+	catchUps := func(rd Ready) []Message {
+		var out []Message
+		for _, m := range rd.Messages {
+			if m.Type == MsgCatchUp {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+
+	n, err := NewNode(DefaultConfig(4), Restart{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := n.Ready()
+	if len(rd.Messages) != 1 || rd.Messages[0].Type != MsgStatus || rd.Messages[0].To != Group {
+		t.Fatalf("first Ready sends %+v, want one status to the group", rd.Messages)
+	}
+	n.Step(view)
+	if cs := catchUps(n.Ready()); len(cs) != 1 || cs[0].To != 1 || cs[0].Epoch != 2 {
+		t.Fatalf("after the view the new node sent catch-ups %+v, want one to leader 1 in epoch 2", cs)
+	}
+	n.Step(Message{Type: MsgAppend, From: 1, To: Multicast, Epoch: 2, Prev: Point{Epoch: 2, Seq: 10},
+		Commit: 10, Last: Point{Epoch: 2, Seq: 10}})
+	if cs := catchUps(n.Ready()); len(cs) != 1 || cs[0].To != 1 {
+		t.Fatalf("after the leader's heartbeat the new node sent catch-ups %+v, want one to leader 1", cs)
+	}
+
+	n.Step(Message{Type: MsgSnapshotNeeded, From: 1, To: 4, Epoch: 2, Seq: 10})
+	if rd := n.Ready(); rd.Snapshot == nil {
+		t.Fatal("no snapshot fetch after the leader said one is needed")
+	}
+	n.SnapshotDone(Point{Epoch: 2, Seq: 10}, nil)
+	var told bool
+	for _, m := range n.Ready().Messages {
+		told = told || m.Type == MsgStatus && m.Applied == 10
+	}
+	if !told {
+		t.Fatal("the node did not tell the group at once that it holds the snapshot")
+	}
+
+	m, err := NewNode(DefaultConfig(2), Restart{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Ready()
+	m.Step(view)
+	if cs := catchUps(m.Ready()); len(cs) != 0 {
+		t.Fatalf("a member follower sent catch-ups %+v on the view", cs)
+	}
+}
