@@ -146,31 +146,49 @@ func (c *Client) Write(ctx context.Context, req bus.PutRequest) (bus.PutReply, e
 
 // Get reads the latest version of a path. A stale get goes to
 // ms.api.get.stale, which the member nodes serve themselves; one a node
-// refuses as unavailable (stopping, stalled, overloaded) is asked again,
-// 3 times in all, since the NATS server likely picks another member; with
-// no node listening there (none up, or nodes older than the subject) it
-// goes to ms.api.get, whose router forwards it to a live member or says
-// why it cannot.
+// refuses as unavailable (stopping, stalled, overloaded), or that gets no
+// answer in its share of the time, is asked again, 3 times in all, since
+// the NATS server likely picks another member; with no node listening
+// there (none up, or nodes older than the subject) it goes to ms.api.get,
+// whose router forwards it to a live member or says why it cannot.
 func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, error) {
 	var rep bus.GetReply
 	if req.Consistency != bus.Stale {
 		err := c.request(ctx, bus.OpGet, req, &rep)
 		return rep, err
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
 	var err error
-	for range 3 {
+	for asks := 3; asks > 0; asks-- {
 		rep = bus.GetReply{}
-		err = c.requestOn(ctx, c.sub.StaleGet(), req, &rep)
+		err = c.staleGet(ctx, req, asks, &rep)
 		if errors.Is(err, nats.ErrNoResponders) {
 			rep = bus.GetReply{}
 			err = c.request(ctx, bus.OpGet, req, &rep)
 			break
 		}
-		if !bus.HasCode(err, bus.CodeUnavailable) {
+		if !bus.HasCode(err, bus.CodeUnavailable) && !(errors.Is(err, ErrTimeout) && ctx.Err() == nil) {
 			break
 		}
 	}
 	return rep, err
+}
+
+// staleGet asks ms.api.get.stale once. A get without min_seq, which a
+// node answers at once, has 1/asks of the time left: a member killed with
+// it in hand answers nothing, and the rest of the time is for asking
+// another. A get waiting for its min_seq has all of it.
+func (c *Client) staleGet(ctx context.Context, req bus.GetRequest, asks int, rep *bus.GetReply) error {
+	if dl, _ := ctx.Deadline(); req.MinSeq == 0 && asks > 1 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(asks))
+		defer cancel()
+	}
+	return c.requestOn(ctx, c.sub.StaleGet(), req, rep)
 }
 
 // History reads one page of a path's versions, oldest first.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,6 +135,57 @@ func TestStaleGetAsksAgainOrFallsBack(t *testing.T) {
 		g, err := c.Get(context.Background(), stale)
 		if asked != tc.asks || (err == nil) != tc.ok || tc.ok && g.Seq != 1 || !tc.ok && !bus.HasCode(err, bus.CodeUnavailable) {
 			t.Errorf("node refusing %d times: asked %d times (want %d), %+v %v", tc.refusals, asked, tc.asks, g, err)
+		}
+	}
+}
+
+// TestStaleGetAsksAgainAfterSilence: a stale get that no member answers
+// (one killed with it in hand) is asked again after its share of the
+// time, and the next member's answer comes back before the deadline; a
+// get waiting for its min_seq is given the whole time by the first.
+func TestStaleGetAsksAgainAfterSilence(t *testing.T) {
+	_, nc, _ := natstest.Start(t)
+	c := New(nc, Options{})
+	sub := bus.NewSubjects("")
+	const ok = `{"ok":true,"path":"a","seq":1,"ts":"t","user":"u","value":1}`
+	var mu sync.Mutex
+	asked := 0
+	node, err := nc.Subscribe(sub.StaleGet(), func(m *nats.Msg) {
+		mu.Lock()
+		asked++
+		first := asked == 1
+		mu.Unlock()
+		var req bus.GetRequest
+		_ = bus.Decode(m.Data, &req)
+		switch {
+		case req.MinSeq > 0:
+			go func() { // waits for its seq, then answers
+				time.Sleep(1500 * time.Millisecond)
+				_ = m.Respond([]byte(ok))
+			}()
+		case !first:
+			_ = m.Respond([]byte(ok))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Unsubscribe()
+	for _, tc := range []struct {
+		minSeq uint64
+		asks   int
+	}{{0, 2}, {1, 1}} {
+		mu.Lock()
+		asked = 0
+		mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		g, err := c.Get(ctx, bus.GetRequest{Path: "a", Consistency: bus.Stale, MinSeq: tc.minSeq})
+		cancel()
+		mu.Lock()
+		n := asked
+		mu.Unlock()
+		if err != nil || g.Seq != 1 || n != tc.asks {
+			t.Errorf("min_seq %d: %+v %v after %d asks, want the answer after %d", tc.minSeq, g, err, n, tc.asks)
 		}
 	}
 }
