@@ -61,3 +61,30 @@ func TestNewNodeAsksAtOnce(t *testing.T) {
 		t.Fatalf("a member follower sent catch-ups %+v on the view", cs)
 	}
 }
+
+// TestNewLeaderTellsItsNoOpCommitted: once a new leader's no-op commits,
+// it tells the followers at once, not at its next heartbeat: a deposed
+// leader answers the puts it held only when it learns they committed.
+func TestNewLeaderTellsItsNoOpCommitted(t *testing.T) {
+	n, err := NewNode(DefaultConfig(1), Restart{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Ready()
+	n.Step(Message{Type: MsgView, From: 100, To: Multicast, View: &View{Epoch: 2, Leader: 1, Members: []NodeID{1, 2, 3}}})
+	rd := n.Ready()
+	if rd.Write == nil || len(rd.Write.Entries) != 1 {
+		t.Fatalf("the new leader wrote %+v, want its no-op", rd.Write)
+	}
+	noop := rd.Write.Entries[0].Seq
+	n.DiskDone(rd.Write.ID)
+	n.Ready()
+	n.Step(Message{Type: MsgAck, From: 2, To: 1, Epoch: 2, Seq: noop})
+	var told bool
+	for _, m := range n.Ready().Messages {
+		told = told || m.Type == MsgAppend && m.To == Multicast && m.Commit >= noop
+	}
+	if st := n.Status(); st.Commit != noop || !told {
+		t.Fatalf("commit %d (want %d), followers told at once: %v", st.Commit, noop, told)
+	}
+}

@@ -153,6 +153,14 @@ func (n *Node) maybeCommit() {
 	if e, ok := n.log.term(c); !ok || (e != n.epoch && !n.cfg.TestingKnobs.CountOldEpochAcks) {
 		return
 	}
+	if n.commit < n.lead.start && c >= n.lead.start {
+		// The epoch's no-op commits, and with it what earlier leaders left.
+		// The followers hear it now, not at the next heartbeat: a deposed
+		// leader answers the puts it held once it applies them, and their
+		// writers, waiting, may send nothing that would carry the commit
+		// (a leader change under 16 writers held them 100 ms).
+		defer n.broadcastAppend(n.log.lastSeq(), nil)
+	}
 	n.commit = c
 	i := 0
 	for i < len(n.lead.batches) && n.lead.batches[i] <= c {
