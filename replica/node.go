@@ -91,6 +91,7 @@ type Node struct {
 	snaps  *snapServer
 	stale  *nats.Subscription // ms.api.get.stale while a member; owned by the loop
 	turned atomic.Int64       // when the loop last took a turn (Unix ns): a stalled loop serves no stale get
+	beat   beat               // a busy loop's heartbeat (beat.go)
 
 	reqMu   sync.RWMutex // guards stopped against hand-offs to reqs (toLoop)
 	stopped bool         // the loop has ended: nothing handed to it would be answered
@@ -110,7 +111,7 @@ type Node struct {
 
 	ctx    context.Context // ends when the node closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // writeLoop, the snapshot fetcher, checkpoints' fsyncs and aggregates
+	wg     sync.WaitGroup // writeLoop, beatLoop, the snapshot fetcher, checkpoints' fsyncs and aggregates
 	done   chan struct{}
 	errMu  sync.Mutex // guards err
 	err    error
@@ -154,8 +155,10 @@ func Start(nc *nats.Conn, cfg Config, log logrus.FieldLogger) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.wg.Add(1)
+	n.turned.Store(time.Now().UnixNano())
+	n.wg.Add(2)
 	go n.writeLoop()
+	go n.beatLoop()
 	go n.run(n.ctx)
 	return n, nil
 }
@@ -545,7 +548,11 @@ func (n *Node) process() error {
 		}
 		for _, m := range rd.Messages {
 			b, _ := m.MarshalBinary()
-			if err := n.nc.Publish(n.sub.Address(m), b); err != nil {
+			publish := n.nc.Publish
+			if m.Type == protocol.MsgStatus {
+				publish = n.publishStatus
+			}
+			if err := publish(n.sub.Address(m), b); err != nil {
 				level := logrus.WarnLevel
 				if errors.Is(err, nats.ErrReconnectBufExceeded) {
 					// Not connected (yet, or again): the protocol resends what

@@ -24,13 +24,20 @@ type staleNode struct {
 }
 
 func startStaleNode(t *testing.T) *staleNode {
+	return startStaleNodeWith(t, func(*Config) {})
+}
+
+// startStaleNodeWith starts it with its config changed by set.
+func startStaleNodeWith(t *testing.T, set func(*Config)) *staleNode {
 	_, nc, log := natstest.Start(t)
 	s := &staleNode{t: t, nc: nc, sub: bus.NewSubjects("")}
 	var err error
 	if s.hbs, err = nc.SubscribeSync(s.sub.Group()); err != nil {
 		t.Fatal(err)
 	}
-	if s.n, err = Start(nc, DefaultConfig(1, t.TempDir()), log); err != nil {
+	cfg := DefaultConfig(1, t.TempDir())
+	set(&cfg)
+	if s.n, err = Start(nc, cfg, log); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.n.Close)
