@@ -9,6 +9,9 @@
 // messages, write and fsync the WAL (group commit: one write per batch),
 // apply committed entries to the tree, answer clients. Snapshots are
 // served on ms.sys.snap.<id> and fetched by a goroutine the loop owns.
+// Beside the loop, writeLoop does the WAL's writes and fsyncs in order,
+// and beatLoop sends the loop's last status again while one of its turns
+// lasts (beat.go); the node owns both and stops them on Close.
 //
 // Seed names: node_start_up is Start, server_connect is (*Node).subscribe,
 // read_from_file and write_to_file are the tree's Open and Apply;
