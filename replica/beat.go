@@ -18,18 +18,18 @@ const busyBeat = 5 * time.Second
 // is sent again on each tick, for up to busyBeat. It is still true: only
 // the loop changes what a status says.
 type beat struct {
-	mu      sync.Mutex
-	subject string
-	status  []byte    // the loop's last status message, encoded
-	sentAt  time.Time // when a status last went out
+	mu     sync.Mutex
+	status []byte    // the loop's last status message, encoded
+	sentAt time.Time // when a status last went out
 }
 
-// publishStatus sends a status the loop made and keeps it to send again.
-// The lock orders it with a resend: a stale status never follows a newer one.
+// publishStatus sends a status the loop made (to the group) and keeps it
+// to send again. The lock orders it with a resend: a stale status never
+// follows a newer one.
 func (n *Node) publishStatus(subject string, b []byte) error {
 	n.beat.mu.Lock()
 	defer n.beat.mu.Unlock()
-	n.beat.subject, n.beat.status, n.beat.sentAt = subject, b, time.Now()
+	n.beat.status, n.beat.sentAt = b, time.Now()
 	return n.nc.Publish(subject, b)
 }
 
@@ -49,7 +49,7 @@ func (n *Node) beatLoop() {
 			n.beat.mu.Lock()
 			busy := now.Sub(time.Unix(0, n.turned.Load()))
 			if n.beat.status != nil && now.Sub(n.beat.sentAt) > n.cfg.Tick*3/2 && busy < busyBeat {
-				if err := n.nc.Publish(n.beat.subject, n.beat.status); err == nil {
+				if err := n.nc.Publish(n.sub.Group(), n.beat.status); err == nil {
 					n.beat.sentAt = now
 					n.log.WithField("busy", busy.Round(time.Millisecond)).Debug("loop busy: its last status sent again")
 				}
