@@ -91,13 +91,18 @@ func (c *Client) request(ctx context.Context, op string, req any, rep interface{
 	return c.requestOn(ctx, c.sub.API(op), req, rep)
 }
 
+// bounded gives ctx the client's timeout if it has no deadline.
+func (c *Client) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.opts.Timeout)
+}
+
 // requestOn is request on any subject.
 func (c *Client) requestOn(ctx context.Context, subject string, req any, rep interface{ Err() error }) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	msg := nats.NewMsg(subject)
 	msg.Data = bus.Encode(req)
 	if c.opts.User != "" {
@@ -157,11 +162,8 @@ func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, err
 		err := c.request(ctx, bus.OpGet, req, &rep)
 		return rep, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	var err error
 	for asks := 3; asks > 0; asks-- {
 		rep = bus.GetReply{}

@@ -74,13 +74,9 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 	case !json.Valid(value):
 		return bus.PutReply{}, bus.Errorf(bus.CodeBadRequest, "value of %s is not JSON", path)
 	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(c.opts.Timeout)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
 	value = slices.Clone(value) // the batch may be encoded after this Put gave up, and its caller reused value
 	k := &call{pv: bus.PathValue{Path: path, Value: value}, deadline: deadline,
 		size: len(path) + len(value) + 32, done: make(chan putResult, 1)}
