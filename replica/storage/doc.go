@@ -13,23 +13,28 @@
 //
 //	length uint32 | crc uint32 | epoch uint64 | seq uint64 | data
 //
-// where length counts epoch, seq and data, and crc is the CRC-32C
-// (Castagnoli) of length and payload. Seqs are strictly consecutive across
-// segments.
+// where length counts epoch, seq and data, its top bit set on the last
+// record of each Append, and crc is the CRC-32C (Castagnoli) of length and
+// payload. Seqs are strictly consecutive across segments.
 //
 // Append writes a whole batch with one write and, under SyncAlways (the
-// default), one fsync: group commit. The last segment's blocks are
-// reserved 4 MiB ahead of its end (vfs.File.Allocate, which keeps the
-// size), so the fsync after an append commits no block allocation. SyncNone skips fsync, for benchmarks
-// only, and says so loudly at open.
+// default), one fsync: group commit. It writes in place, over zeros: when
+// its records reach the end of the file, it writes 4 MiB of zeros past
+// them (up to the segment's size) in the same Append, so the fsync after
+// any other Append changes no file size and commits no metadata. A
+// segment's records therefore end where its zeros start. SyncNone skips
+// fsync, for benchmarks only, and says so loudly at open.
 //
 // # Recovery
 //
 // OpenWAL reads every segment and checks every record and the chain of
-// seqs. Bad bytes at the end of the last segment, with no valid record after
-// them, are a torn tail: they are cut (truncated on disk) and never
-// returned. Bad bytes anywhere else are an ErrCorrupt naming the file and
-// offset; nothing is skipped. TruncateAfter removes later segments before
+// seqs; zeros after the last record are the segment's end. Bad bytes in
+// the last segment are a torn tail if the valid records after them, if
+// any, are of one Append (none but the last ends an Append): an Append
+// written over zeros may reach the disk in some sectors and not others,
+// and only the last Append can be unsynced. A torn tail is cut (truncated
+// on disk) and never returned. Bad bytes anywhere else are an ErrCorrupt
+// naming the file and offset; nothing is skipped. TruncateAfter removes later segments before
 // truncating, so a crash leaves a prefix; Reset writes the new empty
 // segment under a temporary name before removing the old ones, and OpenWAL
 // finishes or discards an interrupted reset, so a crash leaves either log.

@@ -16,22 +16,28 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Record framing, little endian:
 //
-//	length  uint32  bytes of payload (16 + len(data))
+//	length  uint32  bytes of payload (16 + len(data)); its top bit
+//	                (endsAppend) marks the last record of an Append
 //	crc     uint32  CRC-32C of length and payload
 //	payload epoch uint64, seq uint64, data
 const (
 	recordHeader = 8
 	payloadMin   = 16
+	endsAppend   = 1 << 31
 	// MaxRecordData bounds one record's data: anything larger is framing
 	// garbage, not a record.
 	MaxRecordData = 64 << 20
 )
 
-// appendRecord encodes r at the end of buf.
-func appendRecord(buf []byte, r Record) []byte {
-	n := payloadMin + len(r.Data)
+// appendRecord encodes r at the end of buf; last marks it as its
+// Append's last record.
+func appendRecord(buf []byte, r Record, last bool) []byte {
+	n := uint32(payloadMin + len(r.Data))
+	if last {
+		n |= endsAppend
+	}
 	start := len(buf)
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(n))
+	buf = binary.LittleEndian.AppendUint32(buf, n)
 	buf = binary.LittleEndian.AppendUint32(buf, 0)
 	buf = binary.LittleEndian.AppendUint64(buf, r.Epoch)
 	buf = binary.LittleEndian.AppendUint64(buf, r.Seq)
@@ -47,7 +53,7 @@ func decodeRecord(b []byte) (Record, int, error) {
 	if len(b) < recordHeader {
 		return Record{}, 0, fmt.Errorf("short header: %d bytes", len(b))
 	}
-	n := int(binary.LittleEndian.Uint32(b))
+	n := int(binary.LittleEndian.Uint32(b) &^ endsAppend)
 	if n < payloadMin || n > payloadMin+MaxRecordData {
 		return Record{}, 0, fmt.Errorf("bad length %d", n)
 	}
@@ -66,6 +72,10 @@ func decodeRecord(b []byte) (Record, int, error) {
 		Data:  p[payloadMin:],
 	}, recordHeader + n, nil
 }
+
+// lastOfAppend reports whether the record at the start of b, decoded
+// already, was the last of its Append.
+func lastOfAppend(b []byte) bool { return binary.LittleEndian.Uint32(b)&endsAppend != 0 }
 
 // Segment header, little endian: magic "MSWAL001", prev epoch uint64,
 // prev seq uint64, CRC-32C of the 24 bytes before it.

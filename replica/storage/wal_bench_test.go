@@ -42,7 +42,7 @@ func BenchmarkWALAppend(b *testing.B) {
 			}
 			walRate := float64(b.N*batch) / time.Since(start).Seconds()
 			b.StopTimer()
-			rawRate := rawAppendRate(b, filepath.Join(dir, "raw"), b.N, batch*len(appendRecord(nil, recs[0])))
+			rawRate := rawAppendRate(b, filepath.Join(dir, "raw"), b.N, batch*len(appendRecord(nil, recs[0], false)))
 			b.ReportMetric(walRate, "records/s")
 			b.ReportMetric(rawRate, "raw-records/s")
 			b.ReportMetric(walRate/rawRate, "wal/raw")

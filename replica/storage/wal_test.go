@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"memstore/replica/storage/vfs"
 )
@@ -126,7 +127,7 @@ func TestWALCrashEveryOffset(t *testing.T) {
 	seg := w.segs[len(w.segs)-1]
 	full, _ := w.readFile(seg.name)
 	startUnsynced := int(seg.offsets[len(seg.offsets)-len(last)])
-	for cut := startUnsynced; cut <= len(full); cut++ {
+	for cut := startUnsynced; cut <= min(len(full), int(w.size)+recordHeader); cut++ { // past that, zeros alike
 		for _, garble := range []bool{false, true} {
 			c := m.CrashClone(rand.New(rand.NewSource(0)), false)
 			f, _ := c.OpenFile("/d/wal/"+seg.name, os.O_WRONLY|os.O_TRUNC, 0)
@@ -312,15 +313,15 @@ func TestStateFileAtomic(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(appendRecord(nil, Record{Epoch: 1, Seq: 2, Data: []byte("hello")}))
-	f.Add(appendRecord(nil, Record{Epoch: 0, Seq: 0}))
+	f.Add(appendRecord(nil, Record{Epoch: 1, Seq: 2, Data: []byte("hello")}, false))
+	f.Add(appendRecord(nil, Record{Epoch: 0, Seq: 0}, true))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, n, err := decodeRecord(b)
 		if err != nil {
 			return
 		}
-		if again := appendRecord(nil, r); !bytes.Equal(again, b[:n]) {
+		if again := appendRecord(nil, r, lastOfAppend(b)); !bytes.Equal(again, b[:n]) {
 			t.Fatalf("decode/encode mismatch: %x vs %x", again, b[:n])
 		}
 	})
@@ -350,56 +351,124 @@ func TestWALCrashThenPowerLoss(t *testing.T) {
 	}
 }
 
-// allocSpy is a filesystem that records each file's Allocate calls.
-type allocSpy struct {
-	vfs.FS
-	reserved map[string][]int64 // by file name
-}
-
-type spiedFile struct {
-	vfs.File
-	name string
-	spy  *allocSpy
-}
-
-func (s *allocSpy) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
-	f, err := s.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
+// TestWALTornInPlace: an Append written over zeros may reach the disk
+// in any sectors and not others. Whatever it left, recovery keeps every
+// record before it and a prefix of it; valid records of two Appends after
+// bad bytes are still corruption.
+func TestWALTornInPlace(t *testing.T) {
+	m := vfs.NewMem()
+	cfg := smallConfig()
+	cfg.SegmentBytes = 1 << 20
+	w := openWAL(t, m, cfg)
+	rng := rand.New(rand.NewSource(5))
+	var all []Record
+	for _, n := range []int{3, 3, 40} {
+		b := makeBatch(rng, 1, uint64(len(all))+1, n)
+		if err := w.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
 	}
-	return &spiedFile{File: f, name: name, spy: s}, nil
+	seg := w.segs[0]
+	name := "/d/wal/" + seg.name
+	full, _ := w.readFile(seg.name)
+	from, to := int(seg.offsets[6]), int(w.size) // the last Append's bytes
+	if to-from < 3*512 {
+		t.Fatalf("the last Append is %d bytes: too few sectors", to-from)
+	}
+	w.Close()
+	image := func(d []byte) *vfs.MemFS {
+		c := m.CrashClone(rand.New(rand.NewSource(0)), false)
+		f, _ := c.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
+		f.Write(d)
+		f.Sync()
+		return c
+	}
+	const sector = 512
+	for s := from / sector * sector; s < to; s += sector {
+		for _, kept := range []bool{false, true} { // the sector alone lost, or alone kept
+			d := bytes.Clone(full)
+			for i := max(s, from); i < to; i++ {
+				if (i >= s && i < s+sector) != kept {
+					d[i] = 0
+				}
+			}
+			w2, err := OpenWAL(image(d), "/d/wal", cfg)
+			if err != nil {
+				t.Fatalf("sector at %d kept %v: %v", s, kept, err)
+			}
+			got := readAll(t, w2)
+			if err := isPrefix(got, all); err != nil || len(got) < 6 {
+				t.Fatalf("sector at %d kept %v: %v, %d records", s, kept, err, len(got))
+			}
+			if err := w2.Append([]Record{{Epoch: 2, Seq: uint64(len(got)) + 1}}); err != nil {
+				t.Fatal(err)
+			}
+			w2.Close()
+		}
+	}
+	d := bytes.Clone(full)
+	d[seg.offsets[1]+recordHeader] ^= 1 // a record of the first Append: valid ones of the next two follow
+	if _, err := OpenWAL(image(d), "/d/wal", cfg); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a bad record followed by two Appends' records: %v, want ErrCorrupt", err)
+	}
 }
 
-func (f *spiedFile) Allocate(size int64) error {
-	f.spy.reserved[f.name] = append(f.spy.reserved[f.name], size)
-	return f.File.Allocate(size)
-}
-
-// TestWALReservesAhead: every append lands in blocks reserved before it,
-// up to the segment's size, one Allocate per reserveAhead of log.
-func TestWALReservesAhead(t *testing.T) {
-	spy := &allocSpy{FS: vfs.NewMem(), reserved: map[string][]int64{}}
-	cfg := DefaultWALConfig(testLogger())
-	cfg.SegmentBytes = 3*reserveAhead + reserveAhead/2
+// TestWALFillsAhead: appends write over zeros the WAL wrote ahead of
+// them, so the segment's size changes once per fillAhead of log, never
+// past the segment's size; reopened, the zeros are the log's end, not a
+// torn tail, and appends go on over them.
+func TestWALFillsAhead(t *testing.T) {
+	m := vfs.NewMem()
+	log, hook := logtest.NewNullLogger()
+	cfg := DefaultWALConfig(log)
+	cfg.SegmentBytes = 3*fillAhead + fillAhead/2
 	cfg.Sync = SyncNone // each fsync of the MemFS copies the file
-	w := openWAL(t, spy, cfg)
+	w := openWAL(t, m, cfg)
 	data := make([]byte, 64<<10)
-	for seq := uint64(1); seq <= 500; seq++ {
+	for i := range data {
+		data[i] = byte(i)
+	}
+	sizes := map[string][]int64{} // each segment's sizes, as they change
+	seq := uint64(0)
+	appendOne := func() {
+		t.Helper()
+		seq++
 		if err := w.Append([]Record{{Epoch: 1, Seq: seq, Data: data}}); err != nil {
 			t.Fatal(err)
 		}
 		name := "/d/wal/" + w.segs[len(w.segs)-1].name
-		calls := spy.reserved[name]
-		if len(calls) == 0 || calls[len(calls)-1] < w.size {
-			t.Fatalf("seq %d: %s is %d bytes, reserved %v", seq, name, w.size, calls)
+		st, err := m.Lstat(name)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if l := sizes[name]; len(l) == 0 || l[len(l)-1] != st.Size() {
+			sizes[name] = append(l, st.Size())
+		}
+		if st.Size() < w.size || st.Size() > max(cfg.SegmentBytes, w.size) {
+			t.Fatalf("seq %d: %s holds records to %d in %d bytes", seq, name, w.size, st.Size())
+		}
+	}
+	for range 500 {
+		appendOne()
 	}
 	if len(w.segs) < 3 {
 		t.Fatalf("%d segments: rolling over untested", len(w.segs))
 	}
-	for name, calls := range spy.reserved {
-		if len(calls) > 4 || calls[len(calls)-1] > cfg.SegmentBytes {
-			t.Errorf("%s: reserved %v, want at most 4 calls up to %d", name, calls, cfg.SegmentBytes)
+	for name, l := range sizes {
+		if len(l) > 4 {
+			t.Errorf("%s: sizes %v, want at most 4", name, l)
 		}
+	}
+	end := w.size
+	w.Close()
+	hook.Reset()
+	w = openWAL(t, m, cfg)
+	if w.size != end || w.Last().Seq != seq || len(hook.Entries) > 1 { // the one entry: sync=none
+		t.Fatalf("reopened: records end at %d (was %d), last %d (was %d), log %v", w.size, end, w.Last().Seq, seq, hook.AllEntries())
+	}
+	appendOne()
+	if got := readAll(t, w); len(got) != int(seq) || !bytes.Equal(got[seq-1].Data, data) {
+		t.Fatalf("after reopening: %d records", len(got))
 	}
 }

@@ -12,10 +12,11 @@ import (
 	"sync"
 )
 
-// Journaled wraps base so that every fsync, folder fsync, rename and
-// removal is recorded, one JSON line each, in the file journal. It exists
-// for fault-injection tests: after the process is killed, PowerLoss uses the
-// journal to cut the data dir back to what a power failure would have left.
+// Journaled wraps base so that every fsync, folder fsync, rename, removal
+// and write in place (File.WriteAt) is recorded, one JSON line each, in the
+// file journal. It exists for fault-injection tests: after the process is
+// killed, PowerLoss uses the journal to cut the data dir back to what a
+// power failure would have left.
 func Journaled(base FS, journal string) (FS, error) {
 	j, err := os.OpenFile(journal, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -25,10 +26,11 @@ func Journaled(base FS, journal string) (FS, error) {
 }
 
 type journalRecord struct {
-	Op    string   `json:"op"` // sync, dir, rename, remove
+	Op    string   `json:"op"` // sync, dir, rename, remove, write (in place)
 	Path  string   `json:"path"`
 	To    string   `json:"to,omitempty"`
-	Size  int64    `json:"size,omitempty"`
+	Off   int64    `json:"off,omitempty"`  // write
+	Size  int64    `json:"size,omitempty"` // sync: the file's; write: the bytes'
 	Names []string `json:"names,omitempty"`
 }
 
@@ -148,6 +150,16 @@ func (f *journaledFile) Sync() error {
 	return f.fs.record(journalRecord{Op: "sync", Path: f.name, Size: st.Size()})
 }
 
+func (f *journaledFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	if n > 0 {
+		if jerr := f.fs.record(journalRecord{Op: "write", Path: f.name, Off: off, Size: int64(n)}); err == nil {
+			err = jerr
+		}
+	}
+	return n, err
+}
+
 // PowerLossReport says what PowerLoss cut.
 type PowerLossReport struct {
 	FilesCut, BytesCut, EntriesRemoved int64
@@ -155,12 +167,14 @@ type PowerLossReport struct {
 
 // PowerLoss cuts dir, the data dir of a killed process that ran on a
 // Journaled FS, back to what was durable: each file to its size at its last
-// fsync (empty if never fsynced), and each folder to the entries it held at
-// its last folder fsync (all of them gone if it was never fsynced; dir
-// itself keeps its entries, it is the caller's). Removals that were never
-// made durable are not undone: their data is gone.
+// fsync (empty if never fsynced), with the bytes it wrote in place after
+// that fsync zeroed (the WAL writes in place only over zeros it wrote
+// ahead, so zeros are what the disk held there before), and each folder to
+// the entries it held at its last folder fsync (all of them gone if it was
+// never fsynced; dir itself keeps its entries, it is the caller's).
+// Removals that were never made durable are not undone: their data is gone.
 func PowerLoss(dir, journal string) (PowerLossReport, error) {
-	synced, listed, err := readJournal(journal)
+	files, listed, err := readJournal(journal)
 	if err != nil {
 		return PowerLossReport{}, err
 	}
@@ -192,13 +206,21 @@ func PowerLoss(dir, journal string) (PowerLossReport, error) {
 			if err != nil {
 				return fmt.Errorf("vfs: power loss: %w", err)
 			}
-			keep := min(synced[p], info.Size()) // 0 if never synced
+			fj := files[p] // zero if never synced nor written in place
+			keep := min(fj.synced, info.Size())
+			cut := info.Size() - keep
 			if keep < info.Size() {
 				if err := os.Truncate(p, keep); err != nil {
 					return fmt.Errorf("vfs: power loss: %w", err)
 				}
+			}
+			zeroed, err := zeroSpans(p, fj.written, keep)
+			if err != nil {
+				return fmt.Errorf("vfs: power loss: %w", err)
+			}
+			if cut+zeroed > 0 {
 				rep.FilesCut++
-				rep.BytesCut += info.Size() - keep
+				rep.BytesCut += cut + zeroed
 			}
 		}
 		return nil
@@ -206,18 +228,52 @@ func PowerLoss(dir, journal string) (PowerLossReport, error) {
 	return rep, visit(root)
 }
 
-// readJournal replays a journal: each file's durable size and each
+// zeroSpans writes zeros over the spans of file p that lie below size,
+// and returns how many bytes it zeroed.
+func zeroSpans(p string, spans []span, size int64) (int64, error) {
+	var zeroed int64
+	for _, s := range spans {
+		n := min(s.off+s.size, size) - s.off
+		if n <= 0 {
+			continue
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			return zeroed, err
+		}
+		_, err = f.WriteAt(make([]byte, n), s.off)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return zeroed, err
+		}
+		zeroed += n
+	}
+	return zeroed, nil
+}
+
+// fileJournal is what a journal says of one file: its size at its last
+// fsync, and the spans it wrote in place since.
+type fileJournal struct {
+	synced  int64
+	written []span
+}
+
+type span struct{ off, size int64 }
+
+// readJournal replays a journal: what it says of each file, and each
 // folder's durable entries, following renames.
-func readJournal(journal string) (map[string]int64, map[string]map[string]bool, error) {
+func readJournal(journal string) (map[string]fileJournal, map[string]map[string]bool, error) {
 	f, err := os.Open(journal)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]int64{}, map[string]map[string]bool{}, nil
+		return map[string]fileJournal{}, map[string]map[string]bool{}, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("vfs: read sync journal: %w", err)
 	}
 	defer f.Close()
-	synced := map[string]int64{}
+	files := map[string]fileJournal{}
 	listed := map[string]map[string]bool{}
 	under := func(p, root string) (string, bool) {
 		if p == root {
@@ -235,7 +291,11 @@ func readJournal(journal string) (map[string]int64, map[string]map[string]bool, 
 		}
 		switch r.Op {
 		case "sync":
-			synced[r.Path] = r.Size
+			files[r.Path] = fileJournal{synced: r.Size}
+		case "write":
+			fj := files[r.Path]
+			fj.written = append(fj.written, span{r.Off, r.Size})
+			files[r.Path] = fj
 		case "dir":
 			set := make(map[string]bool, len(r.Names))
 			for _, n := range r.Names {
@@ -243,11 +303,11 @@ func readJournal(journal string) (map[string]int64, map[string]map[string]bool, 
 			}
 			listed[r.Path] = set
 		case "rename", "remove":
-			for p, size := range synced {
+			for p, fj := range files {
 				if rest, ok := under(p, r.Path); ok {
-					delete(synced, p)
+					delete(files, p)
 					if r.Op == "rename" {
-						synced[filepath.Join(r.To, rest)] = size
+						files[filepath.Join(r.To, rest)] = fj
 					}
 				}
 			}
@@ -261,5 +321,5 @@ func readJournal(journal string) (map[string]int64, map[string]map[string]bool, 
 			}
 		}
 	}
-	return synced, listed, sc.Err()
+	return files, listed, sc.Err()
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // TestPowerLoss: after a journaled run, PowerLoss keeps exactly what was
-// fsynced: file data up to the last fsync, entries up to the last folder
-// fsync, an atomic replace whole.
+// fsynced: file data up to the last fsync (bytes written in place after it
+// back to zeros), entries up to the last folder fsync, an atomic replace
+// whole.
 func TestPowerLoss(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "data")
@@ -31,6 +32,12 @@ func TestPowerLoss(t *testing.T) {
 	must(f.Sync())
 	_, _ = f.Write([]byte(" world")) // never synced
 	must(f.Close())
+	s, err := fsys.OpenFile(filepath.Join(dir, "wal", "c"), os.O_CREATE|os.O_WRONLY, 0o600)
+	must(err)
+	_, _ = s.WriteAt([]byte("one\x00\x00\x00\x00"), 0) // a record and zeros written ahead
+	must(s.Sync())
+	_, _ = s.WriteAt([]byte("tw"), 3) // in place, never synced
+	must(s.Close())
 	must(fsys.SyncDir(filepath.Join(dir, "wal")))
 	g, err := fsys.OpenFile(filepath.Join(dir, "wal", "b"), os.O_CREATE|os.O_WRONLY, 0o600) // entry never synced
 	must(err)
@@ -72,6 +79,9 @@ func TestPowerLoss(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "wal", "sub")); !os.IsNotExist(err) {
 		t.Errorf("wal/sub survived: %v", err)
 	}
+	if got := read("wal/c"); got != "one\x00\x00\x00\x00" {
+		t.Errorf("wal/c = %q, want the synced record and zeros", got)
+	}
 	if got := read("state"); got != "v2" {
 		t.Errorf("state = %q, want v2", got)
 	}
@@ -81,7 +91,7 @@ func TestPowerLoss(t *testing.T) {
 	if got := read("unsynced"); got != "" {
 		t.Errorf("unsynced = %q, want empty", got)
 	}
-	if rep.FilesCut != 3 || rep.EntriesRemoved != 2 {
+	if rep.FilesCut != 4 || rep.EntriesRemoved != 2 {
 		t.Errorf("report %+v", rep)
 	}
 }

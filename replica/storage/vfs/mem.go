@@ -305,8 +305,9 @@ func (m *MemFS) SyncAll(name string) error {
 
 // CrashClone returns the filesystem a power loss would leave: folder
 // entries as of their last SyncDir (the root's entries always survive), file contents as of their last Sync.
-// With torn, a random prefix of each file's unsynced appended bytes
-// survives too, its last byte sometimes garbled, as a disk may leave it.
+// With torn, a random prefix of each file's unsynced bytes (those that
+// differ from the synced content: an append, or a write in place) survives
+// too, its last byte sometimes garbled, as a disk may leave it.
 func (m *MemFS) CrashClone(rng *rand.Rand, torn bool) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -327,12 +328,14 @@ func (m *MemFS) CrashClone(rng *rand.Rand, torn bool) *MemFS {
 			return c
 		}
 		c.data = bytes.Clone(n.synced)
-		if torn && len(n.data) > len(n.synced) && bytes.Equal(n.data[:len(n.synced)], n.synced) {
-			extra := n.data[len(n.synced):]
-			k := rng.Intn(len(extra) + 1)
-			c.data = append(c.data, extra[:k]...)
+		if d, e := changed(n.data, n.synced); torn && d < e {
+			k := rng.Intn(e - d + 1)
+			if end := d + k; end > len(c.data) {
+				c.data = append(c.data, make([]byte, end-len(c.data))...)
+			}
+			copy(c.data[d:], n.data[d:d+k])
 			if k > 0 && rng.Intn(3) == 0 {
-				c.data[len(c.data)-1] ^= byte(1 + rng.Intn(255))
+				c.data[d+k-1] ^= byte(1 + rng.Intn(255))
 			}
 		}
 		c.synced = bytes.Clone(c.data)
@@ -346,6 +349,19 @@ func (m *MemFS) CrashClone(rng *rand.Rand, torn bool) *MemFS {
 	}
 	root.durable = maps.Clone(root.children)
 	return &MemFS{root: root}
+}
+
+// changed is the span [from, to) of data that differs from synced: the
+// unsynced bytes, appended or written in place.
+func changed(data, synced []byte) (from, to int) {
+	for from < len(data) && from < len(synced) && data[from] == synced[from] {
+		from++
+	}
+	to = len(data)
+	for to > from && to <= len(synced) && data[to-1] == synced[to-1] {
+		to--
+	}
+	return from, to
 }
 
 func (n *inode) info(name string) os.FileInfo {
@@ -403,18 +419,41 @@ func (f *memFile) Write(p []byte) (int, error) {
 	f.fs.mutate()
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if f.flag&(os.O_WRONLY|os.O_RDWR) == 0 {
-		return 0, pathErr("write", f.name, fs.ErrPermission)
-	}
 	if f.flag&os.O_APPEND != 0 {
 		f.pos = int64(len(f.n.data))
 	}
-	if end := f.pos + int64(len(p)); end > int64(len(f.n.data)) {
-		f.n.data = append(f.n.data, make([]byte, end-int64(len(f.n.data)))...)
+	if err := f.writeAt(p, f.pos); err != nil {
+		return 0, err
 	}
-	copy(f.n.data[f.pos:], p)
 	f.pos += int64(len(p))
 	return len(p), nil
+}
+
+// WriteAt writes in place, as os.File does: not on a file opened with
+// O_APPEND.
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.mutate()
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if f.flag&os.O_APPEND != 0 {
+		return 0, pathErr("writeat", f.name, errors.New("file opened with O_APPEND"))
+	}
+	if err := f.writeAt(p, off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeAt writes p at off, growing the file as needed. Lock should be held.
+func (f *memFile) writeAt(p []byte, off int64) error {
+	if f.flag&(os.O_WRONLY|os.O_RDWR) == 0 {
+		return pathErr("write", f.name, fs.ErrPermission)
+	}
+	if end := off + int64(len(p)); end > int64(len(f.n.data)) {
+		f.n.data = append(f.n.data, make([]byte, end-int64(len(f.n.data)))...)
+	}
+	copy(f.n.data[off:], p)
+	return nil
 }
 
 func (f *memFile) Close() error { return nil }
@@ -473,9 +512,6 @@ func (l *memLock) Close() error {
 	l.once.Do(l.release)
 	return l.File.Close()
 }
-
-// Allocate does nothing: memory needs no reserving.
-func (f *memFile) Allocate(int64) error { return nil }
 
 func (f *memFile) Stat() (os.FileInfo, error) {
 	f.fs.mu.Lock()

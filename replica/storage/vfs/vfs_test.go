@@ -43,7 +43,29 @@ func TestConformance(t *testing.T) {
 			if err := f.Truncate(5); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := f.WriteAt([]byte("x"), 0); err == nil {
+				t.Fatal("WriteAt on a file opened with O_APPEND succeeded")
+			}
 			f.Close()
+			w := filepath.Join(dir, "w")
+			f, err = fs.OpenFile(w, os.O_CREATE|os.O_WRONLY, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range []struct {
+				s   string
+				off int64
+			}{{"abcdef", 0}, {"XY", 2}, {"!", 8}} {
+				if n, err := f.WriteAt([]byte(at.s), at.off); n != len(at.s) || err != nil {
+					t.Fatalf("WriteAt(%q, %d): %d %v", at.s, at.off, n, err)
+				}
+			}
+			f.Close()
+			if r, err := Open(fs, w); err != nil {
+				t.Fatal(err)
+			} else if b, _ := io.ReadAll(r); string(b) != "abXYef\x00\x00!" {
+				t.Fatalf("after WriteAt: %q", b)
+			}
 			if _, err := fs.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
 				t.Fatal("O_EXCL on an existing file succeeded")
 			}
@@ -143,6 +165,41 @@ func TestCrashClone(t *testing.T) {
 		if len(b) < 6 || string(b[:6]) != "synced" || len(b) > len("synced-unsynced") {
 			t.Fatalf("seed %d: torn content %q", seed, b)
 		}
+	}
+	// Torn in place: a prefix of the bytes written over synced ones may
+	// survive, over the synced content, never past the write.
+	h, err := m.OpenFile("/d/inplace", os.O_CREATE|os.O_WRONLY, 0o600)
+	must(err)
+	_, err = h.WriteAt([]byte("0000000000"), 0)
+	must(err)
+	must(h.Sync())
+	must(m.SyncDir("/d"))
+	_, err = h.WriteAt([]byte("abcd"), 3)
+	must(err)
+	seen := map[string]bool{}
+	for seed := int64(0); seed < 60; seed++ {
+		c := m.CrashClone(rand.New(rand.NewSource(seed)), true)
+		r, _ := Open(c, "/d/inplace")
+		b, _ := io.ReadAll(r)
+		ok := len(b) == 10 && string(b[:3]) == "000"
+		for k := 0; ok && k <= 4; k++ {
+			if string(b[3:3+k]) == "abcd"[:k] && string(b[3+k:]) == "0000000"[k:] {
+				seen[string(b)] = true
+				break
+			}
+			ok = k < 4
+		}
+		if !ok {
+			for k := 1; k <= 4 && !ok; k++ { // a prefix whose last byte is garbled
+				ok = string(b[3:2+k]) == "abcd"[:k-1] && b[2+k] != "abcd"[k-1] && string(b[3+k:]) == "0000000"[k:]
+			}
+			if !ok {
+				t.Fatalf("seed %d: torn in place %q", seed, b)
+			}
+		}
+	}
+	if !seen["0000000000"] || !seen["000abcd000"] {
+		t.Fatalf("torn in place never lost or kept the whole write: %v", seen)
 	}
 }
 
