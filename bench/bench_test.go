@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"memstore/internal/proc"
 )
 
 func TestMedian(t *testing.T) {
@@ -274,5 +276,28 @@ func TestStepsGoOnAfterAFailure(t *testing.T) {
 		ok("W4")})
 	if !errors.As(err, &failed) || len(failed) != 1 || !errors.Is(err, boom) || strings.Join(ran, ",") != "limits,W1-W3" {
 		t.Fatalf("interrupted: ran %v, error %v", ran, err)
+	}
+}
+
+// TestRetryStopsWhenItsProcessExited: a wait on a process that has exited
+// fails at once, naming its log, instead of retrying until its deadline
+// (a server that could not restart once held a run for 30 minutes).
+func TestRetryStopsWhenItsProcessExited(t *testing.T) {
+	log := t.TempDir() + "/p.log"
+	p, err := proc.Start("/bin/sh", log, "-c", "exit 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	calls := 0
+	err = retry(context.Background(), time.Hour, func() error {
+		calls++
+		if err := running(p, "server x", log); err != nil {
+			return err
+		}
+		return errors.New("not yet")
+	})
+	if !errors.Is(err, errExited) || !strings.Contains(err.Error(), log) || calls != 1 {
+		t.Fatalf("after %d calls: %v, want errExited naming %s at the first", calls, err, log)
 	}
 }

@@ -19,12 +19,13 @@ import (
 	"memstore/internal/proc"
 )
 
-// retry calls f every retryPause until it succeeds or within passes.
+// retry calls f every retryPause until it succeeds, fails with
+// errExited, or within passes.
 func retry(ctx context.Context, within time.Duration, f func() error) error {
 	deadline := time.Now().Add(within)
 	for {
 		err := f()
-		if err == nil || time.Now().After(deadline) {
+		if err == nil || errors.Is(err, errExited) || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -32,6 +33,20 @@ func retry(ctx context.Context, within time.Duration, f func() error) error {
 			return ctx.Err()
 		case <-time.After(retryPause):
 		}
+	}
+}
+
+// errExited fails a wait on a process that has exited: no retry helps.
+var errExited = errors.New("exited")
+
+// running is nil while p runs; once it has exited, an error wrapping
+// errExited that names what it was and its log.
+func running(p *proc.Proc, what, log string) error {
+	select {
+	case <-p.Done():
+		return fmt.Errorf("bench: %s %w: see %s", what, errExited, log)
+	default:
+		return nil
 	}
 }
 
@@ -81,8 +96,12 @@ func startMemstore(ctx context.Context, bin, dir string, n int) (*memstoreCluste
 	return c, nil
 }
 
+func (c *memstoreCluster) nodeLog(id int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("node%d.log", id))
+}
+
 func (c *memstoreCluster) startNode(id int) error {
-	p, err := proc.Start(c.bin, filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), "node", "--id", strconv.Itoa(id),
+	p, err := proc.Start(c.bin, c.nodeLog(id), "node", "--id", strconv.Itoa(id),
 		"--server", c.url, "--data", filepath.Join(c.dir, fmt.Sprintf("node%d", id)), "--log-level", "warn")
 	if err == nil {
 		c.nodes[id] = p
@@ -117,6 +136,9 @@ func (c *memstoreCluster) join(ctx context.Context, id int, seq uint64) (holds, 
 		return 0, 0, err
 	}
 	err = retry(ctx, 30*time.Minute, func() error {
+		if err := running(c.nodes[id], fmt.Sprintf("node %d", id), c.nodeLog(id)); err != nil {
+			return err
+		}
 		st, err := c.status()
 		if err != nil {
 			return err
@@ -224,9 +246,13 @@ func (c *jetStreamCluster) storeDir(n int) string {
 	return filepath.Join(c.dir, fmt.Sprintf("js%d", n))
 }
 
+func (c *jetStreamCluster) serverLog(n int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("js%d.log", n))
+}
+
 // startServer starts server jsN from its configuration file.
 func (c *jetStreamCluster) startServer(n int) (*proc.Proc, error) {
-	return proc.Start(c.bin, filepath.Join(c.dir, fmt.Sprintf("js%d.log", n)), "nats", "--config", c.confFile(n), "--log-level", "warn")
+	return proc.Start(c.bin, c.serverLog(n), "nats", "--config", c.confFile(n), "--log-level", "warn")
 }
 
 func startJetStream(ctx context.Context, bin, dir string, syncAlways bool) (*jetStreamCluster, error) {

@@ -533,6 +533,9 @@ func (r *runner) catchUpJetStream(ctx context.Context) error {
 		}
 		js.servers[victim-1] = p
 		err = retry(ctx, 30*time.Minute, func() error {
+			if err := running(p, fmt.Sprintf("server js%d", victim), js.serverLog(victim)); err != nil {
+				return err
+			}
 			n, err := streamMsgs(ctx, js.monitors[victim-1], "W5")
 			if err == nil && n < want {
 				err = fmt.Errorf("js%d holds %d of %d", victim, n, want)

@@ -6,9 +6,12 @@ package proc
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -65,12 +68,45 @@ func (p *Proc) Stop() {
 	}
 }
 
-// FreeAddr returns a loopback address with a port free at the time.
+// FreeAddr returns a loopback address with a port free at the time. The
+// port is below the kernel's range of ports for outgoing connections
+// where it says what that is (Linux): a port in that range can be taken
+// by any process's outgoing connection while its server is down, and a
+// server restarted on its address then cannot listen (a bench run waited
+// on such a server).
 func FreeAddr() (string, error) {
+	if low := ephemeralLow(); low > minPort {
+		for range 100 {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", minPort+rand.IntN(low-minPort)))
+			if err == nil {
+				defer l.Close()
+				return l.Addr().String(), nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("proc: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// minPort is the lowest port FreeAddr picks: well clear of the services'
+// well-known and registered ports most machines use.
+const minPort = 10000
+
+// ephemeralLow is the first port the kernel gives outgoing connections,
+// or 0 if it does not say.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
 }
