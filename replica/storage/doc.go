@@ -6,7 +6,8 @@
 //
 // The log is a folder of segment files named after their first seq
 // (%020d.seg). A segment starts with a 28-byte header: the magic
-// "MSWAL001", the (epoch, seq) of the record just before its first record
+// "MSWAL002" (written in place; "MSWAL001": appended by older versions,
+// still read), the (epoch, seq) of the record just before its first record
 // (little endian uint64s), and the CRC-32C of those 24 bytes; so after older
 // segments are dropped the log still knows what it follows. Records follow,
 // each framed as
@@ -19,10 +20,9 @@
 //
 // Append writes a whole batch with one write and, under SyncAlways (the
 // default), one fsync: group commit. It writes in place, over zeros: when
-// its records reach the end of the file, it writes 4 MiB of zeros past
-// them (up to the segment's size) in the same Append, so the fsync after
-// any other Append changes no file size and commits no metadata. A
-// segment's records therefore end where its zeros start. SyncNone skips
+// its records reach the end of the file, it also writes 4 MiB of zeros
+// past them (up to the segment's size), so the fsync after any other
+// Append changes no file size and allocates no block. SyncNone skips
 // fsync, for benchmarks only, and says so loudly at open.
 //
 // # Recovery
@@ -32,9 +32,14 @@
 // the last segment are a torn tail if the valid records after them, if
 // any, are of one Append (none but the last ends an Append): an Append
 // written over zeros may reach the disk in some sectors and not others,
-// and only the last Append can be unsynced. A torn tail is cut (truncated
-// on disk) and never returned. Bad bytes anywhere else are an ErrCorrupt
-// naming the file and offset; nothing is skipped. TruncateAfter removes later segments before
+// and only the last Append can be unsynced. (In an older appended
+// segment, only if no valid record follows them.) A torn tail is cut
+// (truncated on disk) and never returned. Bad bytes anywhere else are an
+// ErrCorrupt naming the file and offset; nothing is skipped. If the last
+// segment is an older one, or its last record does not end an Append (a
+// crash cut that Append short), appends go on in a new segment: a segment
+// is only written in place from its start, and records that do not end an
+// Append are never followed by another Append's in the same segment. TruncateAfter removes later segments before
 // truncating, so a crash leaves a prefix; Reset writes the new empty
 // segment under a temporary name before removing the old ones, and OpenWAL
 // finishes or discards an interrupted reset, so a crash leaves either log.

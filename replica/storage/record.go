@@ -77,11 +77,15 @@ func decodeRecord(b []byte) (Record, int, error) {
 // already, was the last of its Append.
 func lastOfAppend(b []byte) bool { return binary.LittleEndian.Uint32(b)&endsAppend != 0 }
 
-// Segment header, little endian: magic "MSWAL001", prev epoch uint64,
-// prev seq uint64, CRC-32C of the 24 bytes before it.
+// Segment header, little endian: magic, prev epoch uint64, prev seq
+// uint64, CRC-32C of the 24 bytes before it. The magic says how the
+// segment was written: "MSWAL002" in place over zeros, its records
+// flagging the end of each Append; "MSWAL001" (older versions) appended,
+// no flags. Only the first is written now.
 const (
-	segMagic  = "MSWAL001"
-	segHeader = 28
+	segMagic   = "MSWAL002"
+	segMagicV1 = "MSWAL001"
+	segHeader  = 28
 )
 
 func encodeSegHeader(prevEpoch, prevSeq uint64) []byte {
@@ -92,12 +96,14 @@ func encodeSegHeader(prevEpoch, prevSeq uint64) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-func decodeSegHeader(b []byte) (prevEpoch, prevSeq uint64, err error) {
-	if len(b) < segHeader || string(b[:8]) != segMagic {
-		return 0, 0, fmt.Errorf("bad segment header")
+// decodeSegHeader decodes a segment header; inPlace says it is of a
+// segment written in place (segMagic), not of an older appended one.
+func decodeSegHeader(b []byte) (prevEpoch, prevSeq uint64, inPlace bool, err error) {
+	if len(b) < segHeader || string(b[:8]) != segMagic && string(b[:8]) != segMagicV1 {
+		return 0, 0, false, fmt.Errorf("bad segment header")
 	}
 	if crc32.Checksum(b[:24], castagnoli) != binary.LittleEndian.Uint32(b[24:]) {
-		return 0, 0, fmt.Errorf("segment header checksum mismatch")
+		return 0, 0, false, fmt.Errorf("segment header checksum mismatch")
 	}
-	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), nil
+	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), string(b[:8]) == segMagic, nil
 }

@@ -62,6 +62,10 @@ type segment struct {
 	name    string
 	prev    Pos
 	offsets []int64 // offsets[i] is where record prev.Seq+1+i starts
+	inPlace bool    // written in place, its records flagging each Append's end (segMagic)
+	// ended says its last record ends an Append, or it has none: its
+	// next record may start one. Known for the segments read at open.
+	ended bool
 }
 
 func (s *segment) lastSeq() uint64 { return s.prev.Seq + uint64(len(s.offsets)) }
@@ -73,7 +77,7 @@ const (
 
 func segName(first uint64) string { return fmt.Sprintf("%020d%s", first, segSuffix) }
 
-// WAL is the write-ahead log: segmented append-only files of
+// WAL is the write-ahead log: segment files of
 // length-prefixed, CRC-32C checked records. One goroutine writes it.
 type WAL struct {
 	fs  vfs.FS
@@ -127,7 +131,41 @@ func OpenWAL(fsys vfs.FS, dir string, cfg WALConfig) (*WAL, error) {
 			return nil, err
 		}
 	}
-	return w, w.openLast()
+	if err := w.openLast(); err != nil {
+		return nil, err
+	}
+	if seg := w.segs[len(w.segs)-1]; !seg.inPlace || !seg.ended {
+		// Appends go on in a new segment written in place: so an older
+		// segment is never written in place, and the records of an Append
+		// a crash cut short stay at the end of their segment, where bad
+		// bytes are corruption, not a torn tail, once it is not the last.
+		if err := w.startSegment(seg); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// startSegment makes a new segment, written in place, the last one, after
+// seg, the last one now. An empty seg is replaced instead (a new segment
+// would have its name): written under a temporary name, then renamed over
+// it, so a crash leaves one or the other.
+func (w *WAL) startSegment(seg *segment) error {
+	if len(seg.offsets) > 0 {
+		return w.createSegment(segName(w.last.Seq+1), w.last, false)
+	}
+	if err := w.createSegment(resetTmp, seg.prev, true); err != nil {
+		return err
+	}
+	if err := w.fs.Rename(filepath.Join(w.dir, resetTmp), filepath.Join(w.dir, seg.name)); err != nil {
+		return fmt.Errorf("storage: replace %s: %w", seg.name, err)
+	}
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		return err
+	}
+	seg.inPlace = true
+	w.f.Close()
+	return w.openLast()
 }
 
 // finishReset completes or discards a Reset a crash interrupted.
@@ -147,7 +185,7 @@ func (w *WAL) finishReset() error {
 	if err != nil {
 		return err
 	}
-	_, prevSeq, err := decodeSegHeader(b)
+	_, prevSeq, _, err := decodeSegHeader(b)
 	if err != nil {
 		return w.syncRemove(tmp) // the new segment was never complete
 	}
@@ -199,7 +237,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 	if err != nil {
 		return err
 	}
-	prevEpoch, prevSeq, err := decodeSegHeader(b)
+	prevEpoch, prevSeq, inPlace, err := decodeSegHeader(b)
 	if err != nil {
 		if isLast && len(w.segs) > 0 && len(b) <= segHeader {
 			w.cfg.Logger.WithField("file", path).Warn("wal: removing a segment whose header was torn")
@@ -207,7 +245,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 		}
 		return fmt.Errorf("%w: %s offset 0: %v", ErrCorrupt, path, err)
 	}
-	seg := &segment{name: name, prev: Pos{Epoch: prevEpoch, Seq: prevSeq}}
+	seg := &segment{name: name, prev: Pos{Epoch: prevEpoch, Seq: prevSeq}, inPlace: inPlace, ended: true}
 	if len(w.segs) > 0 && seg.prev != w.last {
 		return fmt.Errorf("%w: %s starts after %+v, but the previous segment ends at %+v", ErrCorrupt, path, seg.prev, w.last)
 	}
@@ -222,7 +260,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 			break // the zeros written ahead: the records end here
 		}
 		if err != nil {
-			if !isLast || !tornTail(b, off) {
+			if !isLast || !tornTail(b, off, inPlace) {
 				return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, path, off, err)
 			}
 			w.cfg.Logger.WithFields(logrus.Fields{"file": path, "offset": off, "bytes": len(b) - off}).
@@ -233,6 +271,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 			break
 		}
 		seg.offsets = append(seg.offsets, int64(off))
+		seg.ended = lastOfAppend(b[off:])
 		w.last = Pos{Epoch: r.Epoch, Seq: r.Seq}
 		off += n
 	}
@@ -251,12 +290,13 @@ func allZero(b []byte) bool {
 }
 
 // tornTail reports whether the bad bytes at off can be what a crash leaves
-// at the end of a log: the last Append's bytes, written over zeros, of
-// which the disk kept some sectors and not others (only the last Append
-// can be unsynced). So the valid records after them, if any, are all of
-// one Append: none but the last may end an Append. Valid records of two
-// Appends after bad bytes are corruption.
-func tornTail(b []byte, off int) bool {
+// at the end of a log. In a segment written in place, the last Append's
+// bytes, written over zeros, of which the disk kept some sectors and not
+// others (only the last Append can be unsynced): so the valid records
+// after them, if any, are all of one Append, and none but the last may end
+// an Append. In an older appended segment, no valid record follows them.
+// Anything else is corruption.
+func tornTail(b []byte, off int, inPlace bool) bool {
 	ended := false // the last valid record seen ended its Append
 	for next := off + 1; next+recordHeader+payloadMin <= len(b); {
 		if binary.LittleEndian.Uint32(b[next:]) == 0 { // zeros: no record starts here
@@ -268,7 +308,7 @@ func tornTail(b []byte, off int) bool {
 			next++
 			continue
 		}
-		if ended {
+		if ended || !inPlace {
 			return false
 		}
 		ended = lastOfAppend(b[next:])
@@ -338,7 +378,7 @@ func (w *WAL) createSegment(name string, prev Pos, tmp bool) error {
 	if w.f != nil {
 		w.f.Close()
 	}
-	w.segs = append(w.segs, &segment{name: name, prev: prev})
+	w.segs = append(w.segs, &segment{name: name, prev: prev, inPlace: true, ended: true})
 	w.f, w.size, w.filled, w.last = f, segHeader, segHeader, prev
 	return nil
 }
@@ -354,7 +394,8 @@ const fillAhead = 4 << 20
 
 var zeros [fillAhead]byte
 
-// Append writes records that directly follow the log's end: one write and,
+// Append writes records that directly follow the log's end: one write (two
+// when it writes zeros ahead) and,
 // with SyncAlways, one fsync for the whole batch (group commit).
 func (w *WAL) Append(recs []Record) error {
 	w.mu.Lock()
@@ -559,7 +600,7 @@ func (w *WAL) Reset(epoch, seq uint64) error {
 	if err := w.fs.SyncDir(w.dir); err != nil {
 		return w.fail(err)
 	}
-	w.segs = []*segment{{name: segName(seq + 1), prev: prev}}
+	w.segs = []*segment{{name: segName(seq + 1), prev: prev, inPlace: true, ended: true}}
 	w.last, w.size = prev, segHeader
 	if err := w.openLast(); err != nil {
 		return w.fail(err)

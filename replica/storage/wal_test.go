@@ -2,8 +2,10 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand"
 	"os"
@@ -412,6 +414,104 @@ func TestWALTornInPlace(t *testing.T) {
 	if _, err := OpenWAL(image(d), "/d/wal", cfg); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("a bad record followed by two Appends' records: %v, want ErrCorrupt", err)
 	}
+}
+
+// v1Segment is a segment as older versions wrote it: magic MSWAL001,
+// records without the end-of-Append flag, no zeros after them.
+func v1Segment(recs []Record) []byte {
+	b := encodeSegHeader(0, 0)
+	copy(b, segMagicV1)
+	binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(b[:24], castagnoli))
+	for _, r := range recs {
+		b = appendRecord(b, r, false)
+	}
+	return b
+}
+
+// TestWALNeverWritesInPlaceAfterUnflaggedRecords: appends never go into a
+// segment of an older version, nor after the records of an Append a crash
+// cut short: a new segment starts. So bad bytes followed by valid records
+// there stay ErrCorrupt, as they were, and do not read as a torn tail.
+func TestWALNeverWritesInPlaceAfterUnflaggedRecords(t *testing.T) {
+	rng := rand.New(rand.NewSource(6))
+	old := makeBatch(rng, 1, 1, 50)
+	write := func(m *vfs.MemFS, name string, b []byte) {
+		t.Helper()
+		if err := m.MkdirAll("/d/wal", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		f, err := m.OpenFile("/d/wal/"+name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(b)
+		f.Sync()
+	}
+	cfg := smallConfig()
+	cfg.SegmentBytes = 1 << 20
+	t.Run("older segment", func(t *testing.T) {
+		m := vfs.NewMem()
+		seg := v1Segment(old)
+		write(m, segName(1), seg)
+		w := openWAL(t, m, cfg)
+		if len(w.segs) != 2 || w.segs[0].inPlace || !w.segs[1].inPlace {
+			t.Fatalf("segments after opening an older one: %d", len(w.segs))
+		}
+		if err := w.Append([]Record{{Epoch: 2, Seq: 51, Data: []byte("new")}}); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if got := readAll(t, openWAL(t, m, cfg)); len(got) != 51 || isPrefix(got[:50], old) != nil {
+			t.Fatalf("reopened: %d records", len(got))
+		}
+		bad := vfs.NewMem()
+		seg[segHeader+5*(recordHeader+payloadMin)+recordHeader+2] ^= 1 // record 6, when data is empty; else inside an earlier one
+		write(bad, segName(1), seg)
+		if _, err := OpenWAL(bad, "/d/wal", cfg); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("a bad record in an older segment, valid ones after it: %v, want ErrCorrupt", err)
+		}
+	})
+	t.Run("empty older segment", func(t *testing.T) {
+		m := vfs.NewMem()
+		write(m, segName(1), v1Segment(nil))
+		w := openWAL(t, m, cfg)
+		if len(w.segs) != 1 || !w.segs[0].inPlace {
+			t.Fatalf("an empty older segment is not replaced: %d segments", len(w.segs))
+		}
+		if err := w.Append(old[:3]); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if got := readAll(t, openWAL(t, m, cfg)); len(got) != 3 {
+			t.Fatalf("reopened: %d records", len(got))
+		}
+	})
+	t.Run("cut Append", func(t *testing.T) {
+		m := vfs.NewMem()
+		w := openWAL(t, m, cfg)
+		if err := w.Append(old[:10]); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		// A crash kept the first 4 records of the Append, not the rest.
+		full, _ := w.readFile(w.segs[0].name)
+		d := bytes.Clone(full)
+		clear(d[w.segs[0].offsets[4]:])
+		write(m, w.segs[0].name, d)
+		w = openWAL(t, m, cfg)
+		if len(w.segs) != 2 || w.Last().Seq != 4 {
+			t.Fatalf("after a cut Append: %d segments, last %d", len(w.segs), w.Last().Seq)
+		}
+		if err := w.Append(old[4:6]); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		d[w.segs[0].offsets[1]+recordHeader] ^= 1
+		write(m, w.segs[0].name, d)
+		if _, err := OpenWAL(m, "/d/wal", cfg); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("a bad record among a cut Append's: %v, want ErrCorrupt", err)
+		}
+	})
 }
 
 // TestWALFillsAhead: appends write over zeros the WAL wrote ahead of
