@@ -62,10 +62,9 @@ type segment struct {
 	name    string
 	prev    Pos
 	offsets []int64 // offsets[i] is where record prev.Seq+1+i starts
-	inPlace bool    // written in place, its records flagging each Append's end (segMagic)
-	// ended says its last record ends an Append, or it has none: its
-	// next record may start one. Known for the segments read at open.
-	ended bool
+	// appendable says appends may go on in it: it is written in place
+	// (segMagic), and its last record ends an Append, or it has none.
+	appendable bool
 }
 
 func (s *segment) lastSeq() uint64 { return s.prev.Seq + uint64(len(s.offsets)) }
@@ -134,7 +133,7 @@ func OpenWAL(fsys vfs.FS, dir string, cfg WALConfig) (*WAL, error) {
 	if err := w.openLast(); err != nil {
 		return nil, err
 	}
-	if seg := w.segs[len(w.segs)-1]; !seg.inPlace || !seg.ended {
+	if seg := w.segs[len(w.segs)-1]; !seg.appendable {
 		// Appends go on in a new segment written in place: so an older
 		// segment is never written in place, and the records of an Append
 		// a crash cut short stay at the end of their segment, where bad
@@ -163,7 +162,7 @@ func (w *WAL) startSegment(seg *segment) error {
 	if err := w.fs.SyncDir(w.dir); err != nil {
 		return err
 	}
-	seg.inPlace = true
+	seg.appendable = true
 	w.f.Close()
 	return w.openLast()
 }
@@ -245,7 +244,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 		}
 		return fmt.Errorf("%w: %s offset 0: %v", ErrCorrupt, path, err)
 	}
-	seg := &segment{name: name, prev: Pos{Epoch: prevEpoch, Seq: prevSeq}, inPlace: inPlace, ended: true}
+	seg := &segment{name: name, prev: Pos{Epoch: prevEpoch, Seq: prevSeq}, appendable: inPlace}
 	if len(w.segs) > 0 && seg.prev != w.last {
 		return fmt.Errorf("%w: %s starts after %+v, but the previous segment ends at %+v", ErrCorrupt, path, seg.prev, w.last)
 	}
@@ -256,7 +255,7 @@ func (w *WAL) recover(name string, isLast bool) error {
 		if err == nil && r.Seq != w.last.Seq+1 {
 			err = fmt.Errorf("seq %d after %d", r.Seq, w.last.Seq)
 		}
-		if err != nil && allZero(b[off:]) {
+		if err != nil && len(bytes.TrimLeft(b[off:], "\x00")) == 0 {
 			break // the zeros written ahead: the records end here
 		}
 		if err != nil {
@@ -271,22 +270,13 @@ func (w *WAL) recover(name string, isLast bool) error {
 			break
 		}
 		seg.offsets = append(seg.offsets, int64(off))
-		seg.ended = lastOfAppend(b[off:])
+		seg.appendable = inPlace && lastOfAppend(b[off:])
 		w.last = Pos{Epoch: r.Epoch, Seq: r.Seq}
 		off += n
 	}
 	w.segs = append(w.segs, seg)
 	w.size = int64(off)
 	return nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // tornTail reports whether the bad bytes at off can be what a crash leaves
@@ -378,7 +368,7 @@ func (w *WAL) createSegment(name string, prev Pos, tmp bool) error {
 	if w.f != nil {
 		w.f.Close()
 	}
-	w.segs = append(w.segs, &segment{name: name, prev: prev, inPlace: true, ended: true})
+	w.segs = append(w.segs, &segment{name: name, prev: prev, appendable: true})
 	w.f, w.size, w.filled, w.last = f, segHeader, segHeader, prev
 	return nil
 }
@@ -600,7 +590,7 @@ func (w *WAL) Reset(epoch, seq uint64) error {
 	if err := w.fs.SyncDir(w.dir); err != nil {
 		return w.fail(err)
 	}
-	w.segs = []*segment{{name: segName(seq + 1), prev: prev, inPlace: true, ended: true}}
+	w.segs = []*segment{{name: segName(seq + 1), prev: prev, appendable: true}}
 	w.last, w.size = prev, segHeader
 	if err := w.openLast(); err != nil {
 		return w.fail(err)

@@ -428,6 +428,12 @@ func v1Segment(recs []Record) []byte {
 	return b
 }
 
+// magic is the magic on disk of the WAL's i-th segment.
+func magic(w *WAL, i int) string {
+	b, _ := w.readFile(w.segs[i].name)
+	return string(b[:min(8, len(b))])
+}
+
 // TestWALNeverWritesInPlaceAfterUnflaggedRecords: appends never go into a
 // segment of an older version, nor after the records of an Append a crash
 // cut short: a new segment starts. So bad bytes followed by valid records
@@ -454,7 +460,7 @@ func TestWALNeverWritesInPlaceAfterUnflaggedRecords(t *testing.T) {
 		seg := v1Segment(old)
 		write(m, segName(1), seg)
 		w := openWAL(t, m, cfg)
-		if len(w.segs) != 2 || w.segs[0].inPlace || !w.segs[1].inPlace {
+		if len(w.segs) != 2 || magic(w, 0) != segMagicV1 || magic(w, 1) != segMagic {
 			t.Fatalf("segments after opening an older one: %d", len(w.segs))
 		}
 		if err := w.Append([]Record{{Epoch: 2, Seq: 51, Data: []byte("new")}}); err != nil {
@@ -475,7 +481,7 @@ func TestWALNeverWritesInPlaceAfterUnflaggedRecords(t *testing.T) {
 		m := vfs.NewMem()
 		write(m, segName(1), v1Segment(nil))
 		w := openWAL(t, m, cfg)
-		if len(w.segs) != 1 || !w.segs[0].inPlace {
+		if len(w.segs) != 1 || magic(w, 0) != segMagic {
 			t.Fatalf("an empty older segment is not replaced: %d segments", len(w.segs))
 		}
 		if err := w.Append(old[:3]); err != nil {

@@ -230,27 +230,28 @@ func PowerLoss(dir, journal string) (PowerLossReport, error) {
 
 // zeroSpans writes zeros over the spans of file p that lie below size,
 // and returns how many bytes it zeroed.
-func zeroSpans(p string, spans []span, size int64) (int64, error) {
-	var zeroed int64
+func zeroSpans(p string, spans []span, size int64) (zeroed int64, err error) {
+	var f *os.File
 	for _, s := range spans {
 		n := min(s.off+s.size, size) - s.off
 		if n <= 0 {
 			continue
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
-		if err != nil {
-			return zeroed, err
+		if f == nil {
+			if f, err = os.OpenFile(p, os.O_WRONLY, 0); err != nil {
+				return 0, err
+			}
 		}
-		_, err = f.WriteAt(make([]byte, n), s.off)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if _, err := f.WriteAt(make([]byte, n), s.off); err != nil {
+			f.Close()
 			return zeroed, err
 		}
 		zeroed += n
 	}
-	return zeroed, nil
+	if f != nil {
+		err = f.Close()
+	}
+	return zeroed, err
 }
 
 // fileJournal is what a journal says of one file: its size at its last
