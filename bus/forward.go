@@ -70,7 +70,7 @@ func DecodeReplies(b []byte, n int) ([][]byte, error) {
 		err = fmt.Errorf("%d replies to %d requests", len(reps), n)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bus: malformed forwarded replies: %w", err)
+		return nil, fmt.Errorf("bus: malformed batch replies: %w", err)
 	}
 	return reps, nil
 }

@@ -60,6 +60,13 @@ func Deadline(h nats.Header) time.Duration {
 // (protocol.MsgReadCheck).
 const HeaderReadCheck = "Ms-Read-Check"
 
+// HeaderBatch marks, on ms.api.get.stale, a batch of gets: the message is
+// frames (AppendFrame) of get requests, and the reply is frames of their
+// replies, in order (EncodeReplies); a reply left empty was too large to
+// come with the others, so ask for it again alone. The Go client sends the
+// stale gets that queue while one of its requests is out this way.
+const HeaderBatch = "Ms-Batch"
+
 // Queue groups.
 const (
 	// RouterQueue is the queue group the routers serve ms.api.<op> in.

@@ -41,10 +41,13 @@ type Client struct {
 	sub  bus.Subjects
 	opts Options
 
-	mu      sync.Mutex
-	queued  []*call       // Puts waiting to be sent (puts.go)
-	putting bool          // a put request of queued calls is out
-	more    chan struct{} // a Put queued (buffered 1): a gathering send looks again
+	mu       sync.Mutex
+	queued   []*call       // Puts waiting to be sent (puts.go)
+	putting  bool          // a put request of queued calls is out
+	more     chan struct{} // a Put queued (buffered 1): a gathering send looks again
+	gets     []*getCall    // stale Gets waiting to be sent (gets.go)
+	getting  bool          // a request of stale gets is out
+	moreGets chan struct{} // a stale Get queued (buffered 1)
 }
 
 // Dial connects to the NATS server at url. It reconnects forever and
@@ -71,7 +74,7 @@ func New(nc *nats.Conn, opts Options) *Client {
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	return &Client{nc: nc, sub: bus.NewSubjects(opts.Prefix), opts: opts, more: make(chan struct{}, 1)}
+	return &Client{nc: nc, sub: bus.NewSubjects(opts.Prefix), opts: opts, more: make(chan struct{}, 1), moreGets: make(chan struct{}, 1)}
 }
 
 // Close closes the connection if the client opened it.
@@ -150,7 +153,8 @@ func (c *Client) Write(ctx context.Context, req bus.PutRequest) (bus.PutReply, e
 }
 
 // Get reads the latest version of a path. A stale get goes to
-// ms.api.get.stale, which the member nodes serve themselves; one a node
+// ms.api.get.stale, which the member nodes serve themselves (coalesced
+// with the stale gets of others, gets.go); one a node
 // refuses as unavailable (stopping, stalled, overloaded), or that gets no
 // answer in its share of the time, is asked again, 3 times in all, since
 // the NATS server likely picks another member; with no node listening
@@ -165,9 +169,15 @@ func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, err
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
 	var err error
-	for asks := 3; asks > 0; asks-- {
-		rep = bus.GetReply{}
-		err = c.staleGet(ctx, req, asks, &rep)
+	for asks := staleAsks; asks > 0; asks-- {
+		rep, err = bus.GetReply{}, errAlone
+		if asks == staleAsks && req.MinSeq == 0 {
+			err = c.coalescedGet(ctx, req, &rep)
+		}
+		if errors.Is(err, errAlone) {
+			rep = bus.GetReply{}
+			err = c.staleGet(ctx, req, asks, &rep)
+		}
 		if errors.Is(err, nats.ErrNoResponders) {
 			rep = bus.GetReply{}
 			err = c.request(ctx, bus.OpGet, req, &rep)
@@ -179,6 +189,13 @@ func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, err
 	}
 	return rep, err
 }
+
+// staleAsks is how many times a stale get is asked on ms.api.get.stale.
+const staleAsks = 3
+
+// errAlone says ask alone: a get not to be coalesced (min_seq, or asked
+// again), or one whose reply was left out of its batch's.
+var errAlone = errors.New("client: the get's reply did not fit in its batch's")
 
 // staleGet asks ms.api.get.stale once. A get without min_seq, which a
 // node answers at once, has 1/asks of the time left: a member killed with

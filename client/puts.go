@@ -172,7 +172,7 @@ func (c *Client) send(batch []*call) {
 			k.done <- res
 		}
 		if len(batch) > 1 && err == nil {
-			c.gather(len(batch), round)
+			c.gather(c.more, len(batch), round, func() int { return len(c.queued) })
 		}
 		c.mu.Lock()
 		batch = c.take()
@@ -182,24 +182,25 @@ func (c *Client) send(batch []*call) {
 }
 
 // gather waits, for up to round (the trip of the batch just answered)
-// and maxGather, until the queue holds as many Puts as that batch had, or
-// a full batch.
-// Its writers, answered, likely put again at once; sent at once, the
+// and maxGather, until a queue holds as many calls as that batch had, or
+// a full batch: queued says how many it holds (under c.mu), and more
+// says when one came.
+// Its callers, answered, likely ask again at once; sent at once, the
 // first one back would go alone and the rest queue behind it, and the
-// writers would split into two batches that take turns, each waiting
+// callers would split into two batches that take turns, each waiting
 // out the other's round (16 writers: half the puts per second).
-func (c *Client) gather(want int, round time.Duration) {
+func (c *Client) gather(more chan struct{}, want int, round time.Duration, queued func() int) {
 	t := time.NewTimer(min(round, maxGather))
 	defer t.Stop()
 	for {
 		c.mu.Lock()
-		enough := len(c.queued) >= min(want, batchValues)
+		enough := queued() >= min(want, batchValues)
 		c.mu.Unlock()
 		if enough {
 			return
 		}
 		select {
-		case <-c.more:
+		case <-more:
 		case <-t.C:
 			return
 		}

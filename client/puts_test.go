@@ -86,18 +86,19 @@ func (f *fakeRouter) seen() [][]string {
 	return slices.Clone(f.requests)
 }
 
-// waitQueued waits until n Puts queue behind the one out.
-func waitQueued(t *testing.T, c *Client, n int) {
+// waitQueued waits until the queue of c that queue names (under c.mu)
+// holds n calls behind the request out.
+func waitQueued[T any](t *testing.T, c *Client, queue *[]T, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		c.mu.Lock()
-		q := len(c.queued)
+		q := len(*queue)
 		c.mu.Unlock()
 		if q == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d Puts queued, want %d", q, n)
+			t.Fatalf("%d calls queued, want %d", q, n)
 		}
 	}
 }
@@ -123,7 +124,7 @@ func putBehind(t *testing.T, c *Client, f *fakeRouter, first string, paths ...st
 	for _, p := range paths {
 		go put(p)
 	}
-	waitQueued(t, c, len(paths))
+	waitQueued(t, c, &c.queued, len(paths))
 	close(f.release)
 	return out
 }

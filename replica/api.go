@@ -84,11 +84,11 @@ type request struct {
 	answer func([]byte)
 }
 
-// batchReply gathers the answers to a forwarded batch, from the loop and
-// the aggregates' goroutines, and sends them in one message once all are
-// in. If the replies of gets are too large for one message (large
-// values), the largest go back empty, and the router asks for each of
-// those alone; a lone reply too large is refused as too_large.
+// batchReply gathers the answers to a forwarded batch (or a client's
+// batch of stale gets), from the loop and the aggregates' goroutines, and
+// sends them in one message once all are in. If the replies of gets are
+// too large for one message (large values), the largest go back empty,
+// and the router (or client) asks for each of those alone; a lone reply too large is refused as too_large.
 type batchReply struct {
 	msg   *nats.Msg
 	log   logrus.FieldLogger
@@ -120,7 +120,7 @@ func (b *batchReply) answer(i int) func([]byte) {
 		b.mu.Unlock()
 		if out != nil {
 			if err := b.msg.Respond(out); err != nil {
-				b.log.WithError(err).WithField("replies", len(b.reps)).Warn("could not answer a forwarded batch")
+				b.log.WithError(err).WithField("replies", len(b.reps)).Warn("could not answer a batch")
 			}
 		}
 	}
@@ -486,13 +486,31 @@ func (n *Node) serveGet(rq request, req bus.GetRequest) {
 const stallAfter = time.Second
 
 // serveStaleGet answers a get on ms.api.get.stale (read_request, past the
-// router) from the applied state, on the subscription's goroutine: the
-// tree is safe to read beside the loop. A min_seq not applied yet waits in
-// the loop, for as long as the get's Ms-Deadline-Ms says if sooner.
+// router), or a batch of them (bus.HeaderBatch), from the applied state,
+// on the subscription's goroutine: the tree is safe to read beside the
+// loop. A min_seq not applied yet waits in the loop, for as long as the
+// get's Ms-Deadline-Ms says if sooner (in a batch, the batch waits).
 func (n *Node) serveStaleGet(m *nats.Msg) {
-	rq := request{op: bus.OpGet, data: m.Data, answer: func(b []byte) { _ = m.Respond(b) }}
+	if m.Header.Get(bus.HeaderBatch) == "" {
+		n.staleGet(m, m.Data, func(b []byte) { _ = m.Respond(b) })
+		return
+	}
+	gets, err := bus.SplitFrames(m.Data)
+	if err != nil || len(gets) == 0 {
+		_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeBadRequest, "a batch of gets on %s that is not frames of gets", m.Subject)))
+		return
+	}
+	replies := newBatchReply(m, len(gets), int(n.nc.MaxPayload()), true, n.log)
+	for i, g := range gets {
+		n.staleGet(m, g, replies.answer(i))
+	}
+}
+
+// staleGet answers one stale get, data, of message m.
+func (n *Node) staleGet(m *nats.Msg, data []byte, answer func([]byte)) {
+	rq := request{op: bus.OpGet, data: data, answer: answer}
 	staleGets.WithLabelValues(n.label).Inc()
-	req, e := bus.DecodeGetRequest(m.Data)
+	req, e := bus.DecodeGetRequest(data)
 	stalled := time.Since(time.Unix(0, n.turned.Load()))
 	switch {
 	case stalled > stallAfter:

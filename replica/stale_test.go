@@ -173,3 +173,44 @@ func TestStaleGetsRefusedWhenStuckOrStopped(t *testing.T) {
 		t.Fatalf("answered after %v: the node left it to time out", waited)
 	}
 }
+
+// TestStaleGetsInBatches: a member answers a batch of stale gets
+// (bus.HeaderBatch) with one frame per get, in its order, each the reply
+// the get alone would have had; a get waiting for its min_seq holds the
+// batch up to the batch's deadline; a batch that is not frames is refused.
+func TestStaleGetsInBatches(t *testing.T) {
+	s := startStaleNode(t)
+	s.view(protocol.View{Epoch: 1, Leader: 2, Members: []protocol.NodeID{1, 2, 3}})
+	ask := func(data []byte) (*nats.Msg, error) {
+		m := nats.NewMsg(s.sub.StaleGet())
+		m.Header.Set(bus.HeaderBatch, "4")
+		m.Header.Set(bus.HeaderDeadline, "300")
+		m.Data = data
+		return s.nc.RequestMsg(m, 3*time.Second)
+	}
+	var batch []byte
+	gets := []string{`{"path":"no/such"}`, `{"path":"a//b"}`, `{"path":"no/such","min_seq":99}`, `{"path":"a","consistency":"linearizable"}`}
+	for _, g := range gets {
+		batch = bus.AppendFrame(batch, g)
+	}
+	start := time.Now()
+	m, err := ask(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Errorf("answered after %v: the get waiting for its min_seq did not hold the batch", waited)
+	}
+	reps, err := bus.DecodeReplies(m.Data, len(gets))
+	if err != nil {
+		t.Fatalf("reply %q: %v", m.Data, err)
+	}
+	for i, code := range []string{bus.CodeNotFound, bus.CodeBadPath, bus.CodeTimeout, bus.CodeBadRequest} {
+		if !strings.Contains(string(reps[i]), `"code":"`+code+`"`) {
+			t.Errorf("%s in a batch: want %s, got %s", gets[i], code, reps[i])
+		}
+	}
+	if m, err := ask([]byte{0xff}); err != nil || !strings.Contains(string(m.Data), `"code":"bad_request"`) {
+		t.Errorf("a batch that is not frames: %v %v", m, err)
+	}
+}

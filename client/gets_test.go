@@ -1,0 +1,149 @@
+package client
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"memstore/bus"
+	"memstore/internal/natstest"
+)
+
+// fakeStaleNode answers ms.api.get.stale in place of the member nodes: it
+// records each request's paths, holds the first request until release is
+// closed, and answers each get with seq = its request's number; in a
+// batch it leaves out the reply of the path leftOut, and with old it
+// answers a batch as a node older than batches does (bad_request).
+type fakeStaleNode struct {
+	mu       sync.Mutex
+	requests [][]string
+	release  chan struct{}
+	leftOut  string
+	old      bool
+}
+
+func startFakeStaleNode(t *testing.T, nc *nats.Conn, f *fakeStaleNode) {
+	t.Helper()
+	sub, err := nc.Subscribe(bus.NewSubjects("").StaleGet(), func(m *nats.Msg) {
+		gets := [][]byte{m.Data}
+		batch := m.Header.Get(bus.HeaderBatch) != ""
+		if batch {
+			var err error
+			if gets, err = bus.SplitFrames(m.Data); err != nil {
+				t.Errorf("batch %q: %v", m.Data, err)
+				return
+			}
+		}
+		var paths []string
+		for _, g := range gets {
+			req, e := bus.DecodeGetRequest(g)
+			if e != nil {
+				t.Errorf("get %s: %v", g, e)
+				return
+			}
+			paths = append(paths, req.Path)
+		}
+		f.mu.Lock()
+		f.requests = append(f.requests, paths)
+		n := len(f.requests)
+		f.mu.Unlock()
+		if n == 1 {
+			<-f.release
+		}
+		reply := func(p string) []byte {
+			return bus.Encode(bus.GetReply{Result: bus.Result{OK: true}, Path: p, Version: bus.Version{Seq: uint64(n), Value: []byte("1")}})
+		}
+		switch {
+		case !batch:
+			_ = m.Respond(reply(paths[0]))
+		case f.old:
+			_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeBadRequest, "not a get")))
+		default:
+			reps := make([][]byte, len(paths))
+			for i, p := range paths {
+				if reps[i] = []byte{}; p != f.leftOut {
+					reps[i] = reply(p)
+				}
+			}
+			_ = m.Respond(bus.EncodeReplies(reps))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+}
+
+func (f *fakeStaleNode) seen() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
+}
+
+// TestStaleGetsGoTogether: a lone stale Get goes alone; stale Gets made
+// while one is out go as one batch once it is answered, each answered with
+// its own reply; a get whose reply the node left out of the batch, or all
+// of a batch a node older than batches refused, are asked again alone.
+func TestStaleGetsGoTogether(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		f     *fakeStaleNode
+		alone []string // asked again alone after the batch, in any order
+		seq   map[string]uint64
+	}{
+		{"batch", &fakeStaleNode{leftOut: "c"}, []string{"c"}, map[string]uint64{"first": 1, "b": 2, "c": 3, "d": 2}},
+		{"older node", &fakeStaleNode{old: true}, []string{"b", "c", "d"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, nc, _ := natstest.Start(t)
+			c := New(nc, Options{})
+			tc.f.release = make(chan struct{})
+			startFakeStaleNode(t, nc, tc.f)
+			type outcome struct {
+				path string
+				rep  bus.GetReply
+				err  error
+			}
+			out := make(chan outcome, 4)
+			get := func(p string) {
+				rep, err := c.Get(context.Background(), bus.GetRequest{Path: p, Consistency: bus.Stale})
+				out <- outcome{p, rep, err}
+			}
+			go get("first")
+			for len(tc.f.seen()) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			for _, p := range []string{"b", "c", "d"} {
+				go get(p)
+			}
+			waitQueued(t, c, &c.gets, 3)
+			close(tc.f.release)
+			for range 4 {
+				o := <-out
+				if o.err != nil || o.rep.Path != o.path || tc.seq != nil && o.rep.Seq != tc.seq[o.path] {
+					t.Errorf("get %s: %+v %v", o.path, o.rep, o.err)
+				}
+			}
+			reqs := tc.f.seen()
+			if len(reqs) != 2+len(tc.alone) || !slices.Equal(reqs[0], []string{"first"}) {
+				t.Fatalf("requests %v: want [first], then the batch, then %v alone", reqs, tc.alone)
+			}
+			slices.Sort(reqs[1])
+			if !slices.Equal(reqs[1], []string{"b", "c", "d"}) {
+				t.Errorf("the batch held %v, want b, c and d", reqs[1])
+			}
+			var alone []string
+			for _, r := range reqs[2:] {
+				alone = append(alone, r...)
+			}
+			slices.Sort(alone)
+			if !slices.Equal(alone, tc.alone) {
+				t.Errorf("asked alone %v, want %v", alone, tc.alone)
+			}
+		})
+	}
+}
