@@ -48,7 +48,7 @@ func (c *Client) coalescedGet(ctx context.Context, req bus.GetRequest, rep *bus.
 	}
 	c.mu.Unlock()
 	if idle {
-		c.flyGets([]*getCall{k})
+		c.flyGets(ctx, []*getCall{k}) // its own caller's: it stops if that gives up
 		c.mu.Lock()
 		next := c.takeGets()
 		c.getting = len(next) > 0
@@ -104,7 +104,7 @@ func (c *Client) takeGets() []*getCall {
 func (c *Client) sendGets(batch []*getCall) {
 	for len(batch) > 0 {
 		left := time.Now()
-		if c.flyGets(batch) && len(batch) > 1 {
+		if c.flyGets(context.Background(), batch) && len(batch) > 1 {
 			c.gather(c.moreGets, len(batch), time.Since(left), func() int { return len(c.gets) })
 		}
 		c.mu.Lock()
@@ -115,16 +115,16 @@ func (c *Client) sendGets(batch []*getCall) {
 }
 
 // flyGets sends one request of batch, for the first ask's share of the
-// earliest deadline in it (Get), and hands each call its reply; it says
-// whether the request was answered.
-func (c *Client) flyGets(batch []*getCall) bool {
+// earliest deadline in it (Get) while ctx lasts, and hands each call its
+// reply; it says whether the request was answered.
+func (c *Client) flyGets(ctx context.Context, batch []*getCall) bool {
 	wait := c.opts.Timeout
 	for _, k := range batch {
 		if !k.deadline.IsZero() {
 			wait = min(wait, time.Until(k.deadline)/staleAsks)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	subject := c.sub.StaleGet()
 	msg := nats.NewMsg(subject)

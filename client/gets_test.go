@@ -147,3 +147,21 @@ func TestStaleGetsGoTogether(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleGetCancelledReturns: a lone stale Get, sent from its caller's
+// goroutine, stops waiting when its caller cancels, not at the end of its
+// share of the client's timeout.
+func TestStaleGetCancelledReturns(t *testing.T) {
+	_, nc, _ := natstest.Start(t)
+	c := New(nc, Options{Timeout: 30 * time.Second})
+	f := &fakeStaleNode{release: make(chan struct{})}
+	startFakeStaleNode(t, nc, f)
+	defer close(f.release)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := c.Get(ctx, bus.GetRequest{Path: "a", Consistency: bus.Stale})
+	if waited := time.Since(start); err == nil || waited > 5*time.Second {
+		t.Fatalf("a stale get cancelled after 100ms returned %v after %v", err, waited)
+	}
+}
