@@ -1055,3 +1055,40 @@ func TestCoalescedPutsLandOnce(t *testing.T) {
 	}
 	t.Logf("%d puts acknowledged at %d seqs, %d of them shared", writers*puts+writers*2, len(paths), shared)
 }
+
+// TestCoalescedGetsReadTheirPaths: many readers on one client, whose
+// stale gets overlap and go to member nodes in batches, each get their
+// own path's value, as do their linearizable gets beside them.
+func TestCoalescedGetsReadTheirPaths(t *testing.T) {
+	c := startCluster(t, 3)
+	cx := ctx(t)
+	const readers, gets = 32, 20
+	for r := range readers {
+		if _, err := c.cl.Put(cx, fmt.Sprintf("cg/r%d", r), json.RawMessage(strconv.Itoa(r))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, readers)
+	for r := range readers {
+		go func() {
+			p, v := fmt.Sprintf("cg/r%d", r), strconv.Itoa(r)
+			for i := range gets {
+				kind := []string{bus.Linearizable, bus.Stale}[i%2]
+				g, err := c.cl.Get(cx, bus.GetRequest{Path: p, Consistency: kind})
+				if kind == bus.Stale && code(err) == bus.CodeNotFound { // a member that has not applied the put yet
+					continue
+				}
+				if err != nil || g.Path != p || string(g.Value) != v {
+					errs <- fmt.Errorf("%s get of %s: %+v %v", kind, p, g, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range readers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
