@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // The router forwards user requests to a node in batches: one message on
@@ -61,6 +62,35 @@ func EncodeReplies(reps [][]byte) []byte {
 		b = AppendFrame(b, r)
 	}
 	return b
+}
+
+// FitReplies makes the replies to a batch of gets fit in one message of
+// limit bytes, encoded: the largest are left out (empty), and their
+// askers ask for each alone; a lone reply too large becomes too_large.
+func FitReplies(reps [][]byte, limit int) {
+	size := 0
+	for _, r := range reps {
+		size += len(r) + binary.MaxVarintLen32
+	}
+	if size <= limit {
+		return
+	}
+	if len(reps) == 1 {
+		reps[0] = ErrorReply(Errorf(CodeTooLarge, "a reply of %d bytes: more than the NATS server carries", len(reps[0])))
+		return
+	}
+	order := make([]int, len(reps))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(x, y int) int { return len(reps[y]) - len(reps[x]) })
+	for _, i := range order {
+		if size <= limit {
+			break
+		}
+		size -= len(reps[i])
+		reps[i] = []byte{}
+	}
 }
 
 // DecodeReplies decodes the replies to a batch of n requests; they alias b.

@@ -41,13 +41,12 @@ type Client struct {
 	sub  bus.Subjects
 	opts Options
 
-	mu       sync.Mutex
-	queued   []*call       // Puts waiting to be sent (puts.go)
-	putting  bool          // a put request of queued calls is out
-	more     chan struct{} // a Put queued (buffered 1): a gathering send looks again
-	gets     []*getCall    // stale Gets waiting to be sent (gets.go)
-	getting  bool          // a request of stale gets is out
-	moreGets chan struct{} // a stale Get queued (buffered 1)
+	mu      sync.Mutex
+	queued  []*call       // Puts waiting to be sent (puts.go)
+	putting bool          // a put request of queued calls is out
+	more    chan struct{} // a Put queued (buffered 1): a gathering send looks again
+	stale   *getLane      // stale Gets (gets.go)
+	lin     *getLane      // linearizable Gets
 }
 
 // Dial connects to the NATS server at url. It reconnects forever and
@@ -74,7 +73,9 @@ func New(nc *nats.Conn, opts Options) *Client {
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	return &Client{nc: nc, sub: bus.NewSubjects(opts.Prefix), opts: opts, more: make(chan struct{}, 1), moreGets: make(chan struct{}, 1)}
+	sub := bus.NewSubjects(opts.Prefix)
+	return &Client{nc: nc, sub: sub, opts: opts, more: make(chan struct{}, 1),
+		stale: newGetLane(sub.StaleGet(), staleAsks, false), lin: newGetLane(sub.API(bus.OpGet), 1, true)}
 }
 
 // Close closes the connection if the client opened it.
@@ -106,8 +107,22 @@ func (c *Client) bounded(ctx context.Context) (context.Context, context.CancelFu
 func (c *Client) requestOn(ctx context.Context, subject string, req any, rep interface{ Err() error }) error {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
+	m, err := c.nc.RequestMsgWithContext(ctx, c.message(ctx, subject, bus.Encode(req)))
+	if err != nil {
+		return requestError(subject, err)
+	}
+	if e := bus.Decode(m.Data, rep); e != nil {
+		return e
+	}
+	return rep.Err()
+}
+
+// message is a request of data on subject, with the writer's name if
+// set and how long the client waits for it if that ends before the
+// router's own wait (ctx's deadline).
+func (c *Client) message(ctx context.Context, subject string, data []byte) *nats.Msg {
 	msg := nats.NewMsg(subject)
-	msg.Data = bus.Encode(req)
+	msg.Data = data
 	if c.opts.User != "" {
 		msg.Header.Set(bus.HeaderUser, c.opts.User)
 	}
@@ -116,14 +131,7 @@ func (c *Client) requestOn(ctx context.Context, subject string, req any, rep int
 			msg.Header.Set(bus.HeaderDeadline, strconv.FormatInt(wait.Milliseconds(), 10))
 		}
 	}
-	m, err := c.nc.RequestMsgWithContext(ctx, msg)
-	if err != nil {
-		return requestError(subject, err)
-	}
-	if e := bus.Decode(m.Data, rep); e != nil {
-		return e
-	}
-	return rep.Err()
+	return msg
 }
 
 // requestError is the error of a request to subject that got no reply.
@@ -162,17 +170,24 @@ func (c *Client) Write(ctx context.Context, req bus.PutRequest) (bus.PutReply, e
 // whose router forwards it to a live member or says why it cannot.
 func (c *Client) Get(ctx context.Context, req bus.GetRequest) (bus.GetReply, error) {
 	var rep bus.GetReply
-	if req.Consistency != bus.Stale {
-		err := c.request(ctx, bus.OpGet, req, &rep)
-		return rep, err
-	}
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
+	if req.Consistency != bus.Stale {
+		err := errAlone
+		if req.MinSeq == 0 {
+			err = c.coalescedGet(ctx, c.lin, req, &rep)
+		}
+		if errors.Is(err, errAlone) {
+			rep = bus.GetReply{}
+			err = c.request(ctx, bus.OpGet, req, &rep)
+		}
+		return rep, err
+	}
 	var err error
 	for asks := staleAsks; asks > 0; asks-- {
 		rep, err = bus.GetReply{}, errAlone
 		if asks == staleAsks && req.MinSeq == 0 {
-			err = c.coalescedGet(ctx, req, &rep)
+			err = c.coalescedGet(ctx, c.stale, req, &rep)
 		}
 		if errors.Is(err, errAlone) {
 			rep = bus.GetReply{}

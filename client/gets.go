@@ -11,17 +11,35 @@ import (
 	"memstore/bus"
 )
 
-// Coalescing of stale Gets, as of Puts (puts.go): while one request on
-// ms.api.get.stale is out, the stale Gets without min_seq that come queue,
-// and its answer sends them as one batch (bus.HeaderBatch), which one
-// member node answers in one message. A lone Get goes at once, alone, from
-// its caller's goroutine. A get whose batch fails (no answer in time, a
-// node stopping) counts that as its first ask and goes on alone (Get); one
-// whose reply the node left out, too large to come with the others, asks
-// alone as if it had not been sent.
-const getBatchBytes = 128 << 10 // of requests, a batch: its replies are bounded by the node
+// Coalescing of Gets, as of Puts (puts.go): while one get request of a
+// lane is out, the Gets without min_seq that come for it queue, and its
+// answer sends them as one batch (bus.HeaderBatch), answered in one
+// message. There are two lanes: stale gets on ms.api.get.stale, which a
+// member node answers, and linearizable gets on ms.api.get, which the
+// router forwards each to the leader (and batches again). A lone Get goes
+// at once, alone, from its caller's goroutine. A get whose batch fails
+// has that for its answer (a stale one counts it as its first ask and goes
+// on alone, Get); one whose reply was left out of the batch's (too large
+// to come with the others, or the batch refused by a server older than
+// batches) asks alone as if it had not been sent.
+const getBatchBytes = 128 << 10 // of requests, a batch: its replies are bounded by who answers
 
-// getCall is one stale Get waiting to be sent or answered.
+// getLane is the queue of one kind of Gets; its fields but subject, asks
+// and routed are guarded by the Client's mu.
+type getLane struct {
+	subject string
+	asks    int  // a batch waits for 1/asks of the earliest deadline in it: the first ask's share
+	routed  bool // to the router: its requests say the writer and the deadline (Client.message); a node needs neither
+	queued  []*getCall
+	getting bool          // a request of the lane is out
+	more    chan struct{} // a Get queued (buffered 1): a gathering send looks again
+}
+
+func newGetLane(subject string, asks int, routed bool) *getLane {
+	return &getLane{subject: subject, asks: asks, routed: routed, more: make(chan struct{}, 1)}
+}
+
+// getCall is one Get waiting to be sent or answered.
 type getCall struct {
 	data     []byte // the encoded request
 	deadline time.Time
@@ -34,31 +52,31 @@ type getResult struct {
 	err   error
 }
 
-// coalescedGet asks for req, without min_seq, in the next batch of stale
-// gets; errAlone: its reply was left out of the batch.
-func (c *Client) coalescedGet(ctx context.Context, req bus.GetRequest, rep *bus.GetReply) error {
+// coalescedGet asks for req, without min_seq, in the next batch of lane l;
+// errAlone: its reply was left out of the batch's.
+func (c *Client) coalescedGet(ctx context.Context, l *getLane, req bus.GetRequest, rep *bus.GetReply) error {
 	deadline, _ := ctx.Deadline()
 	k := &getCall{data: bus.Encode(req), deadline: deadline, done: make(chan getResult, 1)}
 	c.mu.Lock()
-	idle := !c.getting
+	idle := !l.getting
 	if idle {
-		c.getting = true
+		l.getting = true
 	} else {
-		c.gets = append(c.gets, k)
+		l.queued = append(l.queued, k)
 	}
 	c.mu.Unlock()
 	if idle {
-		c.flyGets(ctx, []*getCall{k}) // its own caller's: it stops if that gives up
+		c.flyGets(ctx, l, []*getCall{k}) // its own caller's: it stops if that gives up
 		c.mu.Lock()
-		next := c.takeGets()
-		c.getting = len(next) > 0
+		next := c.takeGets(l)
+		l.getting = len(next) > 0
 		c.mu.Unlock()
 		if next != nil {
-			go c.sendGets(next) // ends when nothing is left to send; each batch by its share of the time
+			go c.sendGets(l, next) // ends when nothing is left to send; each batch by its share of the time
 		}
 	} else {
 		select {
-		case c.moreGets <- struct{}{}: // a gathering send looks again
+		case l.more <- struct{}{}:
 		default:
 		}
 	}
@@ -76,77 +94,85 @@ func (c *Client) coalescedGet(ctx context.Context, req bus.GetRequest, rep *bus.
 		return rep.Err()
 	case <-ctx.Done():
 		c.mu.Lock()
-		if i := slices.Index(c.gets, k); i >= 0 { // not sent yet: it never will be
-			c.gets = slices.Delete(c.gets, i, i+1)
+		if i := slices.Index(l.queued, k); i >= 0 { // not sent yet: it never will be
+			l.queued = slices.Delete(l.queued, i, i+1)
 		}
 		c.mu.Unlock()
-		return requestError(c.sub.StaleGet(), ctx.Err())
+		return requestError(l.subject, ctx.Err())
 	}
 }
 
-// takeGets removes the next batch from the queue, in order, within
+// takeGets removes the next batch from l's queue, in order, within
 // batchValues gets and getBatchBytes. c.mu is held.
-func (c *Client) takeGets() []*getCall {
+func (c *Client) takeGets(l *getLane) []*getCall {
 	k, size := 0, 0
-	for ; k < min(len(c.gets), batchValues); k++ {
-		if k > 0 && size+len(c.gets[k].data) > getBatchBytes {
+	for ; k < min(len(l.queued), batchValues); k++ {
+		if k > 0 && size+len(l.queued[k].data) > getBatchBytes {
 			break
 		}
-		size += len(c.gets[k].data)
+		size += len(l.queued[k].data)
 	}
-	batch := slices.Clone(c.gets[:k])
-	c.gets = slices.Delete(c.gets, 0, k)
+	if k == 0 {
+		return nil
+	}
+	batch := slices.Clone(l.queued[:k])
+	l.queued = slices.Delete(l.queued, 0, k)
 	return batch
 }
 
-// sendGets sends batch and, after gathering, what queued meanwhile, until
-// nothing has. It is the one request out while c.getting.
-func (c *Client) sendGets(batch []*getCall) {
+// sendGets sends batch and, after gathering, what queued meanwhile in l,
+// until nothing has. It is the one request of l out while l.getting.
+func (c *Client) sendGets(l *getLane, batch []*getCall) {
 	for len(batch) > 0 {
 		left := time.Now()
-		if c.flyGets(context.Background(), batch) && len(batch) > 1 {
-			c.gather(c.moreGets, len(batch), time.Since(left), func() int { return len(c.gets) })
+		if c.flyGets(context.Background(), l, batch) && len(batch) > 1 {
+			c.gather(l.more, len(batch), time.Since(left), func() int { return len(l.queued) })
 		}
 		c.mu.Lock()
-		batch = c.takeGets()
-		c.getting = len(batch) > 0
+		batch = c.takeGets(l)
+		l.getting = len(batch) > 0
 		c.mu.Unlock()
 	}
 }
 
-// flyGets sends one request of batch, for the first ask's share of the
-// earliest deadline in it (Get) while ctx lasts, and hands each call its
-// reply; it says whether the request was answered.
-func (c *Client) flyGets(ctx context.Context, batch []*getCall) bool {
+// flyGets sends one request of batch on l, for l's share of the earliest
+// deadline in it while ctx lasts, and hands each call its reply; it says
+// whether the request was answered.
+func (c *Client) flyGets(ctx context.Context, l *getLane, batch []*getCall) bool {
 	wait := c.opts.Timeout
 	for _, k := range batch {
 		if !k.deadline.IsZero() {
-			wait = min(wait, time.Until(k.deadline)/staleAsks)
+			wait = min(wait, time.Until(k.deadline)/time.Duration(l.asks))
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	subject := c.sub.StaleGet()
-	msg := nats.NewMsg(subject)
+	var data []byte
 	if len(batch) == 1 {
-		msg.Data = batch[0].data
+		data = batch[0].data
 	} else {
-		msg.Header.Set(bus.HeaderBatch, strconv.Itoa(len(batch)))
 		for _, k := range batch {
-			msg.Data = bus.AppendFrame(msg.Data, k.data)
+			data = bus.AppendFrame(data, k.data)
 		}
+	}
+	msg := nats.NewMsg(l.subject)
+	if msg.Data = data; l.routed {
+		msg = c.message(ctx, l.subject, data)
+	}
+	if len(batch) > 1 {
+		msg.Header.Set(bus.HeaderBatch, strconv.Itoa(len(batch)))
 	}
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
 		for _, k := range batch {
-			k.done <- getResult{err: requestError(subject, err)}
+			k.done <- getResult{err: requestError(l.subject, err)}
 		}
 		return false
 	}
 	replies := [][]byte{m.Data}
 	if len(batch) > 1 {
 		if replies, err = bus.DecodeReplies(m.Data, len(batch)); err != nil {
-			replies = make([][]byte, len(batch)) // not frames (an older node): each asks alone
+			replies = make([][]byte, len(batch)) // not frames (a server older than batches): each asks alone
 		}
 	}
 	for i, k := range batch {

@@ -13,12 +13,14 @@ import (
 	"memstore/internal/natstest"
 )
 
-// fakeStaleNode answers ms.api.get.stale in place of the member nodes: it
-// records each request's paths, holds the first request until release is
-// closed, and answers each get with seq = its request's number; in a
-// batch it leaves out the reply of the path leftOut, and with old it
-// answers a batch as a node older than batches does (bad_request).
-type fakeStaleNode struct {
+// fakeGetServer answers gets on subject in place of the member nodes
+// (ms.api.get.stale) or the router (ms.api.get): it records each
+// request's paths, holds the first request until release is closed, and
+// answers each get with seq = its request's number; in a batch it leaves
+// out the reply of the path leftOut, and with old it answers a batch as a
+// server older than batches does (bad_request).
+type fakeGetServer struct {
+	subject  string
 	mu       sync.Mutex
 	requests [][]string
 	release  chan struct{}
@@ -26,9 +28,9 @@ type fakeStaleNode struct {
 	old      bool
 }
 
-func startFakeStaleNode(t *testing.T, nc *nats.Conn, f *fakeStaleNode) {
+func startFakeGetServer(t *testing.T, nc *nats.Conn, f *fakeGetServer) {
 	t.Helper()
-	sub, err := nc.Subscribe(bus.NewSubjects("").StaleGet(), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(f.subject, func(m *nats.Msg) {
 		gets := [][]byte{m.Data}
 		batch := m.Header.Get(bus.HeaderBatch) != ""
 		if batch {
@@ -78,31 +80,35 @@ func startFakeStaleNode(t *testing.T, nc *nats.Conn, f *fakeStaleNode) {
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
 
-func (f *fakeStaleNode) seen() [][]string {
+func (f *fakeGetServer) seen() [][]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.requests)
 }
 
-// TestStaleGetsGoTogether: a lone stale Get goes alone; stale Gets made
+// TestGetsGoTogether: a lone Get goes alone; Gets of one consistency made
 // while one is out go as one batch once it is answered, each answered with
-// its own reply; a get whose reply the node left out of the batch, or all
-// of a batch a node older than batches refused, are asked again alone.
-func TestStaleGetsGoTogether(t *testing.T) {
+// its own reply; a get whose reply was left out of the batch, or all of a
+// batch a server older than batches refused, are asked again alone.
+func TestGetsGoTogether(t *testing.T) {
+	sub := bus.NewSubjects("")
 	for _, tc := range []struct {
 		name  string
-		f     *fakeStaleNode
+		kind  string
+		f     *fakeGetServer
 		alone []string // asked again alone after the batch, in any order
 		seq   map[string]uint64
 	}{
-		{"batch", &fakeStaleNode{leftOut: "c"}, []string{"c"}, map[string]uint64{"first": 1, "b": 2, "c": 3, "d": 2}},
-		{"older node", &fakeStaleNode{old: true}, []string{"b", "c", "d"}, nil},
+		{"stale", bus.Stale, &fakeGetServer{subject: sub.StaleGet(), leftOut: "c"}, []string{"c"}, map[string]uint64{"first": 1, "b": 2, "c": 3, "d": 2}},
+		{"stale, older node", bus.Stale, &fakeGetServer{subject: sub.StaleGet(), old: true}, []string{"b", "c", "d"}, nil},
+		{"linearizable", bus.Linearizable, &fakeGetServer{subject: sub.API(bus.OpGet), leftOut: "c"}, []string{"c"}, map[string]uint64{"first": 1, "b": 2, "c": 3, "d": 2}},
+		{"linearizable, older router", bus.Linearizable, &fakeGetServer{subject: sub.API(bus.OpGet), old: true}, []string{"b", "c", "d"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, nc, _ := natstest.Start(t)
 			c := New(nc, Options{})
 			tc.f.release = make(chan struct{})
-			startFakeStaleNode(t, nc, tc.f)
+			startFakeGetServer(t, nc, tc.f)
 			type outcome struct {
 				path string
 				rep  bus.GetReply
@@ -110,7 +116,7 @@ func TestStaleGetsGoTogether(t *testing.T) {
 			}
 			out := make(chan outcome, 4)
 			get := func(p string) {
-				rep, err := c.Get(context.Background(), bus.GetRequest{Path: p, Consistency: bus.Stale})
+				rep, err := c.Get(context.Background(), bus.GetRequest{Path: p, Consistency: tc.kind})
 				out <- outcome{p, rep, err}
 			}
 			go get("first")
@@ -120,7 +126,11 @@ func TestStaleGetsGoTogether(t *testing.T) {
 			for _, p := range []string{"b", "c", "d"} {
 				go get(p)
 			}
-			waitQueued(t, c, &c.gets, 3)
+			lane := c.stale
+			if tc.kind != bus.Stale {
+				lane = c.lin
+			}
+			waitQueued(t, c, &lane.queued, 3)
 			close(tc.f.release)
 			for range 4 {
 				o := <-out
@@ -154,8 +164,8 @@ func TestStaleGetsGoTogether(t *testing.T) {
 func TestStaleGetCancelledReturns(t *testing.T) {
 	_, nc, _ := natstest.Start(t)
 	c := New(nc, Options{Timeout: 30 * time.Second})
-	f := &fakeStaleNode{release: make(chan struct{})}
-	startFakeStaleNode(t, nc, f)
+	f := &fakeGetServer{subject: bus.NewSubjects("").StaleGet(), release: make(chan struct{})}
+	startFakeGetServer(t, nc, f)
 	defer close(f.release)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)

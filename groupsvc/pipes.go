@@ -125,26 +125,64 @@ func newPipes(nc *nats.Conn) *pipes {
 // empty: too large to come with the others (gets only; ask again alone).
 func (ps *pipes) request(ctx, changed context.Context, rt route, req bus.Forwarded, awaited bool) ([]byte, error) {
 	c := &call{req: req, awaited: awaited, done: make(chan result, 1)}
+	if err := ps.enqueue(rt, []*call{c}); err != nil {
+		return nil, err
+	}
+	return c.await(ctx, changed)
+}
+
+// requestAll forwards reqs, whose callers wait, as request does each, but
+// queued together: an idle pipe sends them all in its first batch, and a
+// busy one in its next, where one at a time the first would go alone and
+// the rest a round later. Replies and errors are in reqs' order.
+func (ps *pipes) requestAll(ctx, changed context.Context, rt route, reqs []bus.Forwarded) ([][]byte, []error) {
+	calls := make([]*call, len(reqs))
+	for i, req := range reqs {
+		calls[i] = &call{req: req, awaited: true, done: make(chan result, 1)}
+	}
+	reps, errs := make([][]byte, len(reqs)), make([]error, len(reqs))
+	if err := ps.enqueue(rt, calls); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return reps, errs
+	}
+	for i, c := range calls {
+		reps[i], errs[i] = c.await(ctx, changed)
+	}
+	return reps, errs
+}
+
+// enqueue queues calls in rt's pipe, or, if it is idle, starts a flight
+// with them.
+func (ps *pipes) enqueue(rt route, calls []*call) error {
 	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	if ps.ctx.Err() != nil { // closed: start no flight
-		ps.mu.Unlock()
-		return nil, fmt.Errorf("groupsvc: the router is closing: %w", errNotSent)
+		return fmt.Errorf("groupsvc: the router is closing: %w", errNotSent)
 	}
 	p := ps.all[rt.key]
-	if p != nil { // a batch is in flight: queue
-		p.queue = append(p.queue, c)
-		p.bytes += framed(req)
-		select {
-		case p.more <- struct{}{}:
-		default:
-		}
-	} else { // the pipe is idle: go at once
+	if p == nil { // the pipe is idle: go at once
 		p = &pipe{rt: rt, more: make(chan struct{}, 1)}
 		ps.all[rt.key] = p
 		ps.wg.Add(1)
-		go ps.fly(rt.key, p, []*call{c})
+		go ps.fly(rt.key, p, calls)
+		return nil
 	}
-	ps.mu.Unlock()
+	p.queue = append(p.queue, calls...) // a batch is in flight: queue
+	for _, c := range calls {
+		p.bytes += framed(c.req)
+	}
+	select {
+	case p.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// await waits for c's reply until ctx ends; a call still queued then, or
+// when changed ends, is not sent: errNotSent.
+func (c *call) await(ctx, changed context.Context) ([]byte, error) {
 	select {
 	case r := <-c.done:
 		return r.data, r.err

@@ -377,3 +377,24 @@ func TestPipesALostBatchHoldsItsPipeOnlyItsTurn(t *testing.T) {
 		t.Fatalf("the request behind a lost batch: %q %v", rep, err)
 	}
 }
+
+// TestPipesRequestAllGoesTogether: calls queued together go in one batch,
+// the first batch of an idle pipe or the next of a busy one, each
+// answered with its own reply.
+func TestPipesRequestAllGoesTogether(t *testing.T) {
+	ps, node := startPipes(t)
+	close(node.release)
+	rt := fixedRoute(subject)
+	reqs := []bus.Forwarded{{User: "u", Data: []byte("a")}, {User: "u", Data: []byte("b")}, {User: "u", Data: []byte("c")}}
+	for range 2 {
+		reps, errs := ps.requestAll(context.Background(), context.Background(), rt, reqs)
+		for i, r := range reqs {
+			if errs[i] != nil || string(reps[i]) != "u:"+string(r.Data) {
+				t.Errorf("call %s: %q %v", r.Data, reps[i], errs[i])
+			}
+		}
+	}
+	if sizes := fmt.Sprint(node.sizes()); sizes != "[3 3]" {
+		t.Errorf("batches of %s calls, want [3 3]", sizes)
+	}
+}

@@ -171,12 +171,81 @@ func (r *Router) answer(m *nats.Msg, user string) {
 		if d := bus.Deadline(m.Header); d > 0 {
 			timeout = min(timeout, d)
 		}
-		reply, code = r.forward(op, data, user, timeout, m.Reply != "")
+		if op == bus.OpGet && m.Header.Get(bus.HeaderBatch) != "" {
+			reply, code = r.forwardGets(data, user, timeout)
+		} else {
+			reply, code = r.forward(op, data, user, timeout, m.Reply != "")
+		}
 	}
 	if m.Reply != "" {
 		_ = m.Respond(reply)
 	}
 	requestSeconds.WithLabelValues(op, code).Observe(time.Since(start).Seconds())
+}
+
+// settled reads a node's reply: its code ("ok" if none), or, for
+// not_leader and unavailable, why it should be asked again elsewhere.
+func settled(rep []byte) (code, why string) {
+	if bytes.HasPrefix(rep, okPrefix) { // every encoder writes ok first: no need to read the rest
+		return "ok", ""
+	}
+	var res bus.Result
+	if bus.Decode(rep, &res) != nil || res.Error == nil {
+		return "ok", ""
+	}
+	if res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable {
+		return res.Error.Code, res.Error.Message
+	}
+	return res.Error.Code, ""
+}
+
+// forwardGets forwards a batch of gets (bus.HeaderBatch: the Go client
+// sends the linearizable gets of its readers that overlap so) and answers
+// their replies as frames, in order, fitted in one message. The plain
+// linearizable ones go to the leader together, in one try (one at a time,
+// the pipe would send the first alone and the rest a round later); the
+// others, and those that try did not settle, go as forward sends each
+// alone, side by side. The batch is one request of its writer's in-flight
+// limit, as a batch of puts is.
+func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([]byte, string) {
+	gets, err := bus.SplitFrames(data)
+	if err != nil || len(gets) == 0 {
+		e := bus.Errorf(bus.CodeBadRequest, "a batch of gets that is not frames of gets")
+		return bus.ErrorReply(e), e.Code
+	}
+	deadline := time.Now().Add(timeout)
+	reps := make([][]byte, len(gets))
+	var plain []int
+	for i, g := range gets {
+		if !isStale(g) && !waits(g) {
+			plain = append(plain, i)
+		}
+	}
+	if cur := r.svc.current(); len(plain) > 0 && cur.view.Leader != 0 {
+		rt := fixedRoute(r.sub.Fwd(cur.view.Leader, bus.OpGet))
+		rt.leave = r.readCheck
+		reqs := make([]bus.Forwarded, len(plain))
+		for j, i := range plain {
+			reqs[j] = bus.Forwarded{User: user, Data: gets[i]}
+		}
+		ctx, cancel := context.WithTimeout(cur.changed, min(2*time.Second, timeout)) // forward's attempt
+		got, errs := r.pipes.requestAll(ctx, cur.changed, rt, reqs)
+		cancel()
+		for j, i := range plain {
+			if _, why := settled(got[j]); errs[j] == nil && len(got[j]) > 0 && why == "" {
+				reps[i] = got[j]
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for i, g := range gets {
+		if reps[i] == nil {
+			wg.Go(func() { reps[i], _ = r.forward(bus.OpGet, g, user, time.Until(deadline), true) })
+		}
+	}
+	wg.Wait()
+	bus.FitReplies(reps, int(r.nc.MaxPayload()))
+	return bus.EncodeReplies(reps), "ok"
 }
 
 // okPrefix starts every successful reply (bus.Result encodes ok first).
@@ -283,19 +352,11 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			waitForChange(cur.changed, deadline)
 			continue
 		}
-		if bytes.HasPrefix(rep, okPrefix) { // every encoder writes ok first: no need to read the rest
-			return rep, "ok"
-		}
-		var res bus.Result
-		e := bus.Decode(rep, &res)
-		if e == nil && res.Error != nil && (res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable) {
-			last = res.Error.Message
+		code, why := settled(rep)
+		if why != "" {
+			last = why
 			waitForChange(cur.changed, deadline)
 			continue
-		}
-		code := "ok"
-		if e == nil && res.Error != nil {
-			code = res.Error.Code
 		}
 		return rep, code
 	}

@@ -408,3 +408,34 @@ func TestReadCheckGoesToAMajority(t *testing.T) {
 		t.Fatalf("with too few live a check went to %v, want the multicast", subjects)
 	}
 }
+
+// TestGetBatchesAnsweredInOrder: a batch of gets from a client
+// (bus.HeaderBatch) goes to the leader in one batch, and one the node
+// left out of it is asked for again alone; the replies come as frames in
+// the batch's order. A batch that is not frames is refused.
+func TestGetBatchesAnsweredInOrder(t *testing.T) {
+	r, nc, svc := startRouter(t, nil)
+	node := startFakeNode(t, nc, svc.sub.Fwd(1, bus.OpGet))
+	close(node.release)
+	gets := []string{`{"path":"a"}`, "big", `{"path":"b"}`}
+	var batch []byte
+	for _, g := range gets {
+		batch = bus.AppendFrame(batch, g)
+	}
+	rep, code := r.forwardGets(batch, "u", 3*time.Second)
+	reps, err := bus.DecodeReplies(rep, len(gets))
+	if code != "ok" || err != nil {
+		t.Fatalf("a batch of gets: %s %q %v", code, rep, err)
+	}
+	for i, g := range gets {
+		if string(reps[i]) != "u:"+g {
+			t.Errorf("reply %d: %q, want the node's reply to %s", i, reps[i], g)
+		}
+	}
+	if sizes := fmt.Sprint(node.sizes()); sizes != "[3 1]" {
+		t.Errorf("batches of %s gets, want [3 1]: the three together, then the one left out alone", sizes)
+	}
+	if rep, code := r.forwardGets([]byte{0xff}, "u", time.Second); code != bus.CodeBadRequest {
+		t.Errorf("a batch that is not frames: %s %s", code, rep)
+	}
+}

@@ -2,10 +2,8 @@ package replica
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -126,27 +124,12 @@ func (b *batchReply) answer(i int) func([]byte) {
 	}
 }
 
-// encode encodes the replies, fitting them under the limit.
+// encode encodes the replies, fitting them under the limit: only gets
+// may be left out (a put's reply must come), and a lone reply too large
+// becomes too_large.
 func (b *batchReply) encode() []byte {
-	size := 0
-	for _, r := range b.reps {
-		size += len(r) + binary.MaxVarintLen32
-	}
-	if size > b.limit && len(b.reps) == 1 {
-		b.reps[0] = bus.ErrorReply(bus.Errorf(bus.CodeTooLarge, "a reply of %d bytes: more than the NATS server carries", len(b.reps[0])))
-	} else if size > b.limit && b.gets {
-		order := make([]int, len(b.reps))
-		for i := range order {
-			order[i] = i
-		}
-		sort.Slice(order, func(x, y int) bool { return len(b.reps[order[x]]) > len(b.reps[order[y]]) })
-		for _, i := range order {
-			if size <= b.limit {
-				break
-			}
-			size -= len(b.reps[i])
-			b.reps[i] = []byte{}
-		}
+	if b.gets || len(b.reps) == 1 {
+		bus.FitReplies(b.reps, b.limit)
 	}
 	return bus.EncodeReplies(b.reps)
 }
