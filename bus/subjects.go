@@ -60,12 +60,17 @@ func Deadline(h nats.Header) time.Duration {
 // (protocol.MsgReadCheck).
 const HeaderReadCheck = "Ms-Read-Check"
 
-// HeaderBatch marks, on ms.api.get.stale, a batch of gets: the message is
-// frames (AppendFrame) of get requests, and the reply is frames of their
-// replies, in order (EncodeReplies); a reply left empty was too large to
-// come with the others, so ask for it again alone. The Go client sends the
-// stale gets that queue while one of its requests is out this way.
+// HeaderBatch marks, on ms.api.get.stale and ms.api.get, a batch of gets:
+// the message is frames (AppendFrame) of at most MaxBatchGets get
+// requests, and the reply is frames of their replies, in order
+// (EncodeReplies); a reply left empty was too large to come with the
+// others, so ask for it again alone. The Go client sends the gets that
+// queue while one of its requests of their kind is out this way.
 const HeaderBatch = "Ms-Batch"
+
+// MaxBatchGets bounds the gets of a batch (HeaderBatch); a larger one is
+// refused as bad_request.
+const MaxBatchGets = 1000
 
 // Queue groups.
 const (

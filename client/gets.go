@@ -17,7 +17,10 @@ import (
 // message. There are two lanes: stale gets on ms.api.get.stale, which a
 // member node answers, and linearizable gets on ms.api.get, which the
 // router forwards each to the leader (and batches again). A lone Get goes
-// at once, alone, from its caller's goroutine. A get whose batch fails
+// at once, alone, from its caller's goroutine. A batch waits for the
+// latest deadline in it (a stale one: the first ask's share of it), and
+// stops when the last of its callers has given up, so a lost reply holds
+// the Gets queued behind it no longer than that. A get whose batch fails
 // has that for its answer (a stale one counts it as its first ask and goes
 // on alone, Get); one whose reply was left out of the batch's (too large
 // to come with the others, or the batch refused by a server older than
@@ -28,7 +31,7 @@ const getBatchBytes = 128 << 10 // of requests, a batch: its replies are bounded
 // and routed are guarded by the Client's mu.
 type getLane struct {
 	subject string
-	asks    int  // a batch waits for 1/asks of the earliest deadline in it: the first ask's share
+	asks    int  // a batch waits for 1/asks of the latest deadline in it: the first ask's share
 	routed  bool // to the router: its requests say the writer and the deadline (Client.message); a node needs neither
 	queued  []*getCall
 	getting bool          // a request of the lane is out
@@ -43,6 +46,7 @@ func newGetLane(subject string, asks int, routed bool) *getLane {
 type getCall struct {
 	data     []byte // the encoded request
 	deadline time.Time
+	flight   *flight        // set when it leaves the queue; c.mu
 	done     chan getResult // buffered: the sender never waits for the caller
 }
 
@@ -61,12 +65,13 @@ func (c *Client) coalescedGet(ctx context.Context, l *getLane, req bus.GetReques
 	idle := !l.getting
 	if idle {
 		l.getting = true
+		l.fly(ctx, []*getCall{k}) // its own caller's: it stops if that gives up
 	} else {
 		l.queued = append(l.queued, k)
 	}
 	c.mu.Unlock()
 	if idle {
-		c.flyGets(ctx, l, []*getCall{k}) // its own caller's: it stops if that gives up
+		c.flyGets(l, []*getCall{k})
 		c.mu.Lock()
 		next := c.takeGets(l)
 		l.getting = len(next) > 0
@@ -94,7 +99,11 @@ func (c *Client) coalescedGet(ctx context.Context, l *getLane, req bus.GetReques
 		return rep.Err()
 	case <-ctx.Done():
 		c.mu.Lock()
-		if i := slices.Index(l.queued, k); i >= 0 { // not sent yet: it never will be
+		if f := k.flight; f != nil {
+			if f.waiting--; f.waiting == 0 {
+				f.cancel() // nobody waits for its answer: the Gets behind it go
+			}
+		} else if i := slices.Index(l.queued, k); i >= 0 { // not sent yet: it never will be
 			l.queued = slices.Delete(l.queued, i, i+1)
 		}
 		c.mu.Unlock()
@@ -103,10 +112,10 @@ func (c *Client) coalescedGet(ctx context.Context, l *getLane, req bus.GetReques
 }
 
 // takeGets removes the next batch from l's queue, in order, within
-// batchValues gets and getBatchBytes. c.mu is held.
+// bus.MaxBatchGets gets and getBatchBytes. c.mu is held.
 func (c *Client) takeGets(l *getLane) []*getCall {
 	k, size := 0, 0
-	for ; k < min(len(l.queued), batchValues); k++ {
+	for ; k < min(len(l.queued), bus.MaxBatchGets); k++ {
 		if k > 0 && size+len(l.queued[k].data) > getBatchBytes {
 			break
 		}
@@ -117,7 +126,25 @@ func (c *Client) takeGets(l *getLane) []*getCall {
 	}
 	batch := slices.Clone(l.queued[:k])
 	l.queued = slices.Delete(l.queued, 0, k)
+	l.fly(context.Background(), batch)
 	return batch
+}
+
+// fly makes the flight of batch, within parent: it ends at l's share of
+// the latest deadline in the batch, or when the last of its callers gives
+// up. c.mu is held.
+func (l *getLane) fly(parent context.Context, batch []*getCall) {
+	var latest time.Time
+	for _, k := range batch {
+		if k.deadline.After(latest) {
+			latest = k.deadline
+		}
+	}
+	f := &flight{waiting: len(batch)}
+	f.ctx, f.cancel = context.WithTimeout(parent, time.Until(latest)/time.Duration(l.asks))
+	for _, k := range batch {
+		k.flight = f
+	}
 }
 
 // sendGets sends batch and, after gathering, what queued meanwhile in l,
@@ -125,7 +152,7 @@ func (c *Client) takeGets(l *getLane) []*getCall {
 func (c *Client) sendGets(l *getLane, batch []*getCall) {
 	for len(batch) > 0 {
 		left := time.Now()
-		if c.flyGets(context.Background(), l, batch) && len(batch) > 1 {
+		if c.flyGets(l, batch) && len(batch) > 1 {
 			c.gather(l.more, len(batch), time.Since(left), func() int { return len(l.queued) })
 		}
 		c.mu.Lock()
@@ -135,18 +162,12 @@ func (c *Client) sendGets(l *getLane, batch []*getCall) {
 	}
 }
 
-// flyGets sends one request of batch on l, for l's share of the earliest
-// deadline in it while ctx lasts, and hands each call its reply; it says
-// whether the request was answered.
-func (c *Client) flyGets(ctx context.Context, l *getLane, batch []*getCall) bool {
-	wait := c.opts.Timeout
-	for _, k := range batch {
-		if !k.deadline.IsZero() {
-			wait = min(wait, time.Until(k.deadline)/time.Duration(l.asks))
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
+// flyGets sends one request of batch on l, while its flight lasts, and
+// hands each call its reply; it says whether the request was answered.
+func (c *Client) flyGets(l *getLane, batch []*getCall) bool {
+	f := batch[0].flight
+	defer f.cancel()
+	ctx := f.ctx
 	var data []byte
 	if len(batch) == 1 {
 		data = batch[0].data

@@ -18,7 +18,8 @@ import (
 // request's paths, holds the first request until release is closed, and
 // answers each get with seq = its request's number; in a batch it leaves
 // out the reply of the path leftOut, and with old it answers a batch as a
-// server older than batches does (bad_request).
+// server older than batches does (bad_request); it answers the later
+// requests after delay, and never the one numbered drop.
 type fakeGetServer struct {
 	subject  string
 	mu       sync.Mutex
@@ -26,6 +27,8 @@ type fakeGetServer struct {
 	release  chan struct{}
 	leftOut  string
 	old      bool
+	delay    time.Duration
+	drop     int
 }
 
 func startFakeGetServer(t *testing.T, nc *nats.Conn, f *fakeGetServer) {
@@ -53,8 +56,13 @@ func startFakeGetServer(t *testing.T, nc *nats.Conn, f *fakeGetServer) {
 		f.requests = append(f.requests, paths)
 		n := len(f.requests)
 		f.mu.Unlock()
-		if n == 1 {
+		switch {
+		case n == f.drop:
+			return
+		case n == 1:
 			<-f.release
+		default:
+			time.Sleep(f.delay)
 		}
 		reply := func(p string) []byte {
 			return bus.Encode(bus.GetReply{Result: bus.Result{OK: true}, Path: p, Version: bus.Version{Seq: uint64(n), Value: []byte("1")}})
@@ -173,5 +181,59 @@ func TestStaleGetCancelledReturns(t *testing.T) {
 	_, err := c.Get(ctx, bus.GetRequest{Path: "a", Consistency: bus.Stale})
 	if waited := time.Since(start); err == nil || waited > 5*time.Second {
 		t.Fatalf("a stale get cancelled after 100ms returned %v after %v", err, waited)
+	}
+}
+
+// TestGetBatchWaitsForItsLatestDeadline: a batch waits as long as the
+// latest deadline in it says, not the earliest: a Get with little time
+// left gives up alone, and the one queued with it still gets its answer.
+func TestGetBatchWaitsForItsLatestDeadline(t *testing.T) {
+	_, nc, _ := natstest.Start(t)
+	c := New(nc, Options{})
+	f := &fakeGetServer{subject: bus.NewSubjects("").API(bus.OpGet), release: make(chan struct{}), delay: 300 * time.Millisecond}
+	startFakeGetServer(t, nc, f)
+	go func() { _, _ = c.Get(context.Background(), bus.GetRequest{Path: "first"}) }()
+	for len(f.seen()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	go func() { _, _ = c.Get(short, bus.GetRequest{Path: "short"}) }()
+	waitQueued(t, c, &c.lin.queued, 1)
+	long := make(chan error, 1)
+	go func() {
+		_, err := c.Get(context.Background(), bus.GetRequest{Path: "long"})
+		long <- err
+	}()
+	waitQueued(t, c, &c.lin.queued, 2)
+	close(f.release)
+	if err := <-long; err != nil {
+		t.Fatalf("a get with 5 s left, batched with one with 150 ms left: %v", err)
+	}
+}
+
+// TestGetLaneMovesOnWhenItsCallersLeave: a batch whose reply is lost
+// holds the Gets queued behind it only until its callers have given up.
+func TestGetLaneMovesOnWhenItsCallersLeave(t *testing.T) {
+	_, nc, _ := natstest.Start(t)
+	c := New(nc, Options{})
+	f := &fakeGetServer{subject: bus.NewSubjects("").API(bus.OpGet), release: make(chan struct{}), drop: 2}
+	startFakeGetServer(t, nc, f)
+	go func() { _, _ = c.Get(context.Background(), bus.GetRequest{Path: "first"}) }()
+	for len(f.seen()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	lost, cancel := context.WithCancel(context.Background())
+	go func() { _, _ = c.Get(lost, bus.GetRequest{Path: "lost"}) }()
+	waitQueued(t, c, &c.lin.queued, 1)
+	close(f.release)
+	for len(f.seen()) < 2 { // the lost one's request is out
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	next, cancelNext := context.WithTimeout(context.Background(), time.Second)
+	defer cancelNext()
+	if g, err := c.Get(next, bus.GetRequest{Path: "next"}); err != nil || g.Path != "next" {
+		t.Fatalf("a get after the only caller of a lost batch gave up: %+v %v", g, err)
 	}
 }

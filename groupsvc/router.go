@@ -209,8 +209,8 @@ func settled(rep []byte) (code, why string) {
 // limit, as a batch of puts is.
 func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([]byte, string) {
 	gets, err := bus.SplitFrames(data)
-	if err != nil || len(gets) == 0 {
-		e := bus.Errorf(bus.CodeBadRequest, "a batch of gets that is not frames of gets")
+	if err != nil || len(gets) == 0 || len(gets) > bus.MaxBatchGets {
+		e := bus.Errorf(bus.CodeBadRequest, "a batch of gets that is not frames of 1 to %d gets", bus.MaxBatchGets)
 		return bus.ErrorReply(e), e.Code
 	}
 	deadline := time.Now().Add(timeout)

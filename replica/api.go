@@ -479,8 +479,8 @@ func (n *Node) serveStaleGet(m *nats.Msg) {
 		return
 	}
 	gets, err := bus.SplitFrames(m.Data)
-	if err != nil || len(gets) == 0 {
-		_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeBadRequest, "a batch of gets on %s that is not frames of gets", m.Subject)))
+	if err != nil || len(gets) == 0 || len(gets) > bus.MaxBatchGets {
+		_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeBadRequest, "a batch of gets on %s that is not frames of 1 to %d gets", m.Subject, bus.MaxBatchGets)))
 		return
 	}
 	replies := newBatchReply(m, len(gets), int(n.nc.MaxPayload()), true, n.log)

@@ -177,7 +177,8 @@ func TestStaleGetsRefusedWhenStuckOrStopped(t *testing.T) {
 // TestStaleGetsInBatches: a member answers a batch of stale gets
 // (bus.HeaderBatch) with one frame per get, in its order, each the reply
 // the get alone would have had; a get waiting for its min_seq holds the
-// batch up to the batch's deadline; a batch that is not frames is refused.
+// batch up to the batch's deadline; a batch that is not frames, or of more
+// than bus.MaxBatchGets gets, is refused.
 func TestStaleGetsInBatches(t *testing.T) {
 	s := startStaleNode(t)
 	s.view(protocol.View{Epoch: 1, Leader: 2, Members: []protocol.NodeID{1, 2, 3}})
@@ -210,7 +211,13 @@ func TestStaleGetsInBatches(t *testing.T) {
 			t.Errorf("%s in a batch: want %s, got %s", gets[i], code, reps[i])
 		}
 	}
-	if m, err := ask([]byte{0xff}); err != nil || !strings.Contains(string(m.Data), `"code":"bad_request"`) {
-		t.Errorf("a batch that is not frames: %v %v", m, err)
+	var tooMany []byte
+	for range bus.MaxBatchGets + 1 {
+		tooMany = bus.AppendFrame(tooMany, gets[0])
+	}
+	for what, data := range map[string][]byte{"not frames": {0xff}, "of too many gets": tooMany} {
+		if m, err := ask(data); err != nil || !strings.HasPrefix(string(m.Data), `{"ok":false,"error":{"code":"bad_request"`) {
+			t.Errorf("a batch %s: %v %v", what, m, err)
+		}
 	}
 }
