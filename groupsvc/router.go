@@ -183,20 +183,19 @@ func (r *Router) answer(m *nats.Msg, user string) {
 	requestSeconds.WithLabelValues(op, code).Observe(time.Since(start).Seconds())
 }
 
-// settled reads a node's reply: its code ("ok" if none), or, for
-// not_leader and unavailable, why it should be asked again elsewhere.
-func settled(rep []byte) (code, why string) {
+// settled reads a node's reply: its code ("ok" if none), and for
+// not_leader and unavailable that it should be asked again elsewhere, and
+// why.
+func settled(rep []byte) (code string, again bool, why string) {
 	if bytes.HasPrefix(rep, okPrefix) { // every encoder writes ok first: no need to read the rest
-		return "ok", ""
+		return "ok", false, ""
 	}
 	var res bus.Result
 	if bus.Decode(rep, &res) != nil || res.Error == nil {
-		return "ok", ""
+		return "ok", false, ""
 	}
-	if res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable {
-		return res.Error.Code, res.Error.Message
-	}
-	return res.Error.Code, ""
+	again = res.Error.Code == bus.CodeNotLeader || res.Error.Code == bus.CodeUnavailable
+	return res.Error.Code, again, res.Error.Message
 }
 
 // forwardGets forwards a batch of gets (bus.HeaderBatch: the Go client
@@ -232,7 +231,7 @@ func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([
 		got, errs := r.pipes.requestAll(ctx, cur.changed, rt, reqs)
 		cancel()
 		for j, i := range plain {
-			if _, why := settled(got[j]); errs[j] == nil && len(got[j]) > 0 && why == "" {
+			if _, again, _ := settled(got[j]); errs[j] == nil && len(got[j]) > 0 && !again {
 				reps[i] = got[j]
 			}
 		}
@@ -352,8 +351,8 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 			waitForChange(cur.changed, deadline)
 			continue
 		}
-		code, why := settled(rep)
-		if why != "" {
+		code, again, why := settled(rep)
+		if again {
 			last = why
 			waitForChange(cur.changed, deadline)
 			continue
