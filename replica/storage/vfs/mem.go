@@ -305,10 +305,13 @@ func (m *MemFS) SyncAll(name string) error {
 
 // CrashClone returns the filesystem a power loss would leave: folder
 // entries as of their last SyncDir (the root's entries always survive), file contents as of their last Sync.
-// With torn, a random prefix of each file's unsynced bytes (those that
-// differ from the synced content: an append, or a write in place) survives
-// too, its last byte sometimes garbled, as a disk may leave it.
+// With torn, part of each file's unsynced bytes (those that differ from
+// the synced content: an append, or a write in place) survives too, as a
+// disk may leave it: half the time a random prefix, its last byte
+// sometimes garbled; else each 512-byte sector on its own, so a hole may
+// come before bytes that reached the disk.
 func (m *MemFS) CrashClone(rng *rand.Rand, torn bool) *MemFS {
+	const sector = 512
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := map[*inode]*inode{}
@@ -328,7 +331,20 @@ func (m *MemFS) CrashClone(rng *rand.Rand, torn bool) *MemFS {
 			return c
 		}
 		c.data = bytes.Clone(n.synced)
-		if d, e := changed(n.data, n.synced); torn && d < e {
+		if d, e := changed(n.data, n.synced); torn && d < e && rng.Intn(2) == 0 {
+			// Each 512-byte sector of the unsynced span reached the disk
+			// or not, on its own: a hole may come before bytes that did.
+			if e > len(c.data) {
+				c.data = append(c.data, make([]byte, e-len(c.data))...)
+			}
+			for at := d; at < e; {
+				end := min((at/sector+1)*sector, e)
+				if rng.Intn(2) == 0 {
+					copy(c.data[at:end], n.data[at:end])
+				}
+				at = end
+			}
+		} else if torn && d < e {
 			k := rng.Intn(e - d + 1)
 			if end := d + k; end > len(c.data) {
 				c.data = append(c.data, make([]byte, end-len(c.data))...)
