@@ -498,13 +498,13 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	if keep < uint64(len(seg.offsets)) {
 		size = seg.offsets[keep]
 	}
-	epoch := seg.prev.Epoch
+	epoch, ended := seg.prev.Epoch, true
 	if keep > 0 {
-		r, err := w.readRecord(seg, keep-1)
+		r, last, err := w.readRecord(seg, keep-1)
 		if err != nil {
 			return w.fail(err)
 		}
-		epoch = r.Epoch
+		epoch, ended = r.Epoch, last
 	}
 	if err := w.f.Truncate(size); err != nil {
 		return w.fail(fmt.Errorf("storage: truncate %s: %w", seg.name, err))
@@ -514,14 +514,22 @@ func (w *WAL) TruncateAfter(seq uint64) error {
 	}
 	seg.offsets = seg.offsets[:keep]
 	w.size, w.filled, w.last = size, size, Pos{Epoch: epoch, Seq: seq}
+	if seg.appendable = seg.appendable && ended; !seg.appendable {
+		// Cut inside an Append: its records left do not end one, so
+		// appends go on in a new segment, as at open.
+		if err := w.startSegment(seg); err != nil {
+			return w.fail(err)
+		}
+	}
 	return nil
 }
 
-// readRecord reads the i-th record of a segment.
-func (w *WAL) readRecord(seg *segment, i uint64) (Record, error) {
+// readRecord reads the i-th record of a segment, and whether it ends its
+// Append (always false in an older segment).
+func (w *WAL) readRecord(seg *segment, i uint64) (Record, bool, error) {
 	f, err := vfs.Open(w.fs, filepath.Join(w.dir, seg.name))
 	if err != nil {
-		return Record{}, err
+		return Record{}, false, err
 	}
 	defer f.Close()
 	end := w.size
@@ -530,14 +538,14 @@ func (w *WAL) readRecord(seg *segment, i uint64) (Record, error) {
 	}
 	b := make([]byte, end-seg.offsets[i])
 	if _, err := f.ReadAt(b, seg.offsets[i]); err != nil && !errors.Is(err, io.EOF) {
-		return Record{}, err
+		return Record{}, false, err
 	}
 	r, _, err := decodeRecord(b)
 	if err != nil {
-		return Record{}, fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.name, seg.offsets[i], err)
+		return Record{}, false, fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.name, seg.offsets[i], err)
 	}
 	r.Data = bytes.Clone(r.Data)
-	return r, nil
+	return r, lastOfAppend(b), nil
 }
 
 // DropThrough deletes the whole segments whose records are all at or below

@@ -436,7 +436,7 @@ func magic(w *WAL, i int) string {
 
 // TestWALNeverWritesInPlaceAfterUnflaggedRecords: appends never go into a
 // segment of an older version, nor after the records of an Append a crash
-// cut short: a new segment starts. So bad bytes followed by valid records
+// or TruncateAfter cut short: a new segment starts. So bad bytes followed by valid records
 // there stay ErrCorrupt, as they were, and do not read as a torn tail.
 func TestWALNeverWritesInPlaceAfterUnflaggedRecords(t *testing.T) {
 	rng := rand.New(rand.NewSource(6))
@@ -516,6 +516,26 @@ func TestWALNeverWritesInPlaceAfterUnflaggedRecords(t *testing.T) {
 		write(m, w.segs[0].name, d)
 		if _, err := OpenWAL(m, "/d/wal", cfg); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("a bad record among a cut Append's: %v, want ErrCorrupt", err)
+		}
+	})
+	t.Run("truncated inside an Append", func(t *testing.T) {
+		m := vfs.NewMem()
+		w := openWAL(t, m, cfg)
+		if err := w.Append(old[:10]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.TruncateAfter(4); err != nil {
+			t.Fatal(err)
+		}
+		if len(w.segs) != 2 || w.Last().Seq != 4 {
+			t.Fatalf("after a truncate inside an Append: %d segments, last %d", len(w.segs), w.Last().Seq)
+		}
+		if err := w.Append(old[4:6]); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if got := readAll(t, openWAL(t, m, cfg)); len(got) != 6 || isPrefix(got, old) != nil {
+			t.Fatalf("reopened: %d records", len(got))
 		}
 	})
 }
