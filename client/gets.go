@@ -99,13 +99,7 @@ func (c *Client) coalescedGet(ctx context.Context, l *getLane, req bus.GetReques
 		return rep.Err()
 	case <-ctx.Done():
 		c.mu.Lock()
-		if f := k.flight; f != nil {
-			if f.waiting--; f.waiting == 0 {
-				f.cancel() // nobody waits for its answer: the Gets behind it go
-			}
-		} else if i := slices.Index(l.queued, k); i >= 0 { // not sent yet: it never will be
-			l.queued = slices.Delete(l.queued, i, i+1)
-		}
+		giveUp(k.flight, &l.queued, k)
 		c.mu.Unlock()
 		return requestError(l.subject, ctx.Err())
 	}

@@ -53,6 +53,20 @@ type flight struct {
 	waiting int // callers still waiting; c.mu
 }
 
+// giveUp is what a caller who stops waiting for call k does (c.mu held):
+// out of its flight if it has left the queue (f, set then), stopping the
+// flight after the last caller, so the calls behind it go; else out of
+// queue, never to be sent.
+func giveUp[T comparable](f *flight, queue *[]T, k T) {
+	if f != nil {
+		if f.waiting--; f.waiting == 0 {
+			f.cancel()
+		}
+	} else if i := slices.Index(*queue, k); i >= 0 {
+		*queue = slices.Delete(*queue, i, i+1)
+	}
+}
+
 // putResult is a call's answer, or alone: send it again by itself.
 type putResult struct {
 	rep   bus.PutReply
@@ -103,13 +117,7 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 		return r.rep, r.err
 	case <-ctx.Done():
 		c.mu.Lock()
-		if f := k.flight; f != nil {
-			if f.waiting--; f.waiting == 0 {
-				f.cancel() // nobody waits for its answer: the Puts behind it go
-			}
-		} else if i := slices.Index(c.queued, k); i >= 0 { // not sent yet: it never will be
-			c.queued = slices.Delete(c.queued, i, i+1)
-		}
+		giveUp(k.flight, &c.queued, k)
 		c.mu.Unlock()
 		return bus.PutReply{}, requestError(c.sub.API(bus.OpPut), ctx.Err())
 	}

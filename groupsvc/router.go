@@ -183,6 +183,20 @@ func (r *Router) answer(m *nats.Msg, user string) {
 	requestSeconds.WithLabelValues(op, code).Observe(time.Since(start).Seconds())
 }
 
+// attemptWait is how long forward waits for a node's answer before it
+// asks again (or at once, when a new view comes).
+const attemptWait = 2 * time.Second
+
+// toLeader is the route of op's batches to the leader of view; with
+// check, each batch carries a read check (plain linearizable gets).
+func (r *Router) toLeader(view protocol.View, op string, check bool) route {
+	rt := fixedRoute(r.sub.Fwd(view.Leader, op))
+	if check {
+		rt.leave = r.readCheck
+	}
+	return rt
+}
+
 // settled reads a node's reply: its code ("ok" if none), and for
 // not_leader and unavailable that it should be asked again elsewhere, and
 // why.
@@ -221,13 +235,12 @@ func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([
 		}
 	}
 	if cur := r.svc.current(); len(plain) > 0 && cur.view.Leader != 0 {
-		rt := fixedRoute(r.sub.Fwd(cur.view.Leader, bus.OpGet))
-		rt.leave = r.readCheck
+		rt := r.toLeader(cur.view, bus.OpGet, true)
 		reqs := make([]bus.Forwarded, len(plain))
 		for j, i := range plain {
 			reqs[j] = bus.Forwarded{User: user, Data: gets[i]}
 		}
-		ctx, cancel := context.WithTimeout(cur.changed, min(2*time.Second, timeout)) // forward's attempt
+		ctx, cancel := context.WithTimeout(cur.changed, min(attemptWait, timeout))
 		got, errs := r.pipes.requestAll(ctx, cur.changed, rt, reqs)
 		cancel()
 		for j, i := range plain {
@@ -309,15 +322,12 @@ func (r *Router) forward(op string, data []byte, user string, timeout time.Durat
 				waitForChange(cur.changed, deadline)
 				continue
 			}
-			rt = fixedRoute(r.sub.Fwd(cur.view.Leader, op))
-			if op == bus.OpGet && batched { // a min_seq get waits for its seq, not for a read index
-				rt.leave = r.readCheck
-			}
+			rt = r.toLeader(cur.view, op, op == bus.OpGet && batched) // a min_seq get waits for its seq, not for a read index
 		}
 		// Anything but an unkeyed put is sent again after 2 s without an
 		// answer, or at once when a new view comes (the leader it went to
 		// may be dead: waiting out the 2 s would stall every writer).
-		parent, attempt := cur.changed, 2*time.Second
+		parent, attempt := cur.changed, attemptWait
 		if once {
 			parent, attempt = context.Background(), time.Until(deadline)
 		}
