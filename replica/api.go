@@ -379,7 +379,7 @@ func (n *Node) handlePut(rq request) {
 	data := c.encode()
 	n.lastTS = ts
 	n.nextID++
-	n.puts[n.nextID] = pendingPut{rq: rq, ts: c.TS}
+	n.puts[n.nextID] = pendingPut{rq: rq, ts: c.TS, keyed: c.Src != ""}
 	n.pn.Propose(n.nextID, data)
 }
 

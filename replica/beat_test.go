@@ -77,8 +77,13 @@ func TestBusyLoopKeepsBeating(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("the put: %v", err)
 	}
+	// The put is answered before it is applied; a get after it waits for the loop.
+	get := bus.EncodeForwarded([]bus.Forwarded{{User: "u", Data: []byte(`{"path":"fresh"}`)}})
+	if _, err := s.nc.Request(s.sub.Fwd(1, bus.OpGet), get, 10*time.Second); err != nil {
+		t.Fatalf("the get: %v", err)
+	}
 	if elapsed := time.Since(start); elapsed < 3*time.Second {
-		t.Fatalf("the put took %v: the loop was not held", elapsed)
+		t.Fatalf("the put and a get after it took %v: the loop was not held", elapsed)
 	}
 	if longest > 500*time.Millisecond {
 		t.Errorf("heartbeats %v apart while the loop was busy, want them on every tick", longest)

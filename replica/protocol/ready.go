@@ -10,7 +10,9 @@ package protocol
 //     (acks and promises are only produced by DiskDone).
 //  3. Apply: apply these committed entries to the state, in order.
 //  4. Replies and Reads: answer clients. A ReadState is served from the state
-//     after step 3.
+//     after step 3. A Reply (its entry committed, so durable on a majority)
+//     may be sent before step 3, if step 3 is done before any read that
+//     must see it is served.
 //  5. Snapshot: if set, fetch a snapshot from the leader, install it, then
 //     call Node.SnapshotInstalled.
 type Ready struct {
