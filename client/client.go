@@ -42,11 +42,11 @@ type Client struct {
 	opts Options
 
 	mu      sync.Mutex
-	queued  []*call       // Puts waiting to be sent (puts.go)
-	putting bool          // a put request of queued calls is out
-	more    chan struct{} // a Put queued (buffered 1): a gathering send looks again
-	stale   *getLane      // stale Gets (gets.go)
-	lin     *getLane      // linearizable Gets
+	queued  []*call   // Puts waiting to be sent (puts.go)
+	putting bool      // a put request of queued calls is out
+	more    gathering // of the Puts' sender
+	stale   *getLane  // stale Gets (gets.go)
+	lin     *getLane  // linearizable Gets
 }
 
 // Dial connects to the NATS server at url. It reconnects forever and
@@ -74,7 +74,7 @@ func New(nc *nats.Conn, opts Options) *Client {
 		opts.Timeout = 5 * time.Second
 	}
 	sub := bus.NewSubjects(opts.Prefix)
-	return &Client{nc: nc, sub: sub, opts: opts, more: make(chan struct{}, 1),
+	return &Client{nc: nc, sub: sub, opts: opts, more: newGathering(),
 		stale: newGetLane(sub.StaleGet(), staleAsks, false), lin: newGetLane(sub.API(bus.OpGet), 1, true)}
 }
 

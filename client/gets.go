@@ -34,12 +34,12 @@ type getLane struct {
 	asks    int  // a batch waits for 1/asks of the latest deadline in it: the first ask's share
 	routed  bool // to the router: its requests say the writer and the deadline (Client.message); a node needs neither
 	queued  []*getCall
-	getting bool          // a request of the lane is out
-	more    chan struct{} // a Get queued (buffered 1): a gathering send looks again
+	getting bool      // a request of the lane is out
+	more    gathering // of the lane's sender
 }
 
 func newGetLane(subject string, asks int, routed bool) *getLane {
-	return &getLane{subject: subject, asks: asks, routed: routed, more: make(chan struct{}, 1)}
+	return &getLane{subject: subject, asks: asks, routed: routed, more: newGathering()}
 }
 
 // getCall is one Get waiting to be sent or answered.
@@ -68,6 +68,7 @@ func (c *Client) coalescedGet(ctx context.Context, l *getLane, req bus.GetReques
 		l.fly(ctx, []*getCall{k}) // its own caller's: it stops if that gives up
 	} else {
 		l.queued = append(l.queued, k)
+		l.more.queued(len(l.queued))
 	}
 	c.mu.Unlock()
 	if idle {
@@ -78,11 +79,6 @@ func (c *Client) coalescedGet(ctx context.Context, l *getLane, req bus.GetReques
 		c.mu.Unlock()
 		if next != nil {
 			go c.sendGets(l, next) // ends when nothing is left to send; each batch by its share of the time
-		}
-	} else {
-		select {
-		case l.more <- struct{}{}:
-		default:
 		}
 	}
 	select {
@@ -147,7 +143,7 @@ func (c *Client) sendGets(l *getLane, batch []*getCall) {
 	for len(batch) > 0 {
 		left := time.Now()
 		if c.flyGets(l, batch) && len(batch) > 1 {
-			c.gather(l.more, len(batch), time.Since(left), func() int { return len(l.queued) })
+			c.gather(&l.more, len(batch), time.Since(left), func() int { return len(l.queued) })
 		}
 		c.mu.Lock()
 		batch = c.takeGets(l)

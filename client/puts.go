@@ -88,9 +88,14 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 	case !json.Valid(value):
 		return bus.PutReply{}, bus.Errorf(bus.CodeBadRequest, "value of %s is not JSON", path)
 	}
-	ctx, cancel := c.bounded(ctx)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
+	deadline, bounded := ctx.Deadline()
+	var expired <-chan time.Time // the client's Timeout, if ctx has none: a timer costs less than a context per Put
+	if !bounded {
+		deadline = time.Now().Add(c.opts.Timeout)
+		t := time.NewTimer(c.opts.Timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	value = slices.Clone(value) // the batch may be encoded after this Put gave up, and its caller reused value
 	k := &call{pv: bus.PathValue{Path: path, Value: value}, deadline: deadline,
 		size: len(path) + len(value) + 32, done: make(chan putResult, 1)}
@@ -99,28 +104,31 @@ func (c *Client) Put(ctx context.Context, path string, value json.RawMessage) (b
 	var batch []*call
 	if !c.putting {
 		batch, c.putting = c.take(), true
+	} else {
+		c.more.queued(len(c.queued))
 	}
 	c.mu.Unlock()
 	if batch != nil {
 		go c.send(batch) // ends when nothing is left to send; each request by its flight's deadline
-	} else {
-		select {
-		case c.more <- struct{}{}: // a gathering send looks again
-		default:
-		}
 	}
+	var err error
 	select {
 	case r := <-k.done:
-		if r.alone {
-			return c.Write(ctx, bus.PutRequest{Path: path, Value: value})
+		if !r.alone {
+			return r.rep, r.err
 		}
-		return r.rep, r.err
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		return c.Write(ctx, bus.PutRequest{Path: path, Value: value})
+	case <-expired:
+		err = context.DeadlineExceeded
 	case <-ctx.Done():
-		c.mu.Lock()
-		giveUp(k.flight, &c.queued, k)
-		c.mu.Unlock()
-		return bus.PutReply{}, requestError(c.sub.API(bus.OpPut), ctx.Err())
+		err = ctx.Err()
 	}
+	c.mu.Lock()
+	giveUp(k.flight, &c.queued, k)
+	c.mu.Unlock()
+	return bus.PutReply{}, requestError(c.sub.API(bus.OpPut), err)
 }
 
 // take removes the next batch from the queue, in order, each path once
@@ -180,7 +188,7 @@ func (c *Client) send(batch []*call) {
 			k.done <- res
 		}
 		if len(batch) > 1 && err == nil {
-			c.gather(c.more, len(batch), round, func() int { return len(c.queued) })
+			c.gather(&c.more, len(batch), round, func() int { return len(c.queued) })
 		}
 		c.mu.Lock()
 		batch = c.take()
@@ -189,28 +197,56 @@ func (c *Client) send(batch []*call) {
 	}
 }
 
+// gathering is how a sender waits for its queue to fill (gather): the
+// callers who queue wake it once the queue holds want calls, not each
+// time one queues (a wake-up and a turn of c.mu for each of 64 writers
+// was a third of the client's wait for its writers to come back).
+type gathering struct {
+	want int           // queue length that wakes the sender; 0: none waits (c.mu)
+	full chan struct{} // buffered 1
+}
+
+func newGathering() gathering { return gathering{full: make(chan struct{}, 1)} }
+
+// queued is told the queue's length n after a call queued (c.mu held).
+func (g *gathering) queued(n int) {
+	if g.want > 0 && n >= g.want {
+		g.want = 0
+		select {
+		case g.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // gather waits, for up to round (the trip of the batch just answered)
 // and maxGather, until a queue holds as many calls as that batch had, or
-// a full batch: queued says how many it holds (under c.mu), and more
-// says when one came.
+// a full batch: queued says how many it holds (under c.mu), and g is
+// told when it does.
 // Its callers, answered, likely ask again at once; sent at once, the
 // first one back would go alone and the rest queue behind it, and the
 // callers would split into two batches that take turns, each waiting
 // out the other's round (16 writers: half the puts per second).
-func (c *Client) gather(more chan struct{}, want int, round time.Duration, queued func() int) {
-	t := time.NewTimer(min(round, maxGather))
-	defer t.Stop()
-	for {
-		c.mu.Lock()
-		enough := queued() >= min(want, batchValues)
-		c.mu.Unlock()
-		if enough {
-			return
-		}
-		select {
-		case <-more:
-		case <-t.C:
-			return
-		}
+func (c *Client) gather(g *gathering, want int, round time.Duration, queued func() int) {
+	want = min(want, batchValues)
+	c.mu.Lock()
+	select {
+	case <-g.full: // left from a gather that ended on its timer
+	default:
 	}
+	if queued() >= want {
+		c.mu.Unlock()
+		return
+	}
+	g.want = want
+	c.mu.Unlock()
+	t := time.NewTimer(min(round, maxGather))
+	select {
+	case <-g.full:
+	case <-t.C:
+	}
+	t.Stop()
+	c.mu.Lock()
+	g.want = 0
+	c.mu.Unlock()
 }

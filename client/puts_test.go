@@ -351,3 +351,41 @@ func TestPutsHeldNoLongerThanNeeded(t *testing.T) {
 		}
 	})
 }
+
+// TestGatheringWakesOnceFull: a gathering sender is woken once its queue
+// holds what it waits for, not as each call queues; gather drains a wake
+// left from an earlier gather, and leaves none armed behind it.
+func TestGatheringWakesOnceFull(t *testing.T) {
+	g := newGathering()
+	g.want = 3
+	if g.queued(2); len(g.full) != 0 {
+		t.Fatal("woken with 2 of 3 calls queued")
+	}
+	if g.queued(3); len(g.full) != 1 || g.want != 0 {
+		t.Fatalf("with 3 of 3 queued: %d wakes, want %d left armed", len(g.full), g.want)
+	}
+
+	c := &Client{more: newGathering()}
+	queued := func() int { return len(c.queued) }
+	c.more.full <- struct{}{} // left from a gather that ended on its timer
+	c.queued = make([]*call, 3)
+	c.gather(&c.more, 3, time.Minute, queued)
+	if len(c.more.full) != 0 || c.more.want != 0 {
+		t.Fatalf("after a gather of a full queue: %d wakes left, want %d armed", len(c.more.full), c.more.want)
+	}
+	c.queued = nil
+	go func() {
+		for range 3 {
+			c.mu.Lock()
+			c.queued = append(c.queued, &call{})
+			c.more.queued(len(c.queued))
+			c.mu.Unlock()
+		}
+	}()
+	c.gather(&c.more, 3, time.Minute, queued)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.more.want != 0 {
+		t.Fatalf("a gather ended with want %d armed", c.more.want)
+	}
+}
