@@ -72,6 +72,15 @@ func baseline(rows []Row, r Row) (Row, bool) {
 	return Row{}, false
 }
 
+// defaultBaseline returns the JetStream default sync row a memstore W1
+// row compares with (issue 7 sets a W1 target against it too).
+func defaultBaseline(rows []Row, r Row) (Row, bool) {
+	if r.Workload != "W1" || r.System != MS3 && r.System != MS5 {
+		return Row{}, false
+	}
+	return find(rows, "W1", JSDefault, r.Params)
+}
+
 // etcdBaseline returns the etcd row a memstore row compares with: the
 // same puts, linearizable gets, and serializable gets for stale ones.
 func etcdBaseline(rows []Row, r Row) (Row, bool) {
@@ -117,17 +126,18 @@ const legend = `
 - W3: "KV History" is the KV API's, which makes and deletes a consumer per call; "one batched direct get" is the stream API's fastest read of a history. memstore's ratio is against the faster of the two.
 - W4: JetStream's stream leader is killed as memstore's leader node is; its client connects to the other two servers, as memstore's to the middleware, and puts a key per value (its bucket keeps 64 versions of a key). A gap ratio below 1× is memstore's shorter outage.
 - W5: memstore's replica is a new node joining; JetStream's, a server that does not lead the stream, killed and restarted with its store removed, until its own replica (its monitoring, /jsz) holds every version, written to a stream (a KV bucket keeps at most 64 versions of a key). A time ratio below 1× is memstore's faster catch-up. memstore's node serves reads once it is a member, which a view change makes it after its catch-up: its own row gives that time too.
+- ÷ JetStream default: memstore's W1 against JetStream's default sync, which does not fsync before its acknowledgement (memstore does, on every replica).
 - Ratios against JetStream and etcd in W1–W4 are the median of each round's ratio (the systems measured in turn, seconds apart); W5 and the physical limits (not measured in rounds) divide medians.
 - ÷ physical limit: W1 against fdatasync of one record per sync for one writer, 64 per sync for more (each put is fsynced on 3 or 5 replicas, all on this one disk); reads against NATS request-reply with 32 requesters.
 `
 
 // Table writes the rows as a Markdown table: medians with min–max of the
-// repetitions, and ratios against JetStream sync=always, etcd and the
-// physical limit.
+// repetitions, and ratios against JetStream sync=always, JetStream's
+// default sync (memstore's W1), etcd and the physical limit.
 func Table(w io.Writer, rows []Row) error {
 	var b strings.Builder
-	b.WriteString("| workload | parameters | system | result: median (min–max) | p50 ms | p99 ms | servers' CPU µs/op | ÷ JetStream sync=always | ÷ etcd | ÷ physical limit |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| workload | parameters | system | result: median (min–max) | p50 ms | p99 ms | servers' CPU µs/op | ÷ JetStream sync=always | ÷ JetStream default | ÷ etcd | ÷ physical limit |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		// W1–W4 run in rounds, every system in turn (sideBySide, failover):
 		// against another system the ratio is the median of each round's,
@@ -148,15 +158,16 @@ func Table(w io.Writer, rows []Row) error {
 		}
 		rounds := r.Workload != "W5"
 		js, jsOK := baseline(rows, r)
+		def, defOK := defaultBaseline(rows, r)
 		etcd, etcdOK := etcdBaseline(rows, r)
 		limit, limitOK := limitOf(rows, r)
 		format := "%.0f"
 		if r.Unit == "s" || r.Unit == "MB/s" {
 			format = "%.2f"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s | %s |\n", r.Workload, r.Params, r.System,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Workload, r.Params, r.System,
 			spread(r.Values, format), r.Unit, spread(r.P50, "%.2f"), spread(r.P99, "%.2f"), spread(r.CPU, "%.0f"),
-			ratio(js, jsOK, rounds), ratio(etcd, etcdOK, rounds), ratio(limit, limitOK, false))
+			ratio(js, jsOK, rounds), ratio(def, defOK, rounds), ratio(etcd, etcdOK, rounds), ratio(limit, limitOK, false))
 	}
 	b.WriteString(legend)
 	if ranWithoutEtcd(rows) {

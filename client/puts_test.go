@@ -374,7 +374,9 @@ func TestGatheringWakesOnceFull(t *testing.T) {
 		t.Fatalf("after a gather of a full queue: %d wakes left, want %d armed", len(c.more.full), c.more.want)
 	}
 	c.queued = nil
+	filled := make(chan struct{})
 	go func() {
+		defer close(filled)
 		for range 3 {
 			c.mu.Lock()
 			c.queued = append(c.queued, &call{})
@@ -383,6 +385,7 @@ func TestGatheringWakesOnceFull(t *testing.T) {
 		}
 	}()
 	c.gather(&c.more, 3, time.Minute, queued)
+	<-filled
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.more.want != 0 {

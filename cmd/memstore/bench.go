@@ -44,7 +44,8 @@ If an etcd binary is on the PATH (Debian: apt install etcd-server), W1 and
 W2 (linearizable and serializable gets) also run on a 3-server etcd cluster.
 It prints one table (medians of --reps repetitions, min–max, the CPU time
 the system's server processes used per operation on Linux, ratios against
-JetStream sync=always, etcd and the limits, and a legend of what each
+JetStream sync=always, JetStream's default (memstore's W1), etcd and the
+limits, and a legend of what each
 row compares) and writes it as Markdown. A part that fails (limits,
 W1-W3, W4, W5) is left out and the rest still runs; the last lines and the
 Markdown name what failed, and the command exits 1. The work folder

@@ -53,8 +53,9 @@ type HardState struct {
 	Epoch uint64
 }
 
-// Reply answers Node.Propose: the entry's seq once it is committed and
-// applied, or an error (ErrNotLeader, ErrDropped, ErrIndeterminate).
+// Reply answers Node.Propose: the entry's seq once it is committed (and
+// durable locally: its entry is in the same Ready's Apply), or an error
+// (ErrNotLeader, ErrDropped, ErrIndeterminate).
 type Reply struct {
 	ID  uint64
 	Seq uint64
