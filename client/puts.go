@@ -199,8 +199,9 @@ func (c *Client) send(batch []*call) {
 
 // gathering is how a sender waits for its queue to fill (gather): the
 // callers who queue wake it once the queue holds want calls, not each
-// time one queues (a wake-up and a turn of c.mu for each of 64 writers
-// was a third of the client's wait for its writers to come back).
+// time one queues (with Put's timer in place of a context, the wait for
+// 64 answered writers to put again fell from 0.13-0.17 to 0.10-0.11 ms a
+// round, issue 7).
 type gathering struct {
 	want int           // queue length that wakes the sender; 0: none waits (c.mu)
 	full chan struct{} // buffered 1

@@ -578,8 +578,9 @@ func (n *Node) process() error {
 		// the loop takes another request, so a linearizable get sees it
 		// (a stale get, served beside the loop, may not yet: it promises
 		// only its applied_seq). Applying 64 puts and publishing their
-		// events took a tenth of a put's round at 64 writers (issue 7). A
-		// keyed put waits: applying it decides whether it is a duplicate.
+		// events held the replies: answering first gave 5-9% more puts/s
+		// at 64 writers (issue 7). A keyed put waits: applying it decides
+		// whether it is a duplicate.
 		var keyed []protocol.Reply
 		for _, r := range rd.Replies {
 			if r.Err == nil && n.puts[r.ID].keyed {
