@@ -29,7 +29,7 @@ func (n *Node) apply(e protocol.Entry, leading bool) error {
 	}
 	if c.Src != "" {
 		if orig, dup := n.tree.Dedup(e.Epoch, e.Seq, c.TS, c.Src, c.SrcSeq); dup {
-			if leading {
+			if len(n.puts) > 0 { // one may wait for it: also on a leader deposed since it took the put
 				if len(n.dups) > 10_000 { // answers that never came: a leader change
 					clear(n.dups)
 				}
