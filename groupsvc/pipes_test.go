@@ -41,6 +41,9 @@ type fakeNode struct {
 	at      []time.Time // when each batch came
 }
 
+// missingReply is a fake node's reply to the request "missing".
+const missingReply = `{"ok":false,"error":{"code":"not_found","message":"no such path"}}`
+
 func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
 	f := &fakeNode{release: make(chan struct{}), got: make(chan struct{})}
 	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
@@ -56,7 +59,10 @@ func startFakeNode(t *testing.T, nc *nats.Conn, subject string) *fakeNode {
 		reply := func() {
 			reps := make([][]byte, len(reqs))
 			for i, r := range reqs {
-				if string(r.Data) != "big" || len(reqs) == 1 { // too big to go with others
+				switch {
+				case string(r.Data) == "missing":
+					reps[i] = []byte(missingReply)
+				case string(r.Data) != "big" || len(reqs) == 1: // too big to go with others
 					reps[i] = []byte(r.User + ":" + string(r.Data))
 				}
 			}

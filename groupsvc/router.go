@@ -160,10 +160,10 @@ func (r *Router) answer(m *nats.Msg, user string) {
 	start := time.Now()
 	op, data, err := r.route(m)
 	var reply []byte
-	code := "ok"
+	codes := []string{"ok"} // of each request answered: a batch of gets counts each of its gets
 	switch {
 	case err != nil:
-		reply, code, op = bus.ErrorReply(err), err.Code, "unknown"
+		reply, codes[0], op = bus.ErrorReply(err), err.Code, "unknown"
 	case op == bus.OpStatus:
 		reply = r.status()
 	default:
@@ -172,15 +172,18 @@ func (r *Router) answer(m *nats.Msg, user string) {
 			timeout = min(timeout, d)
 		}
 		if op == bus.OpGet && m.Header.Get(bus.HeaderBatch) != "" {
-			reply, code = r.forwardGets(data, user, timeout)
+			reply, codes = r.forwardGets(data, user, timeout)
 		} else {
-			reply, code = r.forward(op, data, user, timeout, m.Reply != "")
+			reply, codes[0] = r.forward(op, data, user, timeout, m.Reply != "")
 		}
 	}
 	if m.Reply != "" {
 		_ = m.Respond(reply)
 	}
-	requestSeconds.WithLabelValues(op, code).Observe(time.Since(start).Seconds())
+	took := time.Since(start).Seconds()
+	for _, code := range codes {
+		requestSeconds.WithLabelValues(op, code).Observe(took)
+	}
 }
 
 // attemptWait is how long forward waits for a node's answer before it
@@ -219,13 +222,15 @@ func settled(rep []byte) (code string, again bool, why string) {
 // the pipe would send the first alone and the rest a round later); the
 // others, and those that try did not settle, go as forward sends each
 // alone, side by side. The batch is one request of its writer's in-flight
-// limit, as a batch of puts is.
-func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([]byte, string) {
+// limit, as a batch of puts is. It returns the reply and each get's code
+// (one code for a batch refused whole).
+func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([]byte, []string) {
 	gets, err := bus.SplitFrames(data)
 	if err != nil || len(gets) == 0 || len(gets) > bus.MaxBatchGets {
 		e := bus.Errorf(bus.CodeBadRequest, "a batch of gets that is not frames of 1 to %d gets", bus.MaxBatchGets)
-		return bus.ErrorReply(e), e.Code
+		return bus.ErrorReply(e), []string{e.Code}
 	}
+	codes := make([]string, len(gets))
 	deadline := time.Now().Add(timeout)
 	reps := make([][]byte, len(gets))
 	var plain []int
@@ -244,20 +249,20 @@ func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([
 		got, errs := r.pipes.requestAll(ctx, cur.changed, rt, reqs)
 		cancel()
 		for j, i := range plain {
-			if _, again, _ := settled(got[j]); errs[j] == nil && len(got[j]) > 0 && !again {
-				reps[i] = got[j]
+			if code, again, _ := settled(got[j]); errs[j] == nil && len(got[j]) > 0 && !again {
+				reps[i], codes[i] = got[j], code
 			}
 		}
 	}
 	var wg sync.WaitGroup
 	for i, g := range gets {
 		if reps[i] == nil {
-			wg.Go(func() { reps[i], _ = r.forward(bus.OpGet, g, user, time.Until(deadline), true) })
+			wg.Go(func() { reps[i], codes[i] = r.forward(bus.OpGet, g, user, time.Until(deadline), true) })
 		}
 	}
 	wg.Wait()
 	bus.FitReplies(reps, int(r.nc.MaxPayload()))
-	return bus.EncodeReplies(reps), "ok"
+	return bus.EncodeReplies(reps), codes
 }
 
 // okPrefix starts every successful reply (bus.Result encodes ok first).

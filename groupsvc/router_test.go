@@ -412,30 +412,38 @@ func TestReadCheckGoesToAMajority(t *testing.T) {
 // TestGetBatchesAnsweredInOrder: a batch of gets from a client
 // (bus.HeaderBatch) goes to the leader in one batch, and one the node
 // left out of it is asked for again alone; the replies come as frames in
-// the batch's order. A batch that is not frames is refused.
+// the batch's order, and each get's code is its own reply's. A batch that
+// is not frames is refused.
 func TestGetBatchesAnsweredInOrder(t *testing.T) {
 	r, nc, svc := startRouter(t, nil)
 	node := startFakeNode(t, nc, svc.sub.Fwd(1, bus.OpGet))
 	close(node.release)
-	gets := []string{`{"path":"a"}`, "big", `{"path":"b"}`}
+	gets := []string{`{"path":"a"}`, "big", "missing", `{"path":"b"}`}
 	var batch []byte
 	for _, g := range gets {
 		batch = bus.AppendFrame(batch, g)
 	}
-	rep, code := r.forwardGets(batch, "u", 3*time.Second)
+	rep, codes := r.forwardGets(batch, "u", 3*time.Second)
 	reps, err := bus.DecodeReplies(rep, len(gets))
-	if code != "ok" || err != nil {
-		t.Fatalf("a batch of gets: %s %q %v", code, rep, err)
+	if err != nil {
+		t.Fatalf("a batch of gets: %q %v", rep, err)
 	}
 	for i, g := range gets {
-		if string(reps[i]) != "u:"+g {
+		want := "u:" + g
+		if g == "missing" {
+			want = missingReply
+		}
+		if string(reps[i]) != want {
 			t.Errorf("reply %d: %q, want the node's reply to %s", i, reps[i], g)
 		}
 	}
-	if sizes := fmt.Sprint(node.sizes()); sizes != "[3 1]" {
-		t.Errorf("batches of %s gets, want [3 1]: the three together, then the one left out alone", sizes)
+	if got := fmt.Sprint(codes); got != "[ok ok not_found ok]" {
+		t.Errorf("codes %s, want each get's own", got)
 	}
-	if rep, code := r.forwardGets([]byte{0xff}, "u", time.Second); code != bus.CodeBadRequest {
-		t.Errorf("a batch that is not frames: %s %s", code, rep)
+	if sizes := fmt.Sprint(node.sizes()); sizes != "[4 1]" {
+		t.Errorf("batches of %s gets, want [4 1]: the four together, then the one left out alone", sizes)
+	}
+	if rep, codes := r.forwardGets([]byte{0xff}, "u", time.Second); fmt.Sprint(codes) != "["+bus.CodeBadRequest+"]" {
+		t.Errorf("a batch that is not frames: %v %s", codes, rep)
 	}
 }
