@@ -445,6 +445,7 @@ func (n *Node) handleGet(rq request) {
 			wait = min(wait, rq.wait)
 		}
 		n.waits = append(n.waits, pendingRead{rq: rq, req: req, deadline: time.Now().Add(wait)})
+		n.pn.AskCommit(req.MinSeq) // a follower learns the leader's commit now, not at its next heartbeat
 	case req.Consistency == bus.Stale:
 		n.serveGet(rq, req)
 	default:

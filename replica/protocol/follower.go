@@ -31,6 +31,7 @@ func (n *Node) handleAppend(m Message) {
 	if !wellFormed(m) || !n.fromCurrentLeader(m) {
 		return
 	}
+	n.asked = false // any append of the leader's answers an AskCommit
 	ok := m.Prev.Seq <= n.commit || n.log.has(m.Prev)
 	if n.cfg.TestingKnobs.SkipPrevCheck {
 		ok = m.Prev.Seq <= n.log.lastSeq()
@@ -116,6 +117,20 @@ func (n *Node) sendCatchUp() {
 		return
 	}
 	n.catchingUp, n.catchUpAt = true, n.ticks
+	n.send(n.catchUpMsg())
+}
+
+// AskCommit is for a reader that waits on this follower until it has
+// applied seq (a get's min_seq, read-your-writes): if seq is above the
+// commit it knows, it asks the leader now (a catch-up request, which the
+// leader answers with an append carrying its commit) rather than wait for
+// the next append, a heartbeat up to a tick away. One ask is out at a
+// time: the leader's next append answers it.
+func (n *Node) AskCommit(seq uint64) {
+	if seq <= n.commit || n.asked || n.lead != nil || n.leader == 0 || n.snapshot {
+		return
+	}
+	n.asked = true
 	n.send(n.catchUpMsg())
 }
 

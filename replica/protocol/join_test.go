@@ -10,15 +10,6 @@ import "testing"
 // Once a snapshot is in, the node tells the group at once.
 func TestNewNodeAsksAtOnce(t *testing.T) {
 	view := Message{Type: MsgView, From: 100, To: 4, View: &View{Epoch: 2, Leader: 1, Members: []NodeID{1, 2, 3}}}
-	catchUps := func(rd Ready) []Message {
-		var out []Message
-		for _, m := range rd.Messages {
-			if m.Type == MsgCatchUp {
-				out = append(out, m)
-			}
-		}
-		return out
-	}
 
 	n, err := NewNode(DefaultConfig(4), Restart{})
 	if err != nil {
@@ -87,4 +78,66 @@ func TestNewLeaderTellsItsNoOpCommitted(t *testing.T) {
 	if st := n.Status(); st.Commit != noop || !told {
 		t.Fatalf("commit %d (want %d), followers told at once: %v", st.Commit, noop, told)
 	}
+}
+
+// TestFollowerAsksForCommit: a follower with a reader waiting for a seq
+// above the commit it knows asks its leader at once (a catch-up, which
+// the leader answers with its commit), one ask at a time until the
+// leader's next append; not for a seq it knows committed, nor as leader.
+func TestFollowerAsksForCommit(t *testing.T) {
+	n, err := NewNode(DefaultConfig(2), Restart{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Ready()
+	n.Step(Message{Type: MsgView, From: 100, To: Multicast, View: &View{Epoch: 2, Leader: 1, Members: []NodeID{1, 2, 3}}})
+	n.Ready()
+	n.Step(Message{Type: MsgAppend, From: 1, To: Multicast, Epoch: 2, Entries: []Entry{{Epoch: 2, Seq: 1}, {Epoch: 2, Seq: 2}},
+		Commit: 1, Last: Point{Epoch: 2, Seq: 2}})
+	n.Ready()
+	n.AskCommit(1)
+	if cs := catchUps(n.Ready()); len(cs) != 0 {
+		t.Fatalf("asked for seq 1, known committed: %+v", cs)
+	}
+	n.AskCommit(2)
+	cs := catchUps(n.Ready())
+	if len(cs) != 1 || cs[0].To != 1 || cs[0].Last.Seq != 2 {
+		t.Fatalf("asked for seq 2: %+v, want one catch-up to the leader from seq 2", cs)
+	}
+	n.AskCommit(3)
+	if cs := catchUps(n.Ready()); len(cs) != 0 {
+		t.Fatalf("asked again before the leader answered: %+v", cs)
+	}
+	n.Step(Message{Type: MsgAppend, From: 1, To: 2, Epoch: 2, Prev: Point{Epoch: 2, Seq: 2}, Commit: 2, Last: Point{Epoch: 2, Seq: 2}})
+	n.Ready()
+	if st := n.Status(); st.Commit != 2 {
+		t.Fatalf("the leader's answer left commit at %d, want 2", st.Commit)
+	}
+	n.AskCommit(3)
+	if cs := catchUps(n.Ready()); len(cs) != 1 {
+		t.Fatalf("after the leader's answer, asked for seq 3: %+v, want one catch-up", cs)
+	}
+
+	l, err := NewNode(DefaultConfig(1), Restart{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Ready()
+	l.Step(Message{Type: MsgView, From: 100, To: Multicast, View: &View{Epoch: 2, Leader: 1, Members: []NodeID{1, 2, 3}}})
+	l.Ready()
+	l.AskCommit(5)
+	if cs := catchUps(l.Ready()); len(cs) != 0 {
+		t.Fatalf("a leader asked: %+v", cs)
+	}
+}
+
+// catchUps are the catch-up requests of a Ready.
+func catchUps(rd Ready) []Message {
+	var out []Message
+	for _, m := range rd.Messages {
+		if m.Type == MsgCatchUp {
+			out = append(out, m)
+		}
+	}
+	return out
 }

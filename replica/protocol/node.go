@@ -36,6 +36,7 @@ type Node struct {
 	match      uint64 // the log matches the leader's up to here
 	catchingUp bool   // a catch-up request is outstanding
 	catchUpAt  uint64 // tick it was sent
+	asked      bool   // AskCommit asked the leader; its next append answers
 	snapshot   bool   // a snapshot fetch is outstanding
 	leaving    bool   // asked to leave the group
 	saidLeave  uint64 // the latest epoch whose promise said leaving
@@ -409,7 +410,7 @@ func (n *Node) adopt(epoch uint64, leader NodeID) {
 	}
 	n.epoch, n.leader, n.members = epoch, leader, nil
 	n.match = n.commit
-	n.catchingUp, n.snapshot = false, false
+	n.catchingUp, n.snapshot, n.asked = false, false, false
 	if n.hs.Epoch < epoch {
 		n.hs.Epoch = epoch
 		n.persistState()
