@@ -13,7 +13,8 @@
 //     interval, Propose(id, data) for each client write, Read(id, check) for
 //     each linearizable read, DiskDone(id) when storage reports a write durable,
 //     SnapshotDone(point, err) when a snapshot fetch ends, Compact(seq)
-//     after the state machine checkpointed.
+//     after the state machine checkpointed, AskCommit(seq) when a reader
+//     waits for seq on a follower (read-your-writes).
 //  2. Call Ready() and handle it in the order its doc gives: issue the Write
 //     to storage (which applies writes in order and fsyncs, then reports
 //     DiskDone), send the Messages, apply the Apply entries, answer Replies
