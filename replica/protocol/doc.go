@@ -45,7 +45,11 @@
 //   - A node that is behind asks the leader for the entries after its log end
 //     (or after its highest matching seq); the leader answers one chunk per
 //     request (the node pulls the next one: flow control), or "snapshot
-//     needed" when the entries are compacted away.
+//     needed" when the entries are compacted away (ignored by a node whose
+//     log has come to match the leader's past that point since it asked).
+//   - A follower holding a reader that waits for a seq above the commit it
+//     knows (AskCommit) sends the leader such a request at once: the answer
+//     carries the commit. One is out at a time, at most 64 a tick.
 //   - Linearizable reads: the leader records its commit seq as the read
 //     index once its epoch's no-op is committed, confirms with a read-index
 //     round that a majority still follows it in its epoch (one round serves

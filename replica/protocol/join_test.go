@@ -82,12 +82,21 @@ func TestNewLeaderTellsItsNoOpCommitted(t *testing.T) {
 
 // TestFollowerAsksForCommit: a follower with a reader waiting for a seq
 // above the commit it knows asks its leader at once (a catch-up, which
-// the leader answers with its commit), one ask at a time until the
-// leader's next append; not for a seq it knows committed, nor as leader.
+// the leader answers with an append carrying its commit). One ask is out
+// at a time: a multicast does not answer it, the leader's append to the
+// follower does; an ask unanswered for a tick goes again, an answered one
+// does not (the leader's appends tell the rest); none for a seq it knows
+// committed, nor as leader.
 func TestFollowerAsksForCommit(t *testing.T) {
 	n, err := NewNode(DefaultConfig(2), Restart{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	asks := func(want int, what string) {
+		t.Helper()
+		if cs := catchUps(n.Ready()); len(cs) != want || want == 1 && cs[0].To != 1 {
+			t.Fatalf("%s: asks %+v, want %d to the leader", what, cs, want)
+		}
 	}
 	n.Ready()
 	n.Step(Message{Type: MsgView, From: 100, To: Multicast, View: &View{Epoch: 2, Leader: 1, Members: []NodeID{1, 2, 3}}})
@@ -96,27 +105,37 @@ func TestFollowerAsksForCommit(t *testing.T) {
 		Commit: 1, Last: Point{Epoch: 2, Seq: 2}})
 	n.Ready()
 	n.AskCommit(1)
-	if cs := catchUps(n.Ready()); len(cs) != 0 {
-		t.Fatalf("asked for seq 1, known committed: %+v", cs)
-	}
+	asks(0, "seq 1, known committed")
 	n.AskCommit(2)
-	cs := catchUps(n.Ready())
-	if len(cs) != 1 || cs[0].To != 1 || cs[0].Last.Seq != 2 {
-		t.Fatalf("asked for seq 2: %+v, want one catch-up to the leader from seq 2", cs)
-	}
+	asks(1, "seq 2")
 	n.AskCommit(3)
-	if cs := catchUps(n.Ready()); len(cs) != 0 {
-		t.Fatalf("asked again before the leader answered: %+v", cs)
+	asks(0, "seq 3 while an ask is out")
+	n.Step(Message{Type: MsgAppend, From: 1, To: Multicast, Epoch: 2, Prev: Point{Epoch: 2, Seq: 2}, Entries: []Entry{{Epoch: 2, Seq: 3}},
+		Commit: 1, Last: Point{Epoch: 2, Seq: 3}})
+	asks(0, "after a multicast, which does not answer the ask")
+	n.Tick()
+	asks(1, "a tick later, unanswered")
+	n.Step(Message{Type: MsgAppend, From: 1, To: 2, Epoch: 2, Prev: Point{Epoch: 2, Seq: 3}, Commit: 2, Last: Point{Epoch: 2, Seq: 3}})
+	n.Tick()
+	asks(0, "answered with commit 2, below seq 3: the leader's appends tell the rest")
+	n.Step(Message{Type: MsgAppend, From: 1, To: Multicast, Epoch: 2, Prev: Point{Epoch: 2, Seq: 3}, Commit: 3, Last: Point{Epoch: 2, Seq: 3}})
+	if st := n.Status(); st.Commit != 3 {
+		t.Fatalf("commit %d after the appends, want 3", st.Commit)
 	}
-	n.Step(Message{Type: MsgAppend, From: 1, To: 2, Epoch: 2, Prev: Point{Epoch: 2, Seq: 2}, Commit: 2, Last: Point{Epoch: 2, Seq: 2}})
-	n.Ready()
-	if st := n.Status(); st.Commit != 2 {
-		t.Fatalf("the leader's answer left commit at %d, want 2", st.Commit)
+	n.AskCommit(4)
+	asks(1, "seq 4")
+	sent := 1
+	for seq := uint64(5); seq < 5+2*maxAsks; seq++ { // answered each time, still at most maxAsks a tick
+		n.Step(Message{Type: MsgAppend, From: 1, To: 2, Epoch: 2, Prev: Point{Epoch: 2, Seq: 3}, Commit: 3, Last: Point{Epoch: 2, Seq: 3}})
+		n.AskCommit(seq)
+		sent += len(catchUps(n.Ready()))
 	}
-	n.AskCommit(3)
-	if cs := catchUps(n.Ready()); len(cs) != 1 {
-		t.Fatalf("after the leader's answer, asked for seq 3: %+v, want one catch-up", cs)
+	if sent != maxAsks {
+		t.Fatalf("%d asks in a tick, want %d", sent, maxAsks)
 	}
+	n.Tick()
+	n.AskCommit(30)
+	asks(1, "the next tick")
 
 	l, err := NewNode(DefaultConfig(1), Restart{})
 	if err != nil {
@@ -128,6 +147,31 @@ func TestFollowerAsksForCommit(t *testing.T) {
 	l.AskCommit(5)
 	if cs := catchUps(l.Ready()); len(cs) != 0 {
 		t.Fatalf("a leader asked: %+v", cs)
+	}
+}
+
+// TestStaleSnapshotNeededIgnored: a snapshot_needed that comes after the
+// follower's log came to match the leader's past the compacted point (an
+// append repaired it meanwhile) starts no snapshot; one for a follower
+// that is behind it does.
+func TestStaleSnapshotNeededIgnored(t *testing.T) {
+	n, err := NewNode(DefaultConfig(2), Restart{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Ready()
+	n.Step(Message{Type: MsgView, From: 100, To: Multicast, View: &View{Epoch: 2, Leader: 1, Members: []NodeID{1, 2, 3}}})
+	n.Ready()
+	n.Step(Message{Type: MsgAppend, From: 1, To: Multicast, Epoch: 2, Entries: []Entry{{Epoch: 2, Seq: 1}, {Epoch: 2, Seq: 2}, {Epoch: 2, Seq: 3}},
+		Commit: 1, Last: Point{Epoch: 2, Seq: 3}})
+	n.Ready()
+	n.Step(Message{Type: MsgSnapshotNeeded, From: 1, To: 2, Epoch: 2, Seq: 3})
+	if rd := n.Ready(); rd.Snapshot != nil {
+		t.Fatalf("a follower matching the leader up to 3 fetches a snapshot from 3: %+v", rd.Snapshot)
+	}
+	n.Step(Message{Type: MsgSnapshotNeeded, From: 1, To: 2, Epoch: 2, Seq: 8})
+	if rd := n.Ready(); rd.Snapshot == nil || rd.Snapshot.Seq != 8 {
+		t.Fatalf("a follower behind the leader's compacted point fetches %+v, want a snapshot from 8", rd.Snapshot)
 	}
 }
 

@@ -36,7 +36,9 @@ type Node struct {
 	match      uint64 // the log matches the leader's up to here
 	catchingUp bool   // a catch-up request is outstanding
 	catchUpAt  uint64 // tick it was sent
-	asked      bool   // AskCommit asked the leader; its next append answers
+	askFor     uint64 // a reader waits for this seq (AskCommit); 0: none
+	asked      bool   // an ask is out: the leader's next append to this node answers it
+	asks       int    // asks sent this tick (at most maxAsks)
 	snapshot   bool   // a snapshot fetch is outstanding
 	leaving    bool   // asked to leave the group
 	saidLeave  uint64 // the latest epoch whose promise said leaving
@@ -178,6 +180,11 @@ func (n *Node) Tick() {
 	}
 	if n.catchingUp && n.ticks-n.catchUpAt >= uint64(n.cfg.RetryTicks) {
 		n.sendCatchUp()
+	}
+	n.asks = 0
+	if n.asked { // unanswered for a tick: lost, ask again
+		n.asked = false
+		n.ask()
 	}
 	if n.lead != nil {
 		n.retryReadRound()
@@ -410,7 +417,7 @@ func (n *Node) adopt(epoch uint64, leader NodeID) {
 	}
 	n.epoch, n.leader, n.members = epoch, leader, nil
 	n.match = n.commit
-	n.catchingUp, n.snapshot, n.asked = false, false, false
+	n.catchingUp, n.snapshot, n.asked, n.askFor = false, false, false, 0
 	if n.hs.Epoch < epoch {
 		n.hs.Epoch = epoch
 		n.persistState()

@@ -89,9 +89,22 @@ func (s *sim) chaosStep() {
 		s.coordFault()
 	case r < 940:
 		s.fetchStep()
+	case r < 970:
+		s.askCommit()
 	default:
 		s.deliverOne(true)
 	}
+}
+
+// askCommit: a reader waits on a random node for a seq a little above
+// the commit it knows (a min_seq get), as replica.handleGet has it ask.
+func (s *sim) askCommit() {
+	sn := s.nodes[s.rng.Intn(len(s.nodes))]
+	if !sn.up {
+		return
+	}
+	sn.n.AskCommit(sn.n.Status().Commit + 1 + uint64(s.rng.Intn(4)))
+	s.flushNode(sn)
 }
 
 // calmStep runs the healed cluster: messages and disks keep up, time
@@ -107,6 +120,8 @@ func (s *sim) calmStep(clients bool) {
 		s.propose()
 	case r < 86 && clients:
 		s.read()
+	case r < 87 && clients:
+		s.askCommit()
 	case r < 88:
 		s.fetchStep()
 	case r < 90:
