@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"memstore/bus"
 	"memstore/replica/protocol"
 	"memstore/replica/storage/vfs"
@@ -44,63 +42,61 @@ func TestPutAnsweredBeforeApplied(t *testing.T) {
 	s := startStaleNodeWith(t, func(c *Config) { c.FS = fsys })
 	t.Cleanup(func() { close(fsys.open) }) // before the node closes
 	s.view(protocol.View{Epoch: 1, Leader: 1, Members: []protocol.NodeID{1}})
-	forward := func(op, body string) <-chan *nats.Msg {
-		out := make(chan *nats.Msg, 1)
-		go func() {
-			m, err := s.nc.Request(s.sub.Fwd(1, op), bus.EncodeForwarded([]bus.Forwarded{{User: "u", Data: []byte(body)}}), 10*time.Second)
-			if err != nil {
-				t.Errorf("%s %s: %v", op, body, err)
-			}
-			out <- m
-		}()
-		return out
-	}
-	reply := func(m *nats.Msg) string {
-		if m == nil {
-			return ""
-		}
-		reps, err := bus.DecodeReplies(m.Data, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(reps[0])
-	}
-
 	fsys.hold.Store(true)
-	put := forward(bus.OpPut, `{"path":"fresh","value":1}`)
+	put := s.forward(bus.OpPut, `{"path":"fresh","value":1}`)
 	var got string
 	select {
-	case m := <-put:
-		got = reply(m)
+	case got = <-put:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the put was not answered while its apply was held")
 	}
 	if !strings.Contains(got, `"ok":true`) {
 		t.Fatalf("put: %s", got)
 	}
-	get := forward(bus.OpGet, `{"path":"fresh"}`)
+	get := s.forward(bus.OpGet, `{"path":"fresh"}`)
 	select {
-	case m := <-get:
-		t.Fatalf("a get after the put was answered before the put was applied: %s", reply(m))
+	case got := <-get:
+		t.Fatalf("a get after the put was answered before the put was applied: %s", got)
 	case <-time.After(200 * time.Millisecond):
 	}
 	fsys.gate <- struct{}{}
-	if got := reply(<-get); !strings.Contains(got, `"value":1`) {
+	if got := <-get; !strings.Contains(got, `"value":1`) {
 		t.Fatalf("get after the put: %s", got)
 	}
 
-	keyed := forward(bus.OpPut, `{"path":"fresh2","value":2,"source":"s","source_seq":1}`)
+	keyed := s.forward(bus.OpPut, `{"path":"fresh2","value":2,"source":"s","source_seq":1}`)
 	select {
-	case m := <-keyed:
-		t.Fatalf("a keyed put was answered before it was applied: %s", reply(m))
+	case got := <-keyed:
+		t.Fatalf("a keyed put was answered before it was applied: %s", got)
 	case <-time.After(200 * time.Millisecond):
 	}
 	fsys.gate <- struct{}{}
-	if got := reply(<-keyed); !strings.Contains(got, `"ok":true`) || strings.Contains(got, "duplicate") {
+	if got := <-keyed; !strings.Contains(got, `"ok":true`) || strings.Contains(got, "duplicate") {
 		t.Fatalf("keyed put: %s", got)
 	}
 	fsys.hold.Store(false)
-	if got := reply(<-forward(bus.OpPut, `{"path":"fresh2","value":2,"source":"s","source_seq":1}`)); !strings.Contains(got, `"duplicate":true`) {
+	if got := <-s.forward(bus.OpPut, `{"path":"fresh2","value":2,"source":"s","source_seq":1}`); !strings.Contains(got, `"duplicate":true`) {
 		t.Fatalf("keyed put sent again: %s", got)
 	}
+}
+
+// forward sends the node a forwarded request of op, as the router does,
+// and hands over its reply ("" if none came in 10 s).
+func (s *staleNode) forward(op, body string) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		defer close(out)
+		m, err := s.nc.Request(s.sub.Fwd(1, op), bus.EncodeForwarded([]bus.Forwarded{{User: "u", Data: []byte(body)}}), 10*time.Second)
+		if err != nil {
+			s.t.Errorf("%s %s: %v", op, body, err)
+			return
+		}
+		reps, err := bus.DecodeReplies(m.Data, 1)
+		if err != nil {
+			s.t.Errorf("%s %s: %v", op, body, err)
+			return
+		}
+		out <- string(reps[0])
+	}()
+	return out
 }

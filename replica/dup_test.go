@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"memstore/bus"
 	"memstore/replica/protocol"
 )
@@ -47,17 +45,8 @@ func TestDeposedLeaderAnswersDuplicate(t *testing.T) {
 	appended(1) // the epoch's no-op
 	send(protocol.Message{Type: protocol.MsgAck, From: 2, To: 1, Epoch: 1, Seq: 1})
 
-	put := func() <-chan *nats.Msg {
-		out := make(chan *nats.Msg, 1)
-		go func() {
-			m, err := s.nc.Request(s.sub.Fwd(1, bus.OpPut),
-				bus.EncodeForwarded([]bus.Forwarded{{User: "u", Data: []byte(`{"path":"a","value":1,"source":"s","source_seq":1}`)}}), 10*time.Second)
-			if err != nil {
-				t.Errorf("put: %v", err)
-			}
-			out <- m
-		}()
-		return out
+	put := func() <-chan string {
+		return s.forward(bus.OpPut, `{"path":"a","value":1,"source":"s","source_seq":1}`)
 	}
 	first := put()
 	appended(2)
@@ -67,26 +56,10 @@ func TestDeposedLeaderAnswersDuplicate(t *testing.T) {
 	s.view(protocol.View{Epoch: 2, Leader: 2, Members: []protocol.NodeID{1, 2}})
 	send(protocol.Message{Type: protocol.MsgAppend, From: 2, To: 1, Epoch: 2, Prev: protocol.Point{Epoch: 1, Seq: 3},
 		Entries: []protocol.Entry{{Epoch: 2, Seq: 4}}, Commit: 4, Last: protocol.Point{Epoch: 2, Seq: 4}})
-	reply := func(c <-chan *nats.Msg) string {
-		select {
-		case m := <-c:
-			if m == nil {
-				return ""
-			}
-			reps, err := bus.DecodeReplies(m.Data, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return string(reps[0])
-		case <-time.After(10 * time.Second):
-			t.Fatal("no answer")
-		}
-		return ""
-	}
-	if got := reply(first); !strings.Contains(got, `"seq":2`) || strings.Contains(got, "duplicate") {
+	if got := <-first; !strings.Contains(got, `"seq":2`) || strings.Contains(got, "duplicate") {
 		t.Errorf("the first put: %s, want seq 2", got)
 	}
-	if got := reply(again); !strings.Contains(got, `"duplicate":true`) || !strings.Contains(got, `"seq":2`) {
+	if got := <-again; !strings.Contains(got, `"duplicate":true`) || !strings.Contains(got, `"seq":2`) {
 		t.Errorf("the put sent again: %s, want a duplicate of seq 2", got)
 	}
 }
