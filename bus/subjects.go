@@ -72,6 +72,16 @@ const HeaderBatch = "Ms-Batch"
 // refused as bad_request.
 const MaxBatchGets = 1000
 
+// SplitGetBatch takes a batch of gets (HeaderBatch) apart: 1 to
+// MaxBatchGets frames, aliasing b, or bad_request.
+func SplitGetBatch(b []byte) ([][]byte, *Error) {
+	gets, err := SplitFrames(b)
+	if err != nil || len(gets) == 0 || len(gets) > MaxBatchGets {
+		return nil, Errorf(CodeBadRequest, "a batch of gets that is not frames of 1 to %d gets", MaxBatchGets)
+	}
+	return gets, nil
+}
+
 // Queue groups.
 const (
 	// RouterQueue is the queue group the routers serve ms.api.<op> in.

@@ -225,9 +225,8 @@ func settled(rep []byte) (code string, again bool, why string) {
 // limit, as a batch of puts is. It returns the reply and each get's code
 // (one code for a batch refused whole).
 func (r *Router) forwardGets(data []byte, user string, timeout time.Duration) ([]byte, []string) {
-	gets, err := bus.SplitFrames(data)
-	if err != nil || len(gets) == 0 || len(gets) > bus.MaxBatchGets {
-		e := bus.Errorf(bus.CodeBadRequest, "a batch of gets that is not frames of 1 to %d gets", bus.MaxBatchGets)
+	gets, e := bus.SplitGetBatch(data)
+	if e != nil {
 		return bus.ErrorReply(e), []string{e.Code}
 	}
 	codes := make([]string, len(gets))

@@ -479,9 +479,9 @@ func (n *Node) serveStaleGet(m *nats.Msg) {
 		n.staleGet(m, m.Data, func(b []byte) { _ = m.Respond(b) })
 		return
 	}
-	gets, err := bus.SplitFrames(m.Data)
-	if err != nil || len(gets) == 0 || len(gets) > bus.MaxBatchGets {
-		_ = m.Respond(bus.ErrorReply(bus.Errorf(bus.CodeBadRequest, "a batch of gets on %s that is not frames of 1 to %d gets", m.Subject, bus.MaxBatchGets)))
+	gets, e := bus.SplitGetBatch(m.Data)
+	if e != nil {
+		_ = m.Respond(bus.ErrorReply(e))
 		return
 	}
 	replies := newBatchReply(m, len(gets), int(n.nc.MaxPayload()), true, n.log)
